@@ -1,0 +1,270 @@
+//! The `Broker` trait: pub/sub, reliable priority queues, and the probes the
+//! health checker needs. [`redis::RedisBroker`] is the production backend;
+//! [`memory::MemoryBroker`] is the embedded one for zero-setup runs. Both pass
+//! one conformance suite (`bus/tests/conformance.rs`).
+//!
+//! Names here are broker-level names (see [`crate::message::names`]); a broker
+//! may add its own namespace in front, and strips it again on delivery.
+
+pub mod clock;
+pub mod memory;
+pub mod pattern;
+pub mod redis;
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+
+use crate::message::AgentMessage;
+
+/// Highest queue priority; priorities run 0..=255, higher first.
+pub const MAX_PRIORITY: u8 = u8::MAX;
+
+/// How many deliveries a node's subscriber buffers before the broker waits
+/// for the node to catch up (backpressure, never a silent drop).
+pub const DELIVERY_BUFFER: usize = 8192;
+
+/// What went wrong talking to a broker.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("redis: {0}")]
+    Redis(#[from] ::redis::RedisError),
+    #[error("message {id} in queue {queue} is not valid JSON: {source}")]
+    Corrupt {
+        queue: String,
+        id: String,
+        source: serde_json::Error,
+    },
+    #[error("the broker's subscription task has stopped")]
+    Closed,
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("queue {queue} is full ({limit} messages held); {added} of the batch were added")]
+    QueueFull {
+        queue: String,
+        limit: u64,
+        added: usize,
+    },
+}
+
+pub type Result<T, E = BrokerError> = std::result::Result<T, E>;
+
+/// One pub/sub message as a node receives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// Broker-level channel it was published to.
+    pub channel: String,
+    /// The pattern that matched, for pattern subscriptions.
+    pub pattern: Option<String>,
+    /// The published bytes, shared without copying by every local recipient.
+    pub payload: Bytes,
+}
+
+/// Changes the set of channels and patterns one node listens to.
+/// Calls return once the broker has confirmed the change, so a publish made
+/// after `subscribe` returns is received.
+#[async_trait]
+pub trait Subscriber: Send + Sync + Debug {
+    async fn subscribe(&self, channels: &[String]) -> Result<()>;
+    async fn unsubscribe(&self, channels: &[String]) -> Result<()>;
+    async fn psubscribe(&self, patterns: &[String]) -> Result<()>;
+    async fn punsubscribe(&self, patterns: &[String]) -> Result<()>;
+}
+
+/// A node's subscription: the control half and the bounded stream of what
+/// arrives. Dropping both ends the subscription.
+#[derive(Debug)]
+pub struct Subscription {
+    pub control: Arc<dyn Subscriber>,
+    pub deliveries: mpsc::Receiver<Delivery>,
+}
+
+/// How rejected and timed-out messages are retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryPolicy {
+    /// A message is handed out at most this many times; then it is
+    /// dead-lettered.
+    pub max_attempts: u32,
+    /// Delay before the first retry; doubles with each attempt.
+    pub base_backoff: Duration,
+    /// Upper bound of the retry delay.
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            base_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Delay before retrying a message that has been handed out `attempts`
+    /// times: `base * 2^(attempts-1)`, capped at `max_backoff`.
+    pub fn backoff(&self, attempts: u32) -> Duration {
+        let exp = attempts.saturating_sub(1).min(30);
+        self.base_backoff
+            .saturating_mul(1u32 << exp)
+            .min(self.max_backoff)
+    }
+}
+
+/// A message handed to one consumer, invisible to others until `deadline_ms`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claimed {
+    /// The message, with `attempts` counting this claim.
+    pub message: AgentMessage,
+    /// Clock time (ms) after which the claim may be reclaimed.
+    pub deadline_ms: u64,
+}
+
+/// What `reject` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum RejectOutcome {
+    /// Back in the queue after `delay_ms`.
+    Requeued { delay_ms: u64, attempts: u32 },
+    /// Moved to the dead-letter queue.
+    DeadLettered { attempts: u32 },
+}
+
+/// What a reclaim pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReclaimOutcome {
+    pub requeued: u64,
+    pub dead_lettered: u64,
+}
+
+/// A message in the dead-letter queue with why it is there.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub message: AgentMessage,
+    pub reason: String,
+    pub dead_at_ms: u64,
+}
+
+/// Where the messages of one queue are.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueStats {
+    /// Claimable now.
+    pub ready: u64,
+    /// Claimed, awaiting ack or the visibility deadline.
+    pub processing: u64,
+    /// Rejected, waiting out their backoff.
+    pub delayed: u64,
+    /// Dead-lettered.
+    pub dead: u64,
+}
+
+/// A message broker: pub/sub plus reliable priority queues.
+///
+/// Queue contract: a message leaves its queue only when acked. Claims move
+/// messages to *processing* with a visibility deadline; claims past their
+/// deadline are reclaimed (lazily by every `claim`, or by `reclaim`). Higher
+/// priority first, FIFO within one priority.
+#[async_trait]
+pub trait Broker: Send + Sync + Debug + 'static {
+    /// `"redis"` or `"memory"`, for logs and reports.
+    fn kind(&self) -> &'static str;
+
+    /// Publishes to a channel; returns how many subscriptions received it
+    /// (nodes, not agents: each node fans out locally).
+    async fn publish(&self, channel: &str, payload: Bytes) -> Result<usize>;
+
+    /// Opens a node subscription (for Redis, one dedicated pub/sub
+    /// connection that resubscribes after reconnects).
+    async fn subscribe(&self) -> Result<Subscription>;
+
+    /// Adds messages to a queue (one round trip for the batch) and returns
+    /// how many were added. A message whose id is already in the queue is
+    /// skipped, so retries are safe. A queue holds at most `max_len` messages
+    /// in any state, dead letters included; past that the rest of the batch
+    /// is refused with [`BrokerError::QueueFull`].
+    async fn enqueue(&self, queue: &str, messages: &[AgentMessage], max_len: u64) -> Result<usize>;
+
+    /// Claims up to `max` messages for `visibility`. First reclaims expired
+    /// claims and promotes delayed messages whose backoff has passed.
+    async fn claim(
+        &self,
+        queue: &str,
+        max: usize,
+        visibility: Duration,
+        policy: &RetryPolicy,
+    ) -> Result<Vec<Claimed>>;
+
+    /// Waits until work may be available in `queue` (an enqueue somewhere, or
+    /// `timeout`). Spurious returns are allowed; callers claim and wait again.
+    async fn wait_for_work(&self, queue: &str, timeout: Duration) -> Result<()>;
+
+    /// Removes a message wherever it waits (processing, ready or delayed).
+    /// Returns false when the queue does not hold it.
+    async fn ack(&self, queue: &str, id: &str) -> Result<bool>;
+
+    /// Gives a claimed message back: requeued after backoff while attempts
+    /// remain and `requeue` is set, dead-lettered with `reason` otherwise.
+    /// `None` when the message is not currently claimed.
+    async fn reject(
+        &self,
+        queue: &str,
+        id: &str,
+        reason: &str,
+        requeue: bool,
+        policy: &RetryPolicy,
+    ) -> Result<Option<RejectOutcome>>;
+
+    /// Returns claims past their deadline to the queue (or the dead-letter
+    /// queue once out of attempts).
+    async fn reclaim(&self, queue: &str, policy: &RetryPolicy) -> Result<ReclaimOutcome>;
+
+    async fn stats(&self, queue: &str) -> Result<QueueStats>;
+
+    /// The oldest `limit` dead letters.
+    async fn dead_letters(&self, queue: &str, limit: usize) -> Result<Vec<DeadLetter>>;
+
+    /// Every queue that has been enqueued to.
+    async fn queues(&self) -> Result<Vec<String>>;
+
+    /// Round trip to the broker.
+    async fn ping(&self) -> Result<()>;
+
+    /// Writes `value` under `key` (with a short expiry) and reads it back.
+    async fn write_read(&self, key: &str, value: &[u8]) -> Result<Vec<u8>>;
+}
+
+/// Parses a stored message, naming the queue and id when it is corrupt.
+pub(crate) fn decode_message(queue: &str, id: &str, body: &[u8]) -> Result<AgentMessage> {
+    serde_json::from_slice(body).map_err(|source| BrokerError::Corrupt {
+        queue: queue.to_owned(),
+        id: id.to_owned(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let p = RetryPolicy {
+            max_attempts: 10,
+            base_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(1),
+        };
+        assert_eq!(p.backoff(1), Duration::from_millis(100));
+        assert_eq!(p.backoff(2), Duration::from_millis(200));
+        assert_eq!(p.backoff(4), Duration::from_millis(800));
+        assert_eq!(p.backoff(5), Duration::from_secs(1));
+        assert_eq!(p.backoff(1000), Duration::from_secs(1));
+    }
+}

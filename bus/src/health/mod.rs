@@ -1,0 +1,404 @@
+//! The `HealthChecker`: the bus measuring itself. Four probes through the
+//! same paths agents use (PING, write/read, a pub/sub round trip through the
+//! node's subscription, a queue enqueue → claim → ack), each judged against
+//! latency thresholds (default 50 ms warning, 200 ms critical), with a
+//! latency history per probe and a background loop.
+
+mod history;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+pub use self::history::{LatencyHistory, LatencyStats};
+use crate::message::AgentMessage;
+use crate::message::names::Channel;
+use crate::router::{DeliverySink, Dispatched, MessageRouter};
+
+/// Latency above `warning` makes a probe degraded, above `critical`
+/// unhealthy. A latency exactly at a threshold is still on the good side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthThresholds {
+    pub warning: Duration,
+    pub critical: Duration,
+}
+
+impl Default for HealthThresholds {
+    fn default() -> Self {
+        Self {
+            warning: Duration::from_millis(50),
+            critical: Duration::from_millis(200),
+        }
+    }
+}
+
+impl HealthThresholds {
+    /// The status a single latency earns.
+    pub fn judge(&self, latency: Duration) -> HealthStatus {
+        if latency > self.critical {
+            HealthStatus::Unhealthy
+        } else if latency > self.warning {
+            HealthStatus::Degraded
+        } else {
+            HealthStatus::Healthy
+        }
+    }
+}
+
+/// Ordered from best to worst, so `max` gives the overall status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthStatus {
+    Healthy,
+    Degraded,
+    Unhealthy,
+}
+
+impl fmt::Display for HealthStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            HealthStatus::Healthy => "healthy",
+            HealthStatus::Degraded => "degraded",
+            HealthStatus::Unhealthy => "unhealthy",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckKind {
+    Ping,
+    WriteRead,
+    PubSub,
+    Queue,
+}
+
+impl CheckKind {
+    pub const ALL: [CheckKind; 4] = [
+        CheckKind::Ping,
+        CheckKind::WriteRead,
+        CheckKind::PubSub,
+        CheckKind::Queue,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckKind::Ping => "ping",
+            CheckKind::WriteRead => "write_read",
+            CheckKind::PubSub => "pubsub",
+            CheckKind::Queue => "queue",
+        }
+    }
+}
+
+/// One probe's outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckResult {
+    pub check: CheckKind,
+    pub status: HealthStatus,
+    pub latency_ms: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Summary of this probe's recent latencies.
+    pub history: LatencyStats,
+}
+
+/// A full health check of one node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthReport {
+    pub status: HealthStatus,
+    pub node: String,
+    pub broker: String,
+    pub checked_at_us: u64,
+    pub thresholds_ms: (f64, f64),
+    pub checks: Vec<CheckResult>,
+}
+
+/// Probes the broker through the router. Clones share state.
+#[derive(Clone)]
+pub struct HealthChecker {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    router: MessageRouter,
+    node: String,
+    thresholds: HealthThresholds,
+    /// A probe slower than this counts as failed.
+    timeout: Duration,
+    histories: Mutex<HashMap<CheckKind, LatencyHistory>>,
+    last: Mutex<Option<HealthReport>>,
+    /// Serializes checks so pub/sub probes never read each other's echoes.
+    running: tokio::sync::Mutex<Echo>,
+}
+
+/// The pub/sub probe's receiving end.
+struct Echo {
+    subscribed: bool,
+    rx: mpsc::Receiver<Bytes>,
+    sink: Arc<dyn DeliverySink>,
+}
+
+struct EchoSink(mpsc::Sender<Bytes>);
+
+impl DeliverySink for EchoSink {
+    fn deliver(&self, dispatched: &Dispatched<'_>) {
+        // A full buffer means stale echoes nobody waits for; dropping is fine.
+        let _ = self.0.try_send(dispatched.delivery.payload.clone());
+    }
+}
+
+impl fmt::Debug for HealthChecker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HealthChecker")
+            .field("node", &self.inner.node)
+            .field("thresholds", &self.inner.thresholds)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How many latencies each probe remembers.
+const HISTORY: usize = 100;
+
+impl HealthChecker {
+    pub fn new(
+        router: MessageRouter,
+        node: impl Into<String>,
+        thresholds: HealthThresholds,
+    ) -> Self {
+        let (tx, rx) = mpsc::channel(16);
+        Self {
+            inner: Arc::new(Inner {
+                router,
+                node: node.into(),
+                thresholds,
+                timeout: (thresholds.critical * 5).max(Duration::from_secs(1)),
+                histories: Mutex::default(),
+                last: Mutex::default(),
+                running: tokio::sync::Mutex::new(Echo {
+                    subscribed: false,
+                    rx,
+                    sink: Arc::new(EchoSink(tx)),
+                }),
+            }),
+        }
+    }
+
+    pub fn thresholds(&self) -> HealthThresholds {
+        self.inner.thresholds
+    }
+
+    /// The most recent report, if any check has run.
+    pub fn last_report(&self) -> Option<HealthReport> {
+        self.inner.last.lock().expect("lock").clone()
+    }
+
+    /// Latency summary of every probe's history.
+    pub fn latency_stats(&self) -> HashMap<CheckKind, LatencyStats> {
+        let histories = self.inner.histories.lock().expect("lock");
+        histories.iter().map(|(k, h)| (*k, h.stats())).collect()
+    }
+
+    /// Runs all four probes now.
+    pub async fn check(&self) -> HealthReport {
+        let mut echo = self.inner.running.lock().await;
+        let mut checks = Vec::with_capacity(4);
+        for kind in CheckKind::ALL {
+            let started = Instant::now();
+            let outcome =
+                tokio::time::timeout(self.inner.timeout, self.probe(kind, &mut echo)).await;
+            let latency = started.elapsed();
+            let error = match outcome {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e),
+                Err(_) => Some(format!("timed out after {:?}", self.inner.timeout)),
+            };
+            checks.push(self.record(kind, latency, error));
+        }
+        let report = HealthReport {
+            status: checks
+                .iter()
+                .map(|c| c.status)
+                .max()
+                .unwrap_or(HealthStatus::Healthy),
+            node: self.inner.node.clone(),
+            broker: self.inner.router.broker().kind().to_owned(),
+            checked_at_us: crate::message::now_micros(),
+            thresholds_ms: (
+                self.inner.thresholds.warning.as_secs_f64() * 1000.0,
+                self.inner.thresholds.critical.as_secs_f64() * 1000.0,
+            ),
+            checks,
+        };
+        *self.inner.last.lock().expect("lock") = Some(report.clone());
+        report
+    }
+
+    fn record(&self, check: CheckKind, latency: Duration, error: Option<String>) -> CheckResult {
+        let mut histories = self.inner.histories.lock().expect("lock");
+        let history = histories
+            .entry(check)
+            .or_insert_with(|| LatencyHistory::new(HISTORY));
+        history.record(latency);
+        CheckResult {
+            check,
+            status: if error.is_some() {
+                HealthStatus::Unhealthy
+            } else {
+                self.inner.thresholds.judge(latency)
+            },
+            latency_ms: latency.as_secs_f64() * 1000.0,
+            error,
+            history: history.stats(),
+        }
+    }
+
+    async fn probe(&self, kind: CheckKind, echo: &mut Echo) -> Result<(), String> {
+        let router = &self.inner.router;
+        let node = &self.inner.node;
+        match kind {
+            CheckKind::Ping => router.broker().ping().await.map_err(|e| e.to_string()),
+            CheckKind::WriteRead => {
+                let value = crate::message::new_id();
+                let read = router
+                    .broker()
+                    .write_read(&format!("health:{node}"), value.as_bytes())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if read == value.as_bytes() {
+                    Ok(())
+                } else {
+                    Err("read back a different value than written".into())
+                }
+            }
+            CheckKind::PubSub => self.probe_pubsub(echo).await,
+            CheckKind::Queue => self.probe_queue().await,
+        }
+    }
+
+    async fn probe_pubsub(&self, echo: &mut Echo) -> Result<(), String> {
+        let router = &self.inner.router;
+        let channel = Channel::Internal(format!("health:{}", self.inner.node));
+        if !echo.subscribed {
+            let id = router.next_sink_id();
+            router
+                .subscribe(id, &echo.sink, std::slice::from_ref(&channel))
+                .await
+                .map_err(|e| e.to_string())?;
+            echo.subscribed = true;
+        }
+        let nonce = Bytes::from(crate::message::new_id());
+        router
+            .publish_raw(&channel, nonce.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        loop {
+            match echo.rx.recv().await {
+                Some(got) if got == nonce => return Ok(()),
+                Some(_) => continue,
+                None => return Err("echo channel closed".into()),
+            }
+        }
+    }
+
+    async fn probe_queue(&self) -> Result<(), String> {
+        let router = &self.inner.router;
+        let queue = format!("internal:health/{}", self.inner.node);
+        let probe = AgentMessage::new("health", serde_json::Value::Null);
+        router
+            .enqueue(&queue, std::slice::from_ref(&probe))
+            .await
+            .map_err(|e| e.to_string())?;
+        let claimed = router.claim(&queue, 16).await.map_err(|e| e.to_string())?;
+        let mut found = false;
+        for c in &claimed {
+            found |= c.message.id == probe.id;
+            router
+                .ack(&queue, &c.message.id)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        if found {
+            Ok(())
+        } else {
+            Err("the probe message was not claimed back".into())
+        }
+    }
+
+    /// Checks every `interval` until `stop` is cancelled.
+    pub fn spawn(
+        &self,
+        interval: Duration,
+        stop: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        let checker = self.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = ticks.tick() => {
+                        let report = checker.check().await;
+                        if report.status != HealthStatus::Healthy {
+                            tracing::warn!(status = %report.status, "health check");
+                        }
+                    }
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn judging_at_the_threshold_edges() {
+        let t = HealthThresholds::default();
+        assert_eq!(t.judge(ms(0)), HealthStatus::Healthy);
+        assert_eq!(t.judge(ms(50)), HealthStatus::Healthy);
+        assert_eq!(
+            t.judge(ms(50) + Duration::from_micros(1)),
+            HealthStatus::Degraded
+        );
+        assert_eq!(t.judge(ms(200)), HealthStatus::Degraded);
+        assert_eq!(
+            t.judge(ms(200) + Duration::from_micros(1)),
+            HealthStatus::Unhealthy
+        );
+    }
+
+    #[test]
+    fn custom_thresholds_apply() {
+        let t = HealthThresholds {
+            warning: ms(5),
+            critical: ms(10),
+        };
+        assert_eq!(t.judge(ms(5)), HealthStatus::Healthy);
+        assert_eq!(t.judge(ms(6)), HealthStatus::Degraded);
+        assert_eq!(t.judge(ms(11)), HealthStatus::Unhealthy);
+    }
+
+    #[test]
+    fn worst_status_wins() {
+        let all = [
+            HealthStatus::Healthy,
+            HealthStatus::Unhealthy,
+            HealthStatus::Degraded,
+        ];
+        assert_eq!(all.iter().max(), Some(&HealthStatus::Unhealthy));
+    }
+}

@@ -1,0 +1,319 @@
+//! The `MessageRouter`: what one bus node does with messages, independent of
+//! how agents reach it. Subscriptions of local sinks, publish to a topic,
+//! direct messages honouring the delivery mode, workspace and global
+//! broadcasts, inboxes, and queues with their retry policy.
+
+mod subscriptions;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use self::subscriptions::LocalSubscriptions;
+pub use self::subscriptions::{DeliverySink, Dispatched, SinkId, SubscriptionError};
+use crate::broker::{
+    Broker, BrokerError, Claimed, DeadLetter, QueueStats, ReclaimOutcome, RejectOutcome,
+    RetryPolicy,
+};
+use crate::message::names::{self, Channel};
+use crate::message::{AgentMessage, DeliveryMode};
+
+/// Payload published on an inbox channel to tell the recipient's node that
+/// its inbox queue has work (queue-mode direct messages). Never valid JSON
+/// of a message, so sinks can tell it apart.
+pub const INBOX_WAKE: &[u8] = b"wake";
+
+/// Longest single wait inside a blocking dequeue, so delayed and reclaimed
+/// messages (which publish no wake-up) are picked up within this bound.
+const DEQUEUE_POLL: Duration = Duration::from_millis(200);
+
+/// Queue and inbox settings of one node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouterConfig {
+    pub retry: RetryPolicy,
+    /// How long a claimed message stays invisible before it is reclaimed.
+    pub visibility: Duration,
+    /// Most messages one queue holds (all states, dead letters included).
+    pub queue_max_len: u64,
+    /// Most messages one agent's inbox holds.
+    pub inbox_max_len: u64,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        Self {
+            retry: RetryPolicy::default(),
+            visibility: Duration::from_secs(30),
+            queue_max_len: 1_000_000,
+            inbox_max_len: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RouterError {
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    #[error(transparent)]
+    Subscription(#[from] SubscriptionError),
+}
+
+pub type Result<T, E = RouterError> = std::result::Result<T, E>;
+
+/// What happened to a direct message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectOutcome {
+    /// Nodes that had the recipient subscribed when it was published.
+    pub live: usize,
+    /// Whether a copy was stored in the recipient's inbox queue.
+    pub stored: bool,
+}
+
+/// One node's router. Clones share the node's broker subscription.
+#[derive(Debug, Clone)]
+pub struct MessageRouter {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    broker: Arc<dyn Broker>,
+    config: RouterConfig,
+    subscriptions: LocalSubscriptions,
+    next_sink: AtomicU64,
+}
+
+impl MessageRouter {
+    /// Opens the node's broker subscription and starts its tasks; they stop
+    /// when the last clone of the router is dropped.
+    pub async fn new(broker: Arc<dyn Broker>, config: RouterConfig) -> Result<Self> {
+        let subscription = broker.subscribe().await?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                broker,
+                config,
+                subscriptions: LocalSubscriptions::start(subscription),
+                next_sink: AtomicU64::new(1),
+            }),
+        })
+    }
+
+    pub fn broker(&self) -> &Arc<dyn Broker> {
+        &self.inner.broker
+    }
+
+    pub fn config(&self) -> &RouterConfig {
+        &self.inner.config
+    }
+
+    /// A fresh id for a local sink.
+    pub fn next_sink_id(&self) -> SinkId {
+        self.inner.next_sink.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Subscribes a local sink to channels; returns once the broker delivers
+    /// them to this node.
+    pub async fn subscribe(
+        &self,
+        id: SinkId,
+        sink: &Arc<dyn DeliverySink>,
+        channels: &[Channel],
+    ) -> Result<()> {
+        let keys: Vec<String> = channels.iter().map(Channel::key).collect();
+        Ok(self.inner.subscriptions.subscribe(id, sink, &keys).await?)
+    }
+
+    /// Subscribes a local sink to broker-level patterns (made by
+    /// [`names::resolve_pattern`]).
+    pub async fn psubscribe(
+        &self,
+        id: SinkId,
+        sink: &Arc<dyn DeliverySink>,
+        patterns: &[String],
+    ) -> Result<()> {
+        Ok(self
+            .inner
+            .subscriptions
+            .psubscribe(id, sink, patterns)
+            .await?)
+    }
+
+    pub async fn unsubscribe(&self, id: SinkId, channels: &[Channel]) {
+        let keys: Vec<String> = channels.iter().map(Channel::key).collect();
+        self.inner.subscriptions.unsubscribe(id, &keys).await;
+    }
+
+    pub async fn punsubscribe(&self, id: SinkId, patterns: &[String]) {
+        self.inner.subscriptions.punsubscribe(id, patterns).await;
+    }
+
+    /// Channels and patterns this node holds at the broker.
+    pub fn subscription_counts(&self) -> (usize, usize) {
+        self.inner.subscriptions.counts()
+    }
+
+    /// Publishes `message` on `channel` (setting its topic and workspace from
+    /// the channel); returns the number of nodes that received it.
+    pub async fn publish(&self, channel: &Channel, mut message: AgentMessage) -> Result<usize> {
+        message.topic = channel.wire_name();
+        message.workspace = channel.workspace().map(str::to_owned);
+        self.publish_raw(channel, Bytes::from(message.to_json()))
+            .await
+    }
+
+    /// Publishes bytes as they are (already a serialized message).
+    pub async fn publish_raw(&self, channel: &Channel, payload: Bytes) -> Result<usize> {
+        Ok(self.inner.broker.publish(&channel.key(), payload).await?)
+    }
+
+    /// Sends `message` to agent `to` in `workspace`:
+    /// - `Pubsub`: live; stored in the inbox only when no node has the agent.
+    /// - `Queue`: stored in the inbox queue; the agent's node is woken to
+    ///   hand it over as a job (acked by the agent).
+    /// - `Both`: live and stored; the agent dedupes by id.
+    pub async fn send_direct(
+        &self,
+        workspace: &str,
+        to: &str,
+        mut message: AgentMessage,
+        mode: DeliveryMode,
+    ) -> Result<DirectOutcome> {
+        let channel = names::inbox_channel(workspace, to);
+        message.to = Some(to.to_owned());
+        message.topic = channel.wire_name();
+        message.workspace = Some(workspace.to_owned());
+        let queue = names::inbox_queue(workspace, to);
+        let max = self.inner.config.inbox_max_len;
+        let broker = &self.inner.broker;
+        match mode {
+            DeliveryMode::Pubsub => {
+                let live = self
+                    .publish_raw(&channel, Bytes::from(message.to_json()))
+                    .await?;
+                let stored = live == 0;
+                if stored {
+                    broker.enqueue(&queue, &[message], max).await?;
+                }
+                Ok(DirectOutcome { live, stored })
+            }
+            DeliveryMode::Queue => {
+                broker.enqueue(&queue, &[message], max).await?;
+                let live = self
+                    .publish_raw(&channel, Bytes::from_static(INBOX_WAKE))
+                    .await?;
+                Ok(DirectOutcome { live, stored: true })
+            }
+            DeliveryMode::Both => {
+                broker.enqueue(&queue, &[message.clone()], max).await?;
+                let live = self
+                    .publish_raw(&channel, Bytes::from(message.to_json()))
+                    .await?;
+                Ok(DirectOutcome { live, stored: true })
+            }
+        }
+    }
+
+    /// Sends to every agent of `workspace`.
+    pub async fn broadcast_workspace(
+        &self,
+        workspace: &str,
+        message: AgentMessage,
+    ) -> Result<usize> {
+        self.publish(&names::workspace_channel(workspace), message)
+            .await
+    }
+
+    /// Sends to every agent on the bus.
+    pub async fn broadcast_global(&self, message: AgentMessage) -> Result<usize> {
+        self.publish(&Channel::Broadcast, message).await
+    }
+
+    /// Claims up to `max` messages waiting in an agent's inbox (delivered on
+    /// connect; each must be acked on the inbox queue or it comes back after
+    /// the visibility timeout).
+    pub async fn pending(&self, workspace: &str, agent: &str, max: usize) -> Result<Vec<Claimed>> {
+        self.claim(&names::inbox_queue(workspace, agent), max).await
+    }
+
+    /// Adds messages to a broker-level queue (see [`names::resolve_queue`]).
+    pub async fn enqueue(&self, queue: &str, messages: &[AgentMessage]) -> Result<usize> {
+        Ok(self
+            .inner
+            .broker
+            .enqueue(queue, messages, self.inner.config.queue_max_len)
+            .await?)
+    }
+
+    /// Claims up to `max` messages without waiting.
+    pub async fn claim(&self, queue: &str, max: usize) -> Result<Vec<Claimed>> {
+        let config = &self.inner.config;
+        Ok(self
+            .inner
+            .broker
+            .claim(queue, max, config.visibility, &config.retry)
+            .await?)
+    }
+
+    /// Claims up to `max` messages, waiting up to `wait` for the first one.
+    /// Idle waiters sleep on the broker's wake-ups rather than polling.
+    pub async fn dequeue(&self, queue: &str, max: usize, wait: Duration) -> Result<Vec<Claimed>> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let claimed = self.claim(queue, max).await?;
+            let now = Instant::now();
+            if !claimed.is_empty() || now >= deadline {
+                return Ok(claimed);
+            }
+            let nap = (deadline - now).min(DEQUEUE_POLL);
+            self.inner.broker.wait_for_work(queue, nap).await?;
+        }
+    }
+
+    pub async fn ack(&self, queue: &str, id: &str) -> Result<bool> {
+        Ok(self.inner.broker.ack(queue, id).await?)
+    }
+
+    pub async fn reject(
+        &self,
+        queue: &str,
+        id: &str,
+        reason: &str,
+        requeue: bool,
+    ) -> Result<Option<RejectOutcome>> {
+        Ok(self
+            .inner
+            .broker
+            .reject(queue, id, reason, requeue, &self.inner.config.retry)
+            .await?)
+    }
+
+    pub async fn reclaim(&self, queue: &str) -> Result<ReclaimOutcome> {
+        Ok(self
+            .inner
+            .broker
+            .reclaim(queue, &self.inner.config.retry)
+            .await?)
+    }
+
+    pub async fn queue_stats(&self, queue: &str) -> Result<QueueStats> {
+        Ok(self.inner.broker.stats(queue).await?)
+    }
+
+    pub async fn dead_letters(&self, queue: &str, limit: usize) -> Result<Vec<DeadLetter>> {
+        Ok(self.inner.broker.dead_letters(queue, limit).await?)
+    }
+
+    /// Stats of every queue the broker knows.
+    pub async fn all_queue_stats(&self) -> Result<Vec<(String, QueueStats)>> {
+        let mut out = Vec::new();
+        for queue in self.inner.broker.queues().await? {
+            let stats = self.inner.broker.stats(&queue).await?;
+            out.push((queue, stats));
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,359 @@
+//! The node's subscription index: which local sinks (agent connections, the
+//! health checker) want which channels and patterns, and the single broker
+//! subscription that serves them all.
+//!
+//! The node holds one broker subscription per channel or pattern that at
+//! least one local sink wants: subscribed on the first, dropped after the
+//! last, so Redis fans out once per node and the node fans out locally.
+//! Broker changes go through one reconciler task that compares the index
+//! with what the broker holds, so concurrent subscribes and unsubscribes of
+//! the same name can never leave the two out of step, and changes arriving
+//! together go to Redis as one command.
+
+use std::cell::OnceCell;
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::{Delivery, Subscriber, Subscription};
+
+/// Identifies one sink in the index (a connection, the health checker).
+pub type SinkId = u64;
+
+/// One delivery being fanned out, with a frame built at most once and shared
+/// by every sink that asks for it.
+pub struct Dispatched<'a> {
+    pub delivery: &'a Delivery,
+    frame: OnceCell<Bytes>,
+}
+
+impl fmt::Debug for Dispatched<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Dispatched")
+            .field("delivery", self.delivery)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Dispatched<'_> {
+    /// The outbound frame for this delivery; `build` runs for the first
+    /// caller only, later callers get the same bytes.
+    pub fn frame(&self, build: impl FnOnce(&Delivery) -> Bytes) -> Bytes {
+        self.frame.get_or_init(|| build(self.delivery)).clone()
+    }
+}
+
+/// Where a node delivers what it receives. Called on the dispatch task for
+/// every delivery of a subscribed channel or pattern, so it must not block:
+/// queue the frame (bounded) and return.
+pub trait DeliverySink: Send + Sync {
+    fn deliver(&self, dispatched: &Dispatched<'_>);
+}
+
+type Sinks = Vec<(SinkId, Arc<dyn DeliverySink>)>;
+
+#[derive(Default)]
+struct Index {
+    channels: HashMap<String, Sinks>,
+    patterns: HashMap<String, Sinks>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Kind {
+    Channel,
+    Pattern,
+}
+
+impl Index {
+    fn map(&mut self, kind: Kind) -> &mut HashMap<String, Sinks> {
+        match kind {
+            Kind::Channel => &mut self.channels,
+            Kind::Pattern => &mut self.patterns,
+        }
+    }
+
+    fn wants(&self, kind: Kind, name: &str) -> bool {
+        match kind {
+            Kind::Channel => self.channels.contains_key(name),
+            Kind::Pattern => self.patterns.contains_key(name),
+        }
+    }
+}
+
+struct Change {
+    kind: Kind,
+    name: String,
+    done: Option<oneshot::Sender<Result<(), String>>>,
+}
+
+/// The index plus its reconciler and dispatcher tasks.
+pub(crate) struct LocalSubscriptions {
+    index: Arc<RwLock<Index>>,
+    changes: mpsc::Sender<Change>,
+    stop: CancellationToken,
+}
+
+impl fmt::Debug for LocalSubscriptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let index = self.index.read().expect("lock");
+        f.debug_struct("LocalSubscriptions")
+            .field("channels", &index.channels.len())
+            .field("patterns", &index.patterns.len())
+            .finish()
+    }
+}
+
+impl Drop for LocalSubscriptions {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// What a subscription call changed in the broker.
+#[derive(Debug, thiserror::Error)]
+#[error("the broker refused a subscription change: {0}")]
+pub struct SubscriptionError(pub String);
+
+impl LocalSubscriptions {
+    pub(crate) fn start(subscription: Subscription) -> Self {
+        let index = Arc::new(RwLock::new(Index::default()));
+        let (changes, change_rx) = mpsc::channel(4096);
+        let stop = CancellationToken::new();
+        tokio::spawn(reconcile(
+            index.clone(),
+            subscription.control,
+            change_rx,
+            stop.clone(),
+        ));
+        tokio::spawn(dispatch(
+            index.clone(),
+            subscription.deliveries,
+            stop.clone(),
+        ));
+        Self {
+            index,
+            changes,
+            stop,
+        }
+    }
+
+    /// Adds `sink` to `names`; returns once the broker is subscribed to all
+    /// of them.
+    async fn add(
+        &self,
+        kind: Kind,
+        id: SinkId,
+        sink: &Arc<dyn DeliverySink>,
+        names: &[String],
+    ) -> Result<(), SubscriptionError> {
+        let mut fresh = Vec::new();
+        {
+            let mut index = self.index.write().expect("lock");
+            let map = index.map(kind);
+            for name in names {
+                let sinks = map.entry(name.clone()).or_default();
+                if sinks.is_empty() {
+                    fresh.push(name.clone());
+                }
+                if !sinks.iter().any(|(s, _)| *s == id) {
+                    sinks.push((id, sink.clone()));
+                }
+            }
+        }
+        let mut confirmations = Vec::with_capacity(fresh.len());
+        for name in fresh {
+            let (done, confirmed) = oneshot::channel();
+            self.send(Change {
+                kind,
+                name,
+                done: Some(done),
+            })
+            .await?;
+            confirmations.push(confirmed);
+        }
+        for confirmed in confirmations {
+            confirmed
+                .await
+                .map_err(|_| SubscriptionError("reconciler stopped".into()))?
+                .map_err(SubscriptionError)?;
+        }
+        Ok(())
+    }
+
+    /// Removes `id` from `names`; the broker drops names nobody wants any
+    /// more in the background.
+    async fn remove(&self, kind: Kind, id: SinkId, names: &[String]) {
+        let mut emptied = Vec::new();
+        {
+            let mut index = self.index.write().expect("lock");
+            let map = index.map(kind);
+            for name in names {
+                if let Some(sinks) = map.get_mut(name) {
+                    sinks.retain(|(s, _)| *s != id);
+                    if sinks.is_empty() {
+                        map.remove(name);
+                        emptied.push(name.clone());
+                    }
+                }
+            }
+        }
+        for name in emptied {
+            let _ = self
+                .send(Change {
+                    kind,
+                    name,
+                    done: None,
+                })
+                .await;
+        }
+    }
+
+    async fn send(&self, change: Change) -> Result<(), SubscriptionError> {
+        self.changes
+            .send(change)
+            .await
+            .map_err(|_| SubscriptionError("reconciler stopped".into()))
+    }
+
+    pub(crate) async fn subscribe(
+        &self,
+        id: SinkId,
+        sink: &Arc<dyn DeliverySink>,
+        channels: &[String],
+    ) -> Result<(), SubscriptionError> {
+        self.add(Kind::Channel, id, sink, channels).await
+    }
+
+    pub(crate) async fn psubscribe(
+        &self,
+        id: SinkId,
+        sink: &Arc<dyn DeliverySink>,
+        patterns: &[String],
+    ) -> Result<(), SubscriptionError> {
+        self.add(Kind::Pattern, id, sink, patterns).await
+    }
+
+    pub(crate) async fn unsubscribe(&self, id: SinkId, channels: &[String]) {
+        self.remove(Kind::Channel, id, channels).await;
+    }
+
+    pub(crate) async fn punsubscribe(&self, id: SinkId, patterns: &[String]) {
+        self.remove(Kind::Pattern, id, patterns).await;
+    }
+
+    /// Channels and patterns the node currently holds for local sinks.
+    pub(crate) fn counts(&self) -> (usize, usize) {
+        let index = self.index.read().expect("lock");
+        (index.channels.len(), index.patterns.len())
+    }
+}
+
+/// Most changes applied in one broker round trip.
+const RECONCILE_BATCH: usize = 512;
+
+async fn reconcile(
+    index: Arc<RwLock<Index>>,
+    control: Arc<dyn Subscriber>,
+    mut changes: mpsc::Receiver<Change>,
+    stop: CancellationToken,
+) {
+    let mut held: HashSet<(Kind, String)> = HashSet::new();
+    let mut batch = Vec::with_capacity(RECONCILE_BATCH);
+    loop {
+        let received = tokio::select! {
+            _ = stop.cancelled() => return,
+            n = changes.recv_many(&mut batch, RECONCILE_BATCH) => n,
+        };
+        if received == 0 {
+            return;
+        }
+        let mut add: HashMap<Kind, Vec<String>> = HashMap::new();
+        let mut drop: HashMap<Kind, Vec<String>> = HashMap::new();
+        {
+            let index = index.read().expect("lock");
+            let mut seen = HashSet::new();
+            for change in &batch {
+                let key = (change.kind, change.name.clone());
+                if !seen.insert(key.clone()) {
+                    continue;
+                }
+                let wanted = index.wants(change.kind, &change.name);
+                let holding = held.contains(&key);
+                if wanted && !holding {
+                    add.entry(change.kind)
+                        .or_default()
+                        .push(change.name.clone());
+                } else if !wanted && holding {
+                    drop.entry(change.kind)
+                        .or_default()
+                        .push(change.name.clone());
+                }
+            }
+        }
+        let mut failures: HashMap<Kind, String> = HashMap::new();
+        for (kind, names) in &add {
+            let result = match kind {
+                Kind::Channel => control.subscribe(names).await,
+                Kind::Pattern => control.psubscribe(names).await,
+            };
+            match result {
+                Ok(()) => held.extend(names.iter().map(|n| (*kind, n.clone()))),
+                Err(err) => {
+                    failures.insert(*kind, err.to_string());
+                }
+            }
+        }
+        for (kind, names) in &drop {
+            let result = match kind {
+                Kind::Channel => control.unsubscribe(names).await,
+                Kind::Pattern => control.punsubscribe(names).await,
+            };
+            match result {
+                Ok(()) => names.iter().for_each(|n| {
+                    held.remove(&(*kind, n.clone()));
+                }),
+                Err(err) => tracing::warn!(cause = %err, "broker unsubscribe failed"),
+            }
+        }
+        for change in batch.drain(..) {
+            if let Some(done) = change.done {
+                let _ = done.send(match failures.get(&change.kind) {
+                    None => Ok(()),
+                    Some(err) => Err(err.clone()),
+                });
+            }
+        }
+    }
+}
+
+async fn dispatch(
+    index: Arc<RwLock<Index>>,
+    mut deliveries: mpsc::Receiver<Delivery>,
+    stop: CancellationToken,
+) {
+    loop {
+        let delivery = tokio::select! {
+            _ = stop.cancelled() => return,
+            d = deliveries.recv() => match d {
+                Some(d) => d,
+                None => return,
+            },
+        };
+        let dispatched = Dispatched {
+            delivery: &delivery,
+            frame: OnceCell::new(),
+        };
+        let index = index.read().expect("lock");
+        let sinks = match &delivery.pattern {
+            Some(p) => index.patterns.get(p),
+            None => index.channels.get(&delivery.channel),
+        };
+        for (_, sink) in sinks.into_iter().flatten() {
+            sink.deliver(&dispatched);
+        }
+    }
+}
