@@ -4,4 +4,5 @@
 mod conformance;
 mod health;
 mod redis_restart;
+mod server;
 mod support;

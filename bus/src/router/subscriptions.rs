@@ -10,12 +10,12 @@
 //! the same name can never leave the two out of step, and changes arriving
 //! together go to Redis as one command.
 
+use std::any::Any;
 use std::cell::OnceCell;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, RwLock};
 
-use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -28,7 +28,7 @@ pub type SinkId = u64;
 /// by every sink that asks for it.
 pub struct Dispatched<'a> {
     pub delivery: &'a Delivery,
-    frame: OnceCell<Bytes>,
+    frame: OnceCell<Box<dyn Any + Send + Sync>>,
 }
 
 impl fmt::Debug for Dispatched<'_> {
@@ -41,9 +41,15 @@ impl fmt::Debug for Dispatched<'_> {
 
 impl Dispatched<'_> {
     /// The outbound frame for this delivery; `build` runs for the first
-    /// caller only, later callers get the same bytes.
-    pub fn frame(&self, build: impl FnOnce(&Delivery) -> Bytes) -> Bytes {
-        self.frame.get_or_init(|| build(self.delivery)).clone()
+    /// caller only, later callers asking for the same type get a clone of
+    /// it (cheap for shared buffers such as `Bytes`).
+    pub fn frame<T: Clone + Send + Sync + 'static>(&self, build: impl FnOnce(&Delivery) -> T) -> T {
+        if let Some(frame) = self.frame.get().and_then(|f| f.downcast_ref::<T>()) {
+            return frame.clone();
+        }
+        let frame = build(self.delivery);
+        let _ = self.frame.set(Box::new(frame.clone()));
+        frame
     }
 }
 
@@ -184,8 +190,8 @@ impl LocalSubscriptions {
         Ok(())
     }
 
-    /// Removes `id` from `names`; the broker drops names nobody wants any
-    /// more in the background.
+    /// Removes `id` from `names`; returns once the broker has dropped the
+    /// names nobody on this node wants any more.
     async fn remove(&self, kind: Kind, id: SinkId, names: &[String]) {
         let mut emptied = Vec::new();
         {
@@ -201,14 +207,20 @@ impl LocalSubscriptions {
                 }
             }
         }
+        let mut confirmations = Vec::with_capacity(emptied.len());
         for name in emptied {
-            let _ = self
-                .send(Change {
-                    kind,
-                    name,
-                    done: None,
-                })
-                .await;
+            let (done, confirmed) = oneshot::channel();
+            let change = Change {
+                kind,
+                name,
+                done: Some(done),
+            };
+            if self.send(change).await.is_ok() {
+                confirmations.push(confirmed);
+            }
+        }
+        for confirmed in confirmations {
+            let _ = confirmed.await;
         }
     }
 

@@ -1,0 +1,228 @@
+//! `BusConfig`: every setting of a bus node, from CLI flags or the
+//! environment, with the defaults documented in `bus --help`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
+
+use crate::broker::RetryPolicy;
+use crate::health::HealthThresholds;
+use crate::router::RouterConfig;
+
+/// Which broker a node runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BrokerKind {
+    /// Redis (production; several nodes share one Redis).
+    Redis,
+    /// In process (one node, nothing persisted; for trying things out).
+    Memory,
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 500ms, 30s, 2m)"))
+}
+
+/// A bus node: WebSocket endpoint for agents, REST for operators, on Redis.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "bus", version, about, long_about = None)]
+pub struct BusConfig {
+    /// Address to listen on.
+    #[arg(long, env = "BUS_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Broker backend.
+    #[arg(long, env = "BUS_BROKER", value_enum, default_value = "redis")]
+    pub broker: BrokerKind,
+
+    /// Redis URL (for `--broker redis`).
+    #[arg(
+        long = "redis",
+        env = "REDIS_URL",
+        default_value = "redis://127.0.0.1:6379/"
+    )]
+    pub redis_url: String,
+
+    /// Prefix of every Redis key and channel; nodes of one bus share it.
+    #[arg(long, env = "BUS_NAMESPACE", default_value = "bus")]
+    pub namespace: String,
+
+    /// This node's name in logs, metrics and /health (default: random).
+    #[arg(long, env = "BUS_NODE_ID")]
+    pub node_id: Option<String>,
+
+    /// HS256 secret for agent tokens. Without it the bus runs in development
+    /// mode: identity comes from the `agent` and `workspace` query
+    /// parameters, unchecked.
+    #[arg(long, env = "BUS_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// Bearer token for the REST operator endpoints. Without it (and without
+    /// a JWT secret) they are open; with only a JWT secret they take a token
+    /// with `"admin": true`.
+    #[arg(long, env = "BUS_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    /// Health probes slower than this make the node degraded.
+    #[arg(long, env = "BUS_HEALTH_WARNING", value_parser = duration, default_value = "50ms")]
+    pub health_warning: Duration,
+
+    /// Health probes slower than this make the node unhealthy.
+    #[arg(long, env = "BUS_HEALTH_CRITICAL", value_parser = duration, default_value = "200ms")]
+    pub health_critical: Duration,
+
+    /// How often the background health check runs.
+    #[arg(long, env = "BUS_HEALTH_INTERVAL", value_parser = duration, default_value = "1s")]
+    pub health_interval: Duration,
+
+    /// How often the bus pings each WebSocket client.
+    #[arg(long, env = "BUS_PING_INTERVAL", value_parser = duration, default_value = "30s")]
+    pub ping_interval: Duration,
+
+    /// A client silent for this long is disconnected (close code 4000).
+    #[arg(long, env = "BUS_PING_TIMEOUT", value_parser = duration, default_value = "60s")]
+    pub ping_timeout: Duration,
+
+    /// Largest WebSocket frame accepted; larger ones close with 1009.
+    #[arg(long, env = "BUS_MAX_FRAME_BYTES", default_value_t = 1 << 20)]
+    pub max_frame_bytes: usize,
+
+    /// Most concurrent WebSocket connections on this node (503 beyond).
+    #[arg(long, env = "BUS_MAX_CONNECTIONS", default_value_t = 50_000)]
+    pub max_connections: usize,
+
+    /// Most connections one agent may hold at once (0: unlimited).
+    #[arg(long, env = "BUS_MAX_CONNECTIONS_PER_AGENT", default_value_t = 0)]
+    pub max_connections_per_agent: usize,
+
+    /// Most frames per second one connection may send (0: unlimited);
+    /// beyond it requests get `rate_limited` errors.
+    #[arg(long, env = "BUS_MAX_FRAMES_PER_SEC", default_value_t = 0)]
+    pub max_frames_per_sec: u32,
+
+    /// Frames queued for one client before it counts as a slow consumer
+    /// and is disconnected (close code 4001).
+    #[arg(long, env = "BUS_OUTBOUND_QUEUE", default_value_t = 4096)]
+    pub outbound_queue: usize,
+
+    /// How long shutdown waits for connections to drain.
+    #[arg(long, env = "BUS_SHUTDOWN_TIMEOUT", value_parser = duration, default_value = "10s")]
+    pub shutdown_timeout: Duration,
+
+    /// How long a claimed queue message stays invisible before reclaim.
+    #[arg(long, env = "BUS_VISIBILITY_TIMEOUT", value_parser = duration, default_value = "30s")]
+    pub visibility_timeout: Duration,
+
+    /// Deliveries of one queue message before it is dead-lettered.
+    #[arg(long, env = "BUS_MAX_ATTEMPTS", default_value_t = 5)]
+    pub max_attempts: u32,
+
+    /// First retry delay of a rejected message (doubles each attempt).
+    #[arg(long, env = "BUS_RETRY_BACKOFF", value_parser = duration, default_value = "100ms")]
+    pub retry_backoff: Duration,
+
+    /// Longest retry delay.
+    #[arg(long, env = "BUS_MAX_RETRY_BACKOFF", value_parser = duration, default_value = "30s")]
+    pub max_retry_backoff: Duration,
+
+    /// Most messages one queue holds (all states); enqueues beyond get
+    /// `queue_full`.
+    #[arg(long, env = "BUS_QUEUE_MAX_LEN", default_value_t = 1_000_000)]
+    pub queue_max_len: u64,
+
+    /// Most messages one agent's inbox holds.
+    #[arg(long, env = "BUS_INBOX_MAX_LEN", default_value_t = 10_000)]
+    pub inbox_max_len: u64,
+}
+
+impl Default for BusConfig {
+    /// The defaults of `bus --help`, ignoring the environment.
+    fn default() -> Self {
+        let without_env = Self::command().mut_args(|arg| arg.env(None::<&str>));
+        let matches = without_env.get_matches_from(["bus"]);
+        Self::from_arg_matches(&matches).expect("the defaults parse")
+    }
+}
+
+impl BusConfig {
+    /// An in-process node on the memory broker, listening anywhere.
+    pub fn embedded_memory() -> Self {
+        Self {
+            broker: BrokerKind::Memory,
+            listen: "127.0.0.1:0".parse().expect("valid address"),
+            ..Self::default()
+        }
+    }
+
+    pub fn thresholds(&self) -> HealthThresholds {
+        HealthThresholds {
+            warning: self.health_warning,
+            critical: self.health_critical,
+        }
+    }
+
+    pub fn router(&self) -> RouterConfig {
+        RouterConfig {
+            retry: RetryPolicy {
+                max_attempts: self.max_attempts,
+                base_backoff: self.retry_backoff,
+                max_backoff: self.max_retry_backoff,
+            },
+            visibility: self.visibility_timeout,
+            queue_max_len: self.queue_max_len,
+            inbox_max_len: self.inbox_max_len,
+        }
+    }
+
+    /// Checks settings that clap cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.health_warning > self.health_critical {
+            return Err(format!(
+                "--health-warning ({:?}) must not exceed --health-critical ({:?})",
+                self.health_warning, self.health_critical
+            ));
+        }
+        if self.ping_timeout <= self.ping_interval {
+            return Err("--ping-timeout must be longer than --ping-interval".into());
+        }
+        if self.outbound_queue == 0 || self.max_connections == 0 || self.max_attempts == 0 {
+            return Err(
+                "--outbound-queue, --max-connections and --max-attempts must be at least 1".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_documented_ones() {
+        let c = BusConfig::default();
+        assert_eq!(c.health_warning, Duration::from_millis(50));
+        assert_eq!(c.health_critical, Duration::from_millis(200));
+        assert_eq!(c.ping_interval, Duration::from_secs(30));
+        assert_eq!(c.ping_timeout, Duration::from_secs(60));
+        assert_eq!(c.broker, BrokerKind::Redis);
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn flags_parse_and_validate() {
+        let c = BusConfig::try_parse_from([
+            "bus",
+            "--broker",
+            "memory",
+            "--listen",
+            "127.0.0.1:0",
+            "--health-warning",
+            "300ms",
+        ])
+        .unwrap();
+        assert_eq!(c.broker, BrokerKind::Memory);
+        assert!(c.validate().unwrap_err().contains("--health-warning"));
+        assert!(BusConfig::try_parse_from(["bus", "--ping-interval", "soon"]).is_err());
+    }
+}

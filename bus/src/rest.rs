@@ -1,0 +1,399 @@
+//! REST endpoints for operators: health, metrics, connections, publishing
+//! and queues. `/health` and `/metrics` are open (for probes and scrapers);
+//! every other route needs the admin credentials when any are configured.
+
+use std::time::Duration;
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::health::HealthStatus;
+use crate::message::names::{self, Channel, NameError, Scope};
+use crate::message::{AgentMessage, DeliveryMode, MessageKind};
+use crate::protocol::{Job, QueueItem};
+use crate::router::RouterError;
+use crate::state::AppState;
+
+/// Errors of REST handlers, turned into JSON responses in one place.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Name(#[from] NameError),
+    #[error(transparent)]
+    Router(#[from] RouterError),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("operator credentials required")]
+    Unauthorized,
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (status, code) = match &self {
+            AppError::Name(NameError::Invalid { .. }) => (StatusCode::BAD_REQUEST, "invalid_name"),
+            AppError::Name(NameError::CrossWorkspace { .. }) => {
+                (StatusCode::FORBIDDEN, "cross_workspace")
+            }
+            AppError::Name(NameError::Forbidden { .. }) => (StatusCode::FORBIDDEN, "forbidden"),
+            AppError::Router(RouterError::Broker(crate::broker::BrokerError::QueueFull {
+                ..
+            })) => (StatusCode::TOO_MANY_REQUESTS, "queue_full"),
+            AppError::Router(_) => (StatusCode::SERVICE_UNAVAILABLE, "broker_unavailable"),
+            AppError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            AppError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            AppError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+        };
+        let body = Json(json!({ "error": self.to_string(), "code": code }));
+        (status, body).into_response()
+    }
+}
+
+type ApiResult = Result<Json<Value>, AppError>;
+
+/// All REST routes of a node.
+pub fn routes(state: AppState) -> Router<AppState> {
+    let operator = Router::new()
+        .route("/ws/connections", get(connections))
+        .route("/ws/connections/{id}", get(connection))
+        .route("/ws/stats", get(ws_stats))
+        .route("/publish", post(publish))
+        .route("/send", post(send))
+        .route("/broadcast", post(broadcast))
+        .route("/queues", get(all_queues))
+        .route("/queues/{workspace}/{queue}", get(queue_stats))
+        .route("/queues/{workspace}/{queue}/enqueue", post(enqueue))
+        .route("/queues/{workspace}/{queue}/claim", post(claim))
+        .route("/queues/{workspace}/{queue}/ack", post(ack))
+        .route("/queues/{workspace}/{queue}/reject", post(reject))
+        .route("/queues/{workspace}/{queue}/dead", get(dead_letters))
+        .route_layer(middleware::from_fn_with_state(state, require_admin));
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .merge(operator)
+}
+
+async fn require_admin(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if state.auth.is_admin(crate::ws::bearer(request.headers())) {
+        next.run(request).await
+    } else {
+        AppError::Unauthorized.into_response()
+    }
+}
+
+/// `GET /health`: the latest check (run now if none ran yet); 503 when
+/// unhealthy.
+async fn health(State(state): State<AppState>) -> Response {
+    let report = match state.health.last_report() {
+        Some(r) => r,
+        None => state.health.check().await,
+    };
+    let status = if report.status == HealthStatus::Unhealthy {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (status, Json(report)).into_response()
+}
+
+/// Most queues whose depth gauges are refreshed per scrape.
+const METRICS_QUEUES: usize = 1000;
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    if let Ok(mut queues) = state.router.all_queue_stats().await {
+        queues.truncate(METRICS_QUEUES);
+        state.telemetry.queue_depths(&queues);
+    }
+    if let Some(report) = state.health.last_report() {
+        state.telemetry.health(&report);
+    }
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        state.telemetry.render(),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct ListParams {
+    #[serde(default = "default_limit")]
+    limit: usize,
+}
+
+fn default_limit() -> usize {
+    1000
+}
+
+async fn connections(State(state): State<AppState>, Query(p): Query<ListParams>) -> ApiResult {
+    Ok(Json(json!({
+        "node": state.node,
+        "total": state.registry.len(),
+        "connections": state.registry.list(p.limit),
+    })))
+}
+
+async fn connection(State(state): State<AppState>, Path(id): Path<u64>) -> ApiResult {
+    let entry = state
+        .registry
+        .get(id)
+        .ok_or_else(|| AppError::NotFound(format!("no connection {id} on this node")))?;
+    Ok(Json(
+        serde_json::to_value(entry.view()).expect("views serialize"),
+    ))
+}
+
+async fn ws_stats(State(state): State<AppState>) -> ApiResult {
+    let (channels, patterns) = state.router.subscription_counts();
+    Ok(Json(json!({
+        "node": state.node,
+        "registry": state.registry.stats(),
+        "broker_subscriptions": { "channels": channels, "patterns": patterns },
+    })))
+}
+
+/// The scope operators act in: a workspace, as a pseudo-agent.
+fn operator_scope(workspace: &str) -> Result<Scope<'_>, AppError> {
+    names::validate_id("workspace id", workspace)?;
+    Ok(Scope {
+        workspace,
+        agent: "operator",
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublishBody {
+    workspace: String,
+    topic: String,
+    #[serde(default)]
+    payload: Value,
+    #[serde(default)]
+    kind: MessageKind,
+}
+
+async fn publish(State(state): State<AppState>, Json(body): Json<PublishBody>) -> ApiResult {
+    let scope = operator_scope(&body.workspace)?;
+    let channel = names::resolve_topic(scope, &body.topic)?;
+    if !matches!(channel, Channel::Topic { .. } | Channel::Workspace(_)) {
+        return Err(AppError::BadRequest(
+            "publish to a topic or the workspace; use /send and /broadcast otherwise".into(),
+        ));
+    }
+    let message = AgentMessage::new(&body.topic, body.payload).with_kind(body.kind);
+    let id = message.id.clone();
+    let receivers = state.router.publish(&channel, message).await?;
+    Ok(Json(json!({ "receivers": receivers, "message_id": id })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SendBody {
+    workspace: String,
+    to: String,
+    #[serde(default)]
+    payload: Value,
+    #[serde(default)]
+    mode: DeliveryMode,
+    #[serde(default)]
+    kind: MessageKind,
+    #[serde(default)]
+    priority: u8,
+}
+
+async fn send(State(state): State<AppState>, Json(body): Json<SendBody>) -> ApiResult {
+    operator_scope(&body.workspace)?;
+    names::validate_id("agent id", &body.to)?;
+    let message = AgentMessage::new("", body.payload)
+        .with_kind(body.kind)
+        .with_priority(body.priority);
+    let id = message.id.clone();
+    let outcome = state
+        .router
+        .send_direct(&body.workspace, &body.to, message, body.mode)
+        .await?;
+    Ok(Json(
+        json!({ "receivers": outcome.live, "stored": outcome.stored, "message_id": id }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BroadcastBody {
+    /// Absent: a global broadcast.
+    #[serde(default)]
+    workspace: Option<String>,
+    #[serde(default)]
+    payload: Value,
+}
+
+async fn broadcast(State(state): State<AppState>, Json(body): Json<BroadcastBody>) -> ApiResult {
+    let message = AgentMessage::new("", body.payload);
+    let id = message.id.clone();
+    let receivers = match &body.workspace {
+        Some(w) => {
+            operator_scope(w)?;
+            state.router.broadcast_workspace(w, message).await?
+        }
+        None => state.router.broadcast_global(message).await?,
+    };
+    Ok(Json(json!({ "receivers": receivers, "message_id": id })))
+}
+
+fn queue_name(workspace: &str, queue: &str) -> Result<String, AppError> {
+    Ok(names::resolve_queue(operator_scope(workspace)?, queue)?)
+}
+
+async fn all_queues(State(state): State<AppState>) -> ApiResult {
+    let queues: Vec<Value> = state
+        .router
+        .all_queue_stats()
+        .await?
+        .into_iter()
+        .map(|(queue, stats)| json!({ "queue": queue, "stats": stats }))
+        .collect();
+    Ok(Json(json!({ "queues": queues })))
+}
+
+async fn queue_stats(
+    State(state): State<AppState>,
+    Path((workspace, queue)): Path<(String, String)>,
+) -> ApiResult {
+    let name = queue_name(&workspace, &queue)?;
+    let stats = state.router.queue_stats(&name).await?;
+    Ok(Json(
+        json!({ "queue": queue, "workspace": workspace, "stats": stats }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnqueueBody {
+    #[serde(default)]
+    payload: Option<Value>,
+    #[serde(default)]
+    priority: u8,
+    #[serde(default)]
+    messages: Vec<QueueItem>,
+}
+
+async fn enqueue(
+    State(state): State<AppState>,
+    Path((workspace, queue)): Path<(String, String)>,
+    Json(body): Json<EnqueueBody>,
+) -> ApiResult {
+    let name = queue_name(&workspace, &queue)?;
+    let items = match (body.payload, body.messages.is_empty()) {
+        (Some(payload), true) => vec![QueueItem {
+            payload,
+            priority: body.priority,
+        }],
+        (None, false) => body.messages,
+        _ => {
+            return Err(AppError::BadRequest(
+                "send either `payload` or `messages`".into(),
+            ));
+        }
+    };
+    let messages: Vec<AgentMessage> = items
+        .into_iter()
+        .map(|i| {
+            AgentMessage::new(&queue, i.payload)
+                .in_workspace(&workspace)
+                .with_priority(i.priority)
+        })
+        .collect();
+    state.router.enqueue(&name, &messages).await?;
+    let ids: Vec<String> = messages.into_iter().map(|m| m.id).collect();
+    Ok(Json(json!({ "message_ids": ids })))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ClaimBody {
+    #[serde(default)]
+    max: Option<usize>,
+    #[serde(default)]
+    wait_ms: u64,
+}
+
+async fn claim(
+    State(state): State<AppState>,
+    Path((workspace, queue)): Path<(String, String)>,
+    body: Option<Json<ClaimBody>>,
+) -> ApiResult {
+    let name = queue_name(&workspace, &queue)?;
+    let body = body.map(|b| b.0).unwrap_or_default();
+    let max = body.max.unwrap_or(1).clamp(1, 100);
+    let wait = Duration::from_millis(body.wait_ms.min(30_000));
+    let claimed = state.router.dequeue(&name, max, wait).await?;
+    let jobs: Vec<Job> = claimed.into_iter().map(|c| Job::new(&queue, c)).collect();
+    Ok(Json(json!({ "jobs": jobs })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AckBody {
+    message_id: String,
+}
+
+async fn ack(
+    State(state): State<AppState>,
+    Path((workspace, queue)): Path<(String, String)>,
+    Json(body): Json<AckBody>,
+) -> ApiResult {
+    let name = queue_name(&workspace, &queue)?;
+    let acked = state.router.ack(&name, &body.message_id).await?;
+    Ok(Json(json!({ "acked": acked })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RejectBody {
+    message_id: String,
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default = "default_requeue")]
+    requeue: bool,
+}
+
+fn default_requeue() -> bool {
+    true
+}
+
+async fn reject(
+    State(state): State<AppState>,
+    Path((workspace, queue)): Path<(String, String)>,
+    Json(body): Json<RejectBody>,
+) -> ApiResult {
+    let name = queue_name(&workspace, &queue)?;
+    let reason = body.reason.unwrap_or_else(|| "rejected by operator".into());
+    let outcome = state
+        .router
+        .reject(&name, &body.message_id, &reason, body.requeue)
+        .await?;
+    match outcome {
+        Some(outcome) => Ok(Json(json!({ "outcome": outcome }))),
+        None => Err(AppError::NotFound(format!(
+            "message {} is not claimed in {queue}",
+            body.message_id
+        ))),
+    }
+}
+
+async fn dead_letters(
+    State(state): State<AppState>,
+    Path((workspace, queue)): Path<(String, String)>,
+    Query(p): Query<ListParams>,
+) -> ApiResult {
+    let name = queue_name(&workspace, &queue)?;
+    let dead = state.router.dead_letters(&name, p.limit).await?;
+    Ok(Json(json!({ "dead_letters": dead })))
+}

@@ -1,0 +1,206 @@
+//! Assembling and running a node: `build_state` connects the broker and
+//! wires the parts, `app` is the HTTP router, `run` serves a bound listener
+//! until the shutdown future completes, then drains connections.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Auth;
+use crate::broker::memory::MemoryBroker;
+use crate::broker::redis::{RedisBroker, RedisOptions};
+use crate::broker::{Broker, BrokerError};
+use crate::config::{BrokerKind, BusConfig};
+use crate::health::HealthChecker;
+use crate::protocol::close;
+use crate::router::{MessageRouter, RouterError};
+use crate::state::{AppState, Shared};
+use crate::telemetry::Telemetry;
+use crate::ws::registry::Registry;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("cannot reach the broker at {url}: {source}")]
+    Broker { url: String, source: BrokerError },
+    #[error(transparent)]
+    Router(#[from] RouterError),
+    #[error("serving HTTP failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Connects the configured broker and builds the node's shared state.
+pub async fn build_state(config: BusConfig) -> Result<AppState, ServerError> {
+    config.validate().map_err(ServerError::Config)?;
+    let broker: Arc<dyn Broker> = match config.broker {
+        BrokerKind::Memory => Arc::new(MemoryBroker::new()),
+        BrokerKind::Redis => {
+            let options = RedisOptions::new(&config.redis_url).namespace(&config.namespace);
+            let broker =
+                RedisBroker::connect_with(options)
+                    .await
+                    .map_err(|source| ServerError::Broker {
+                        url: config.redis_url.clone(),
+                        source,
+                    })?;
+            Arc::new(broker)
+        }
+    };
+    build_state_on(config, broker).await
+}
+
+/// Builds a node on a broker the caller made (several embedded nodes can
+/// share one memory broker this way).
+pub async fn build_state_on(
+    config: BusConfig,
+    broker: Arc<dyn Broker>,
+) -> Result<AppState, ServerError> {
+    let node = config
+        .node_id
+        .clone()
+        .unwrap_or_else(|| format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
+    let router = MessageRouter::new(broker, config.router()).await?;
+    let health = HealthChecker::new(router.clone(), node.clone(), config.thresholds());
+    let auth = Auth::new(config.jwt_secret.as_deref(), config.admin_token.as_deref());
+    Ok(AppState::new(Shared {
+        telemetry: Telemetry::new(&node),
+        node,
+        router,
+        health,
+        registry: Registry::default(),
+        auth,
+        shutdown: CancellationToken::new(),
+        config,
+    }))
+}
+
+/// The node's HTTP routes: `/ws/connect` and the REST endpoints.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/ws/connect", get(crate::ws::connect))
+        .merge(crate::rest::routes(state.clone()))
+        .with_state(state)
+}
+
+/// Serves `listener` until `shutdown` completes; then refuses new
+/// connections, closes every WebSocket with 1001 (after flushing what is
+/// queued for it), and waits up to the shutdown timeout for them to go.
+pub async fn run(
+    listener: TcpListener,
+    config: BusConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let state = build_state(config).await?;
+    serve(listener, state, shutdown).await
+}
+
+/// [`run`] on a state built by the caller.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    if state.auth.development_mode() {
+        tracing::warn!(
+            "no JWT secret configured: development mode, agents are identified by query parameters without checks"
+        );
+    }
+    let health_loop = state
+        .health
+        .spawn(state.config.health_interval, state.shutdown.clone());
+    let drain_state = state.clone();
+    let app = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            drain(&drain_state).await;
+        })
+        .await?;
+    state.shutdown.cancel();
+    let _ = health_loop.await;
+    Ok(())
+}
+
+async fn drain(state: &AppState) {
+    tracing::info!(connections = state.registry.len(), "shutting down");
+    state.shutdown.cancel();
+    state
+        .registry
+        .close_all(close::GOING_AWAY, "the bus is shutting down");
+    let timeout = state.config.shutdown_timeout;
+    if tokio::time::timeout(timeout, state.registry.wait_empty())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            left = state.registry.len(),
+            ?timeout,
+            "connections still open after the shutdown timeout"
+        );
+    }
+}
+
+/// A node running in the background of this process (for embedding and
+/// tests): bound, serving, stopped by [`RunningServer::stop`].
+#[derive(Debug)]
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    stop: CancellationToken,
+    task: JoinHandle<Result<(), ServerError>>,
+}
+
+impl RunningServer {
+    /// Binds `config.listen` (port 0 for any free port) and serves.
+    pub async fn start(config: BusConfig) -> Result<Self, ServerError> {
+        let state = build_state(config).await?;
+        Self::start_with_state(state).await
+    }
+
+    pub async fn start_with_state(state: AppState) -> Result<Self, ServerError> {
+        let listener = TcpListener::bind(state.config.listen).await?;
+        let addr = listener.local_addr()?;
+        let stop = CancellationToken::new();
+        let signal = stop.clone();
+        let task = tokio::spawn(serve(listener, state.clone(), async move {
+            signal.cancelled().await
+        }));
+        Ok(Self {
+            addr,
+            state,
+            stop,
+            task,
+        })
+    }
+
+    /// `ws://ADDR/ws/connect`.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws/connect", self.addr)
+    }
+
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Shuts down gracefully and waits for it.
+    pub async fn stop(self) -> Result<(), ServerError> {
+        self.stop.cancel();
+        match self.task.await {
+            Ok(result) => result,
+            Err(join) => Err(ServerError::Io(std::io::Error::other(join))),
+        }
+    }
+
+    /// How long a graceful stop may take at most.
+    pub fn shutdown_timeout(&self) -> Duration {
+        self.state.config.shutdown_timeout
+    }
+}

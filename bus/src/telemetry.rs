@@ -1,0 +1,145 @@
+//! Counters and gauges of one node, exported at `/metrics` in Prometheus
+//! text format through the `metrics` crate. Every series carries a `node`
+//! label. Hot-path handles are registered once, so counting is an atomic add.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use metrics::{Counter, Gauge, counter, gauge};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::health::{HealthReport, HealthStatus};
+use crate::protocol::{CLIENT_OPS, ErrorCode};
+
+/// The process-wide Prometheus recorder (installed once; nodes embedded in
+/// one process share it and are told apart by their `node` label).
+fn handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .install_recorder()
+                .unwrap_or_else(|err| {
+                    tracing::warn!(cause = %err, "a metrics recorder is already installed; /metrics will be empty");
+                    PrometheusBuilder::new().build_recorder().handle()
+                })
+        })
+        .clone()
+}
+
+const ERROR_CODES: [ErrorCode; 10] = [
+    ErrorCode::BadJson,
+    ErrorCode::UnknownOp,
+    ErrorCode::BadFrame,
+    ErrorCode::InvalidName,
+    ErrorCode::Forbidden,
+    ErrorCode::CrossWorkspace,
+    ErrorCode::QueueFull,
+    ErrorCode::RateLimited,
+    ErrorCode::Busy,
+    ErrorCode::BrokerUnavailable,
+];
+
+/// The node's metric handles.
+#[derive(Debug)]
+pub struct Telemetry {
+    handle: PrometheusHandle,
+    node: String,
+    pub connections: Gauge,
+    pub connections_opened: Counter,
+    pub connections_refused: Counter,
+    pub auth_failures: Counter,
+    pub frames_out: Counter,
+    pub deliveries: Counter,
+    pub slow_consumers: Counter,
+    frames_in: HashMap<&'static str, Counter>,
+    errors: HashMap<ErrorCode, Counter>,
+}
+
+impl Telemetry {
+    pub fn new(node: &str) -> Self {
+        let handle = handle();
+        let node_label = node.to_owned();
+        let frames_in = CLIENT_OPS
+            .iter()
+            .chain(&["invalid"])
+            .map(|op| {
+                (
+                    *op,
+                    counter!("bus_frames_in_total", "node" => node_label.clone(), "op" => *op),
+                )
+            })
+            .collect();
+        let errors = ERROR_CODES
+            .iter()
+            .map(|code| {
+                (
+                    *code,
+                    counter!("bus_errors_total", "node" => node_label.clone(), "code" => code.as_str()),
+                )
+            })
+            .collect();
+        Self {
+            connections: gauge!("bus_connections", "node" => node_label.clone()),
+            connections_opened: counter!("bus_connections_opened_total", "node" => node_label.clone()),
+            connections_refused: counter!("bus_connections_refused_total", "node" => node_label.clone()),
+            auth_failures: counter!("bus_auth_failures_total", "node" => node_label.clone()),
+            frames_out: counter!("bus_frames_out_total", "node" => node_label.clone()),
+            deliveries: counter!("bus_deliveries_total", "node" => node_label.clone()),
+            slow_consumers: counter!("bus_slow_consumers_total", "node" => node_label.clone()),
+            frames_in,
+            errors,
+            handle,
+            node: node_label,
+        }
+    }
+
+    /// Counts one received frame by op (`"invalid"` when undecodable).
+    pub fn frame_in(&self, op: &str) {
+        if let Some(c) = self.frames_in.get(op) {
+            c.increment(1);
+        }
+    }
+
+    /// Counts one error reply by code; cross-workspace and forbidden codes
+    /// are the denied attempts operators watch.
+    pub fn error(&self, code: ErrorCode) {
+        if let Some(c) = self.errors.get(&code) {
+            c.increment(1);
+        }
+    }
+
+    /// Sets the queue-depth gauges (called at scrape time).
+    pub fn queue_depths(&self, queues: &[(String, crate::broker::QueueStats)]) {
+        for (queue, stats) in queues {
+            for (state, n) in [
+                ("ready", stats.ready),
+                ("processing", stats.processing),
+                ("delayed", stats.delayed),
+                ("dead", stats.dead),
+            ] {
+                gauge!("bus_queue_messages", "node" => self.node.clone(), "queue" => queue.clone(), "state" => state)
+                    .set(n as f64);
+            }
+        }
+    }
+
+    /// Sets the health gauges from the latest report.
+    pub fn health(&self, report: &HealthReport) {
+        let status = match report.status {
+            HealthStatus::Healthy => 0.0,
+            HealthStatus::Degraded => 1.0,
+            HealthStatus::Unhealthy => 2.0,
+        };
+        gauge!("bus_health_status", "node" => self.node.clone()).set(status);
+        for check in &report.checks {
+            gauge!("bus_health_check_latency_seconds", "node" => self.node.clone(), "check" => check.check.as_str())
+                .set(check.latency_ms / 1000.0);
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        self.handle.render()
+    }
+}

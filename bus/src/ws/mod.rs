@@ -1,0 +1,82 @@
+//! The WebSocket endpoint `GET /ws/connect`: authentication before the
+//! upgrade, then one [`connection`] per agent, its [`session`] running the
+//! protocol, its bounded [`outbound`] queue, and the node's [`registry`].
+
+mod connection;
+pub mod outbound;
+pub mod registry;
+mod session;
+
+use std::net::SocketAddr;
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde_json::json;
+
+use crate::auth::ConnectParams;
+use crate::protocol::close;
+use crate::state::AppState;
+
+/// The bearer token of an `Authorization` header, if any.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+}
+
+/// `GET /ws/connect`: 401 for bad credentials, 503 when the node is full or
+/// shutting down, otherwise the upgrade.
+pub async fn connect(
+    State(state): State<AppState>,
+    Query(params): Query<ConnectParams>,
+    remote: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    if state.shutdown.is_cancelled() {
+        return refuse(StatusCode::SERVICE_UNAVAILABLE, "the bus is shutting down");
+    }
+    let identity = match state.auth.authenticate(bearer(&headers), &params) {
+        Ok(identity) => identity,
+        Err(err) => {
+            state.telemetry.auth_failures.increment(1);
+            return refuse(StatusCode::UNAUTHORIZED, &err.to_string());
+        }
+    };
+    let config = &state.config;
+    let entry = match state.registry.register(
+        identity,
+        remote.map(|Extension(ConnectInfo(addr))| addr),
+        config.max_connections,
+        config.max_connections_per_agent,
+    ) {
+        Ok(entry) => entry,
+        Err(err) => {
+            state.telemetry.connections_refused.increment(1);
+            return refuse(StatusCode::SERVICE_UNAVAILABLE, &err.to_string());
+        }
+    };
+    let max = config.max_frame_bytes;
+    let cleanup = (state.clone(), entry.id);
+    upgrade
+        .max_message_size(max)
+        .max_frame_size(max)
+        .write_buffer_size(0)
+        .on_failed_upgrade(move |err| {
+            tracing::debug!(cause = %err, "websocket upgrade failed");
+            cleanup.0.registry.unregister(cleanup.1);
+        })
+        .on_upgrade(move |socket| connection::run(socket, state, entry))
+}
+
+fn refuse(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
+}
+
+/// Close code sent to every client when the node shuts down.
+pub const SHUTDOWN_CLOSE: u16 = close::GOING_AWAY;

@@ -1,0 +1,88 @@
+//! The outbound side of a connection: a bounded queue of frames for the
+//! writer task, and the sink through which the router delivers pub/sub
+//! messages into it.
+//!
+//! Policy when the queue is full: the client is a slow consumer. It is
+//! counted (`bus_slow_consumers_total`) and disconnected with close code
+//! 4001; nothing waits on it and no other connection is slowed down.
+
+use std::sync::Arc;
+
+use axum::extract::ws::{Message, Utf8Bytes};
+use tokio::sync::{Notify, mpsc};
+
+use super::registry::ConnectionEntry;
+use crate::message::names;
+use crate::protocol::{ServerFrame, close, message_frame};
+use crate::router::{DeliverySink, Dispatched, INBOX_WAKE};
+use crate::state::AppState;
+
+/// Handle to push frames to one client.
+#[derive(Debug, Clone)]
+pub struct Outbound {
+    tx: mpsc::Sender<Message>,
+    entry: Arc<ConnectionEntry>,
+    state: AppState,
+}
+
+impl Outbound {
+    pub fn new(tx: mpsc::Sender<Message>, entry: Arc<ConnectionEntry>, state: AppState) -> Self {
+        Self { tx, entry, state }
+    }
+
+    /// Queues a frame; false when it was not queued (connection closing, or
+    /// the client is a slow consumer and is being disconnected).
+    pub fn push(&self, message: Message) -> bool {
+        match self.tx.try_send(message) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                if !self.entry.close.is_cancelled() {
+                    self.state.telemetry.slow_consumers.increment(1);
+                    self.close_with(close::SLOW_CONSUMER, "slow consumer: outbound queue full");
+                }
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    pub fn push_frame(&self, frame: &ServerFrame) -> bool {
+        self.push(Message::Text(Utf8Bytes::from(frame.to_text())))
+    }
+
+    /// Asks the writer to close the connection; the first reason wins.
+    pub fn close_with(&self, code: u16, reason: &str) {
+        self.entry.close_with(code, reason);
+    }
+}
+
+/// The router's view of a connection: pub/sub deliveries become `message`
+/// frames (built once per delivery, shared by every local recipient);
+/// inbox wake-ups poke the connection to hand over inbox jobs.
+#[derive(Debug)]
+pub struct ConnectionSink {
+    pub outbound: Outbound,
+    /// Broker channel of this agent's inbox.
+    pub inbox_channel: String,
+    pub inbox_wake: Arc<Notify>,
+}
+
+impl DeliverySink for ConnectionSink {
+    fn deliver(&self, dispatched: &Dispatched<'_>) {
+        let delivery = dispatched.delivery;
+        if delivery.pattern.is_none()
+            && delivery.payload.as_ref() == INBOX_WAKE
+            && delivery.channel == self.inbox_channel
+        {
+            self.inbox_wake.notify_one();
+            return;
+        }
+        let frame: Utf8Bytes = dispatched.frame(|d| {
+            let pattern = d.pattern.as_deref().map(names::wire_pattern);
+            Utf8Bytes::from(message_frame(pattern, &d.payload))
+        });
+        if self.outbound.push(Message::Text(frame)) {
+            self.outbound.state.telemetry.deliveries.increment(1);
+        }
+    }
+}
