@@ -307,10 +307,12 @@ impl MessageRouter {
         Ok(self.inner.broker.dead_letters(queue, limit).await?)
     }
 
-    /// Stats of every queue the broker knows.
+    /// Stats of every queue the broker knows (the bus's own health-probe
+    /// queues left out).
     pub async fn all_queue_stats(&self) -> Result<Vec<(String, QueueStats)>> {
         let mut out = Vec::new();
-        for queue in self.inner.broker.queues().await? {
+        let queues = self.inner.broker.queues().await?;
+        for queue in queues.into_iter().filter(|q| !q.starts_with("internal:")) {
             let stats = self.inner.broker.stats(&queue).await?;
             out.push((queue, stats));
         }

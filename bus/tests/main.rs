@@ -1,8 +1,12 @@
 //! Integration tests of the bus, one binary (see the testing rules in the
 //! design document): a real redis-server for every Redis test.
 
+mod auth;
+mod bad_input;
 mod conformance;
 mod health;
+mod protocol_doc;
 mod redis_restart;
+mod rest;
 mod server;
 mod support;

@@ -76,6 +76,7 @@ impl fmt::Display for HealthStatus {
 pub enum CheckKind {
     Ping,
     WriteRead,
+    #[serde(rename = "pubsub")]
     PubSub,
     Queue,
 }
