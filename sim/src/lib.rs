@@ -25,3 +25,4 @@
 //! faults) and the `sim` command line.
 
 pub mod metrics;
+pub mod scenario;
