@@ -26,3 +26,4 @@
 
 pub mod metrics;
 pub mod scenario;
+pub mod verdict;
