@@ -25,5 +25,6 @@
 //! faults) and the `sim` command line.
 
 pub mod metrics;
+pub mod report;
 pub mod scenario;
 pub mod verdict;
