@@ -332,3 +332,21 @@ fn scenario_schema_file_is_current() {
         path.display()
     );
 }
+
+/// The annotated example in scenarios/README.md must stay a valid scenario.
+#[test]
+fn readme_example_loads() {
+    let readme = std::fs::read_to_string(scenarios_dir().join("README.md")).unwrap();
+    let section = readme
+        .split("## Annotated example")
+        .nth(1)
+        .expect("README has an annotated example");
+    let example = section
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("the example is a toml block");
+    let s = Scenario::parse(example, "README.md").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.name, "example");
+    assert_eq!(s.total_duration(), std::time::Duration::from_secs(45));
+}
