@@ -1,1 +1,30 @@
-//! sim
+//! The load simulator: synthetic agents against the agent bus, HDR latency, verdicts and reports.
+//!
+//! Data flow: scenario file → validated plan → runner → agents → per-worker
+//! recorders → merged metrics → verdicts → reports.
+//!
+//! Modules, each using only the ones above it in this list:
+//!
+//! - [`metrics`]: what is measured and how it is kept: [`metrics::Operation`]
+//!   and [`metrics::MessageClass`] names, one [`metrics::Recorder`] per worker
+//!   thread (HDR histograms in µs, a per-second series, error kinds and the
+//!   delivery [`metrics::Ledger`]), handed out by a [`metrics::MetricsHub`]
+//!   and merged losslessly into [`metrics::RunMetrics`]; HDR interval logs.
+//! - [`scenario`]: the TOML scenario format ([`scenario::Scenario`]): target,
+//!   phases, agent groups, thresholds, faults; loading with errors that name
+//!   the file, line, column and field; the load schedule over time; the JSON
+//!   Schema for editors.
+//! - [`verdict`]: healthy / warning / critical per operation, per message
+//!   class (loss) and for connections, from a scenario's thresholds; the exit
+//!   codes.
+//! - [`report`]: `report.json`, `report.md`, `report.html` (inline SVG plots)
+//!   and `hdr/*.hlog` from merged metrics, verdicts and run facts.
+//!
+//! Planned on top of these: the target (embedded, spawned or external bus),
+//! the agents (one per behaviour), the runner (open-model schedule, phases,
+//! faults) and the `sim` command line.
+
+pub mod metrics;
+pub mod report;
+pub mod scenario;
+pub mod verdict;

@@ -1,0 +1,206 @@
+//! The names of what the simulator measures: operations (latencies) and message classes (counts).
+
+use std::fmt;
+use std::str::FromStr;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A timed operation: each has its own HDR histogram, its own line in the
+/// reports and (except [`Operation::SendLag`]) its own verdict.
+///
+/// The snake_case names are part of the scenario format
+/// (`[thresholds.operations.<name>]`) and of the report schema.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Operation {
+    /// Opening a WebSocket to the bus until its first reply arrives.
+    Connect,
+    /// A publish until its delivery, once per recipient (topic and pattern
+    /// subscriptions).
+    PublishDelivery,
+    /// A direct request until its response arrives back at the sender.
+    DirectRtt,
+    /// A broadcast until its first recipient got it.
+    BroadcastFirst,
+    /// A broadcast until its last expected recipient got it.
+    BroadcastLast,
+    /// An enqueue until a worker claimed the job.
+    QueueWait,
+    /// A claim until the worker's ack was confirmed.
+    QueueProcess,
+    /// The planned send instant until the actual send. This measures the
+    /// simulator itself (a busy simulator sends late), never the bus, so it is
+    /// reported but not judged: a late simulator must not blame the bus, and
+    /// since latencies run from the planned instant the lag still shows up in
+    /// the bus operations (no coordinated omission).
+    SendLag,
+    /// A REST call to the bus.
+    HttpRequest,
+}
+
+impl Operation {
+    /// Every operation, in report order.
+    pub const ALL: [Operation; 9] = [
+        Operation::Connect,
+        Operation::PublishDelivery,
+        Operation::DirectRtt,
+        Operation::BroadcastFirst,
+        Operation::BroadcastLast,
+        Operation::QueueWait,
+        Operation::QueueProcess,
+        Operation::SendLag,
+        Operation::HttpRequest,
+    ];
+
+    /// The snake_case name used in scenario files, reports and file names.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Operation::Connect => "connect",
+            Operation::PublishDelivery => "publish_delivery",
+            Operation::DirectRtt => "direct_rtt",
+            Operation::BroadcastFirst => "broadcast_first",
+            Operation::BroadcastLast => "broadcast_last",
+            Operation::QueueWait => "queue_wait",
+            Operation::QueueProcess => "queue_process",
+            Operation::SendLag => "send_lag",
+            Operation::HttpRequest => "http_request",
+        }
+    }
+
+    /// Whether verdicts judge this operation. Only [`Operation::SendLag`] is
+    /// exempt: it measures the simulator, not the bus.
+    pub const fn is_judged(self) -> bool {
+        !matches!(self, Operation::SendLag)
+    }
+
+    /// Whether samples of this operation feed the per-second latency columns
+    /// of the time series: the operations that end when a message reached
+    /// its recipient(s). `broadcast_first` is left out so one broadcast is
+    /// not counted twice (its `broadcast_last` is in).
+    pub const fn is_delivery(self) -> bool {
+        matches!(
+            self,
+            Operation::PublishDelivery
+                | Operation::DirectRtt
+                | Operation::BroadcastLast
+                | Operation::QueueWait
+        )
+    }
+
+    /// Position in [`Operation::ALL`], for dense per-operation arrays.
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The name given is not one of [`Operation::ALL`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown operation {0:?}")]
+pub struct UnknownOperation(pub String);
+
+impl FromStr for Operation {
+    type Err = UnknownOperation;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Operation::ALL
+            .into_iter()
+            .find(|op| op.as_str() == s)
+            .ok_or_else(|| UnknownOperation(s.to_owned()))
+    }
+}
+
+/// A kind of message with its own delivery contract, so its own ledger line
+/// and loss verdict.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageClass {
+    /// Topic publish to exact-name subscribers (at most once).
+    Pubsub,
+    /// Topic publish reaching glob-pattern subscribers (at most once).
+    Pattern,
+    /// Direct request/response between two agents.
+    Direct,
+    /// Workspace or global broadcast.
+    Broadcast,
+    /// Priority queue jobs (at least once).
+    Queue,
+}
+
+impl MessageClass {
+    /// Every class, in report order.
+    pub const ALL: [MessageClass; 5] = [
+        MessageClass::Pubsub,
+        MessageClass::Pattern,
+        MessageClass::Direct,
+        MessageClass::Broadcast,
+        MessageClass::Queue,
+    ];
+
+    /// The snake_case name used in reports.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            MessageClass::Pubsub => "pubsub",
+            MessageClass::Pattern => "pattern",
+            MessageClass::Direct => "direct",
+            MessageClass::Broadcast => "broadcast",
+            MessageClass::Queue => "queue",
+        }
+    }
+
+    /// The operation whose threshold overrides (notably `max_loss`) apply to
+    /// this class's loss verdict.
+    pub const fn operation(self) -> Operation {
+        match self {
+            MessageClass::Pubsub | MessageClass::Pattern => Operation::PublishDelivery,
+            MessageClass::Direct => Operation::DirectRtt,
+            MessageClass::Broadcast => Operation::BroadcastLast,
+            MessageClass::Queue => Operation::QueueWait,
+        }
+    }
+}
+
+impl fmt::Display for MessageClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_through_serde_and_from_str() {
+        for (i, op) in Operation::ALL.into_iter().enumerate() {
+            assert_eq!(op.index(), i);
+            let json = serde_json::to_string(&op).unwrap();
+            assert_eq!(json, format!("\"{}\"", op.as_str()));
+            assert_eq!(op.as_str().parse::<Operation>().unwrap(), op);
+        }
+        assert!("nope".parse::<Operation>().is_err());
+        for class in MessageClass::ALL {
+            let json = serde_json::to_string(&class).unwrap();
+            assert_eq!(json, format!("\"{}\"", class.as_str()));
+        }
+    }
+
+    #[test]
+    fn only_send_lag_is_not_judged() {
+        let unjudged: Vec<_> = Operation::ALL
+            .into_iter()
+            .filter(|op| !op.is_judged())
+            .collect();
+        assert_eq!(unjudged, vec![Operation::SendLag]);
+    }
+}

@@ -1,0 +1,268 @@
+//! The report's data model: everything a run tells, as plain serializable data.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use crate::metrics::{LatencySummary, Ledger, Operation, RunMetrics, SeriesRow};
+use crate::scenario::Scenario;
+use crate::verdict::{Status, Verdicts};
+
+/// Version of the report format; bumped on incompatible changes so `sim
+/// check` and other readers can refuse what they do not understand.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// A complete run report: the content of `report.json`, and what the
+/// Markdown and HTML views are rendered from.
+///
+/// Built with [`Report::new`] from plain data; the runner then fills the
+/// parts only it knows (`health_timeline`, `redis_samples`, `simulator`,
+/// `notes`) through the public fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// [`SCHEMA_VERSION`] at the time of writing.
+    pub schema_version: u32,
+    /// Which scenario ran.
+    pub scenario: ScenarioInfo,
+    /// When, how long and against what.
+    pub run: RunInfo,
+    /// Connection outcome.
+    pub connections: ConnectionSummary,
+    /// Latency figures per operation with samples, in report order.
+    pub latencies: Vec<OperationLatency>,
+    /// Delivery, queue and connection counters.
+    pub ledger: Ledger,
+    /// One row per second.
+    pub series: Vec<SeriesRow>,
+    /// Verdicts and the overall one.
+    pub verdicts: Verdicts,
+    /// Error counts by kind.
+    pub errors: BTreeMap<String, u64>,
+    /// The bus's own `/health` over time.
+    pub health_timeline: Vec<HealthSample>,
+    /// Redis figures over time (redis broker only).
+    pub redis_samples: Vec<RedisSample>,
+    /// What the simulator itself cost.
+    pub simulator: SimulatorSelf,
+    /// Anything a reader should know (faults injected, clamped figures...).
+    pub notes: Vec<String>,
+}
+
+/// Which scenario ran.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScenarioInfo {
+    /// Scenario name.
+    pub name: String,
+    /// Scenario description.
+    pub description: String,
+    /// The scenario file as given on the command line.
+    pub file: String,
+    /// [`Scenario::content_hash`]: tells whether two reports ran the same
+    /// scenario.
+    pub content_hash: String,
+    /// The seed used.
+    pub seed: u64,
+}
+
+impl ScenarioInfo {
+    /// The facts of `scenario`, loaded from `file`.
+    pub fn from_scenario(scenario: &Scenario, file: impl Into<String>) -> Self {
+        Self {
+            name: scenario.name.clone(),
+            description: scenario.description.clone(),
+            file: file.into(),
+            content_hash: scenario.content_hash(),
+            seed: scenario.seed,
+        }
+    }
+}
+
+/// When, how long and against what the run went.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunInfo {
+    /// Start, UTC, RFC 3339 (e.g. "2026-11-27T10:15:00Z").
+    pub started_at: String,
+    /// Measured length of the run, seconds.
+    pub duration_s: f64,
+    /// Human description of the target ("embedded", "spawn: 3 nodes",
+    /// "external: ws://...").
+    pub target: String,
+    /// Broker kind ("memory" or "redis").
+    pub broker: String,
+    /// Number of bus nodes.
+    pub bus_nodes: u32,
+}
+
+impl RunInfo {
+    /// Run facts with the start time formatted as UTC RFC 3339 (seconds).
+    pub fn new(
+        started_at: SystemTime,
+        duration: Duration,
+        target: impl Into<String>,
+        broker: impl Into<String>,
+        bus_nodes: u32,
+    ) -> Self {
+        Self {
+            started_at: humantime::format_rfc3339_seconds(started_at).to_string(),
+            duration_s: duration.as_secs_f64(),
+            target: target.into(),
+            broker: broker.into(),
+            bus_nodes,
+        }
+    }
+
+    /// The start as a `SystemTime` (the Unix epoch if the text is not RFC
+    /// 3339, e.g. hand-edited).
+    pub fn started_at_time(&self) -> SystemTime {
+        humantime::parse_rfc3339(&self.started_at).unwrap_or(SystemTime::UNIX_EPOCH)
+    }
+}
+
+/// Connection outcome.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionSummary {
+    /// Agents asked to connect.
+    pub target: u64,
+    /// Agents that connected.
+    pub achieved: u64,
+    /// Failed attempts.
+    pub failures: u64,
+    /// Retried attempts.
+    pub retries: u64,
+    /// Unexpected disconnects.
+    pub disconnects: u64,
+}
+
+/// Latency figures of one operation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OperationLatency {
+    /// The operation.
+    pub operation: Operation,
+    /// Whether verdicts judge it (false only for `send_lag`).
+    pub judged: bool,
+    /// The figures.
+    pub summary: LatencySummary,
+}
+
+/// One reading of the bus's `/health`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthSample {
+    /// Seconds since the run started.
+    pub at_s: f64,
+    /// The status the bus reported ("healthy", "degraded", "unhealthy").
+    pub status: String,
+    /// Latency of each health check, ms, by check name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub checks_ms: BTreeMap<String, f64>,
+}
+
+impl HealthSample {
+    /// The bus's status on the simulator's scale.
+    pub fn level(&self) -> Status {
+        Status::from_bus_health(&self.status)
+    }
+}
+
+/// One reading of Redis's INFO.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RedisSample {
+    /// Seconds since the run started.
+    pub at_s: f64,
+    /// `instantaneous_ops_per_sec`.
+    pub ops_per_sec: f64,
+    /// `used_memory`.
+    pub used_memory_bytes: u64,
+    /// `connected_clients`.
+    pub connected_clients: u64,
+}
+
+/// What the simulator itself cost, so a reader can tell whether the
+/// simulator or the bus was the bottleneck.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct SimulatorSelf {
+    /// User + system CPU time of the simulator process.
+    pub cpu_seconds: f64,
+    /// Peak resident memory of the simulator process.
+    pub peak_rss_bytes: u64,
+    /// CPU microseconds spent per delivered message (absent when nothing
+    /// was delivered).
+    pub cpu_us_per_delivered_message: Option<f64>,
+    /// Peak memory per simulated agent (absent without agents).
+    pub memory_bytes_per_agent: Option<f64>,
+}
+
+impl SimulatorSelf {
+    /// Simulator costs with the per-message and per-agent ratios derived.
+    pub fn new(cpu_seconds: f64, peak_rss_bytes: u64, delivered: u64, agents: u64) -> Self {
+        Self {
+            cpu_seconds,
+            peak_rss_bytes,
+            cpu_us_per_delivered_message: (delivered > 0)
+                .then(|| cpu_seconds * 1e6 / delivered as f64),
+            memory_bytes_per_agent: (agents > 0).then(|| peak_rss_bytes as f64 / agents as f64),
+        }
+    }
+}
+
+impl Report {
+    /// A report from the run's facts, merged metrics and verdicts. The
+    /// runner-only parts start empty.
+    pub fn new(
+        scenario: ScenarioInfo,
+        run: RunInfo,
+        metrics: &RunMetrics,
+        verdicts: Verdicts,
+    ) -> Self {
+        let ledger = metrics.ledger().clone();
+        let connections = ConnectionSummary {
+            target: ledger.connections.target_connections,
+            achieved: ledger.connections.connected,
+            failures: ledger.connections.connect_failures,
+            retries: ledger.connections.connect_retries,
+            disconnects: ledger.connections.disconnects,
+        };
+        let latencies = metrics
+            .operations()
+            .into_iter()
+            .filter_map(|op| {
+                metrics.summary(op).map(|summary| OperationLatency {
+                    operation: op,
+                    judged: op.is_judged(),
+                    summary,
+                })
+            })
+            .collect();
+        Self {
+            schema_version: SCHEMA_VERSION,
+            scenario,
+            run,
+            connections,
+            latencies,
+            ledger,
+            series: metrics.series_rows(),
+            verdicts,
+            errors: metrics.error_kinds().clone(),
+            health_timeline: Vec::new(),
+            redis_samples: Vec::new(),
+            simulator: SimulatorSelf::default(),
+            notes: Vec::new(),
+        }
+    }
+
+    /// The overall verdict.
+    pub fn overall(&self) -> Status {
+        self.verdicts.overall
+    }
+
+    /// Health samples where the bus's status changed (the first included).
+    pub fn health_transitions(&self) -> Vec<&HealthSample> {
+        let mut out: Vec<&HealthSample> = Vec::new();
+        for sample in &self.health_timeline {
+            if out.last().is_none_or(|last| last.status != sample.status) {
+                out.push(sample);
+            }
+        }
+        out
+    }
+}

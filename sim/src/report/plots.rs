@@ -1,0 +1,268 @@
+//! The HTML report's charts, drawn with plotters into inline SVG strings.
+
+use hdrhistogram::Histogram;
+use plotters::prelude::*;
+
+use super::ReportError;
+use super::model::HealthSample;
+use crate::metrics::{Operation, SeriesRow};
+
+const SIZE: (u32, u32) = (860, 320);
+
+/// A chart's drawing error, as text (plotters' error type is generic over
+/// the backend).
+fn plot_error(err: impl std::fmt::Display) -> ReportError {
+    ReportError::Plot(err.to_string())
+}
+
+/// The upper end of an axis holding `max`: a little headroom, never empty.
+fn axis_end(max: f64) -> f64 {
+    if max.is_finite() && max > 0.0 {
+        max * 1.1
+    } else {
+        1.0
+    }
+}
+
+/// Delivery latency p50 and p99 per second.
+pub(super) fn latency_over_time(series: &[SeriesRow]) -> Result<String, ReportError> {
+    let p50: Vec<(f64, f64)> = series
+        .iter()
+        .filter_map(|r| r.p50_ms.map(|v| (r.second as f64, v)))
+        .collect();
+    let p99: Vec<(f64, f64)> = series
+        .iter()
+        .filter_map(|r| r.p99_ms.map(|v| (r.second as f64, v)))
+        .collect();
+    let y_max = axis_end(p99.iter().chain(&p50).map(|p| p.1).fold(0.0, f64::max));
+    let x_max = axis_end(series.len() as f64);
+    let lines = [Line::new("p50", p50, BLUE), Line::new("p99", p99, RED)];
+    line_chart(
+        "Delivery latency per second",
+        "seconds",
+        "ms",
+        (x_max, y_max),
+        &lines,
+    )
+}
+
+/// Messages sent and delivered per second.
+pub(super) fn throughput_over_time(series: &[SeriesRow]) -> Result<String, ReportError> {
+    let sent: Vec<(f64, f64)> = series
+        .iter()
+        .map(|r| (r.second as f64, r.sent as f64))
+        .collect();
+    let delivered: Vec<(f64, f64)> = series
+        .iter()
+        .map(|r| (r.second as f64, r.delivered as f64))
+        .collect();
+    let y_max = axis_end(
+        sent.iter()
+            .chain(&delivered)
+            .map(|p| p.1)
+            .fold(0.0, f64::max),
+    );
+    let x_max = axis_end(series.len() as f64);
+    let lines = [
+        Line::new("sent", sent, BLUE),
+        Line::new("delivered", delivered, GREEN),
+    ];
+    line_chart(
+        "Throughput",
+        "seconds",
+        "messages / s",
+        (x_max, y_max),
+        &lines,
+    )
+}
+
+/// Highest "nines" on the percentile axis: p99.99.
+const NINES: f64 = 4.0;
+
+/// The percentile curve of one operation: latency against percentile on
+/// the usual HDR axis, where 1, 2, 3, 4 mean p90, p99, p99.9, p99.99.
+pub(super) fn latency_distribution(
+    op: Operation,
+    histogram: &Histogram<u64>,
+) -> Result<String, ReportError> {
+    let points: Vec<(f64, f64)> = (0..=80)
+        .map(|step| {
+            let nines = f64::from(step) * NINES / 80.0;
+            let quantile = 1.0 - 10f64.powf(-nines);
+            let value = histogram.value_at_quantile(quantile) as f64 / 1000.0;
+            (nines, value)
+        })
+        .collect();
+    let y_max = axis_end(histogram.max() as f64 / 1000.0);
+    let title = format!("{op}: latency by percentile");
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_error)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .margin_right(40)
+            .x_label_area_size(36)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0f64..NINES, 0f64..y_max)
+            .map_err(plot_error)?;
+        chart
+            .configure_mesh()
+            .x_desc("percentile")
+            .y_desc("ms")
+            .x_labels(5)
+            .x_label_formatter(&|nines| percentile_label(*nines))
+            .draw()
+            .map_err(plot_error)?;
+        chart
+            .draw_series(LineSeries::new(points, &BLUE))
+            .map_err(plot_error)?;
+        root.present().map_err(plot_error)?;
+    }
+    Ok(svg)
+}
+
+/// "p0", "p90", "p99", "p99.9", ... for a position on the nines axis.
+fn percentile_label(nines: f64) -> String {
+    let percentile = 100.0 * (1.0 - 10f64.powf(-nines));
+    let text = format!("{percentile:.4}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    format!("p{text}")
+}
+
+/// The bus's own health over time, as a step line over healthy (0),
+/// degraded (1) and unhealthy (2).
+pub(super) fn health_timeline(
+    samples: &[HealthSample],
+    duration_s: f64,
+) -> Result<String, ReportError> {
+    let mut points = Vec::new();
+    for (i, sample) in samples.iter().enumerate() {
+        let level = sample.level() as u8 as f64;
+        let until = samples
+            .get(i + 1)
+            .map_or(duration_s.max(sample.at_s), |n| n.at_s);
+        points.push((sample.at_s, level));
+        points.push((until, level));
+    }
+    let x_max = axis_end(duration_s.max(points.last().map_or(0.0, |p| p.0)));
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (SIZE.0, 200)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_error)?;
+        let caption = match samples.is_empty() {
+            true => "Bus health (no samples)",
+            false => "Bus health (/health)",
+        };
+        let mut chart = ChartBuilder::on(&root)
+            .caption(caption, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(90)
+            .build_cartesian_2d(0f64..x_max, -0.2f64..2.2)
+            .map_err(plot_error)?;
+        chart
+            .configure_mesh()
+            .x_desc("seconds")
+            .y_labels(3)
+            .y_label_formatter(&|level| level_label(*level).to_owned())
+            .draw()
+            .map_err(plot_error)?;
+        chart
+            .draw_series(LineSeries::new(points, RED.stroke_width(2)))
+            .map_err(plot_error)?;
+        root.present().map_err(plot_error)?;
+    }
+    Ok(svg)
+}
+
+fn level_label(level: f64) -> &'static str {
+    match level.round() as i64 {
+        0 => "healthy",
+        1 => "degraded",
+        2 => "unhealthy",
+        _ => "",
+    }
+}
+
+/// One named, coloured line of a chart.
+struct Line {
+    name: &'static str,
+    points: Vec<(f64, f64)>,
+    color: RGBColor,
+}
+
+impl Line {
+    fn new(name: &'static str, points: Vec<(f64, f64)>, color: RGBColor) -> Self {
+        Self {
+            name,
+            points,
+            color,
+        }
+    }
+}
+
+/// A chart of named lines sharing the axes `0..x_max`, `0..y_max`.
+fn line_chart(
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    (x_max, y_max): (f64, f64),
+    lines: &[Line],
+) -> Result<String, ReportError> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_error)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0f64..x_max, 0f64..y_max)
+            .map_err(plot_error)?;
+        chart
+            .configure_mesh()
+            .x_desc(x_desc)
+            .y_desc(y_desc)
+            .draw()
+            .map_err(plot_error)?;
+        for line in lines {
+            let color = line.color;
+            chart
+                .draw_series(LineSeries::new(line.points.iter().copied(), color))
+                .map_err(plot_error)?
+                .label(line.name)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(plot_error)?;
+        root.present().map_err(plot_error)?;
+    }
+    Ok(svg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentile_labels_read_as_nines() {
+        assert_eq!(percentile_label(0.0), "p0");
+        assert_eq!(percentile_label(1.0), "p90");
+        assert_eq!(percentile_label(2.0), "p99");
+        assert_eq!(percentile_label(3.0), "p99.9");
+    }
+
+    #[test]
+    fn empty_data_still_draws() {
+        assert!(latency_over_time(&[]).unwrap().starts_with("<svg"));
+        assert!(throughput_over_time(&[]).unwrap().contains("Throughput"));
+        assert!(health_timeline(&[], 0.0).unwrap().contains("no samples"));
+    }
+}

@@ -1,0 +1,261 @@
+//! The report's tables as plain rows, shared by the Markdown and HTML views so both always show the same figures.
+
+use super::model::Report;
+use super::text::{bytes, ms, or_dash, percent};
+use crate::metrics::MessageClass;
+use crate::verdict::Status;
+
+/// A titled table of text cells.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Table {
+    pub title: &'static str,
+    pub headers: Vec<&'static str>,
+    pub rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    fn new(title: &'static str, headers: &[&'static str]) -> Self {
+        Self {
+            title,
+            headers: headers.to_vec(),
+            rows: Vec::new(),
+        }
+    }
+}
+
+/// Every table, in reading order; empty sections are left out.
+pub(super) fn all(report: &Report) -> Vec<Table> {
+    [
+        run_facts(report),
+        connections(report),
+        latency(report),
+        delivery(report),
+        queue(report),
+        errors(report),
+        health(report),
+        simulator(report),
+    ]
+    .into_iter()
+    .filter(|t| !t.rows.is_empty())
+    .collect()
+}
+
+fn run_facts(report: &Report) -> Table {
+    let mut t = Table::new("Run", &["", ""]);
+    let s = &report.scenario;
+    let r = &report.run;
+    let rows = [
+        ("scenario", format!("{} ({})", s.name, s.file)),
+        ("content hash", s.content_hash.clone()),
+        ("seed", s.seed.to_string()),
+        ("started", r.started_at.clone()),
+        ("duration", format!("{:.1} s", r.duration_s)),
+        ("target", r.target.clone()),
+        ("broker", r.broker.clone()),
+        ("bus nodes", r.bus_nodes.to_string()),
+        ("overall verdict", report.overall().to_string()),
+    ];
+    t.rows = rows
+        .into_iter()
+        .map(|(k, v)| vec![k.to_owned(), v])
+        .collect();
+    t
+}
+
+fn connections(report: &Report) -> Table {
+    let mut t = Table::new(
+        "Connections",
+        &[
+            "target",
+            "achieved",
+            "failures",
+            "retries",
+            "disconnects",
+            "verdict",
+        ],
+    );
+    let c = &report.connections;
+    t.rows.push(vec![
+        c.target.to_string(),
+        c.achieved.to_string(),
+        c.failures.to_string(),
+        c.retries.to_string(),
+        c.disconnects.to_string(),
+        report.verdicts.connections.status.to_string(),
+    ]);
+    t
+}
+
+fn latency(report: &Report) -> Table {
+    let mut t = Table::new(
+        "Latency (ms)",
+        &[
+            "operation",
+            "samples",
+            "p50",
+            "p90",
+            "p99",
+            "p99.9",
+            "max",
+            "limits (warning / critical)",
+            "verdict",
+        ],
+    );
+    for entry in &report.latencies {
+        let s = &entry.summary;
+        let verdict = report.verdicts.operation(entry.operation);
+        let limit = verdict.map(|v| {
+            format!(
+                "p{}: {} / {}",
+                v.percentile,
+                ms(v.warning_ms),
+                ms(v.critical_ms)
+            )
+        });
+        let status = match verdict {
+            Some(v) => v.status.to_string(),
+            None if !entry.judged => "not judged (simulator lag)".to_owned(),
+            None => "–".to_owned(),
+        };
+        t.rows.push(vec![
+            entry.operation.to_string(),
+            s.count.to_string(),
+            ms(s.p50_ms),
+            ms(s.p90_ms),
+            ms(s.p99_ms),
+            ms(s.p999_ms),
+            ms(s.max_ms),
+            or_dash(limit),
+            status,
+        ]);
+    }
+    t
+}
+
+fn delivery(report: &Report) -> Table {
+    let mut t = Table::new(
+        "Delivery",
+        &[
+            "class",
+            "expected",
+            "delivered",
+            "lost",
+            "loss",
+            "duplicated",
+            "out of order",
+            "misrouted",
+            "verdict",
+        ],
+    );
+    for class in MessageClass::ALL {
+        let counts = report.ledger.class(class);
+        if counts.is_empty() {
+            continue;
+        }
+        let verdict = report.verdicts.loss.iter().find(|v| v.class == class);
+        t.rows.push(vec![
+            class.to_string(),
+            counts.expected.to_string(),
+            counts.delivered.to_string(),
+            counts.lost().to_string(),
+            percent(counts.loss_ratio()),
+            counts.duplicated.to_string(),
+            counts.out_of_order.to_string(),
+            counts.misrouted.to_string(),
+            or_dash(verdict.map(|v| v.status.to_string())),
+        ]);
+    }
+    t
+}
+
+fn queue(report: &Report) -> Table {
+    let mut t = Table::new(
+        "Queue semantics",
+        &[
+            "enqueued",
+            "claimed",
+            "acked",
+            "rejected",
+            "requeued",
+            "dead-lettered",
+            "redelivered",
+            "priority inversions",
+            "crashed",
+            "still queued",
+        ],
+    );
+    let q = &report.ledger.queue;
+    if *q != Default::default() {
+        t.rows.push(
+            [
+                q.enqueued,
+                q.claimed,
+                q.acked,
+                q.rejected,
+                q.requeued,
+                q.dead_lettered,
+                q.redelivered,
+                q.priority_inversions,
+                q.crashed,
+                q.still_queued,
+            ]
+            .iter()
+            .map(u64::to_string)
+            .collect(),
+        );
+    }
+    t
+}
+
+fn errors(report: &Report) -> Table {
+    let mut t = Table::new("Errors", &["kind", "count"]);
+    t.rows = report
+        .errors
+        .iter()
+        .map(|(kind, count)| vec![kind.clone(), count.to_string()])
+        .collect();
+    t
+}
+
+fn health(report: &Report) -> Table {
+    let mut t = Table::new("Bus health transitions", &["at (s)", "bus status", "level"]);
+    t.rows = report
+        .health_transitions()
+        .into_iter()
+        .map(|s| {
+            vec![
+                format!("{:.1}", s.at_s),
+                s.status.clone(),
+                s.level().to_string(),
+            ]
+        })
+        .collect();
+    t
+}
+
+fn simulator(report: &Report) -> Table {
+    let mut t = Table::new(
+        "Simulator",
+        &[
+            "CPU (s)",
+            "peak RSS",
+            "CPU µs per delivered message",
+            "memory per agent",
+        ],
+    );
+    let s = &report.simulator;
+    if s.cpu_seconds > 0.0 || s.peak_rss_bytes > 0 {
+        t.rows.push(vec![
+            format!("{:.2}", s.cpu_seconds),
+            bytes(s.peak_rss_bytes as f64),
+            or_dash(s.cpu_us_per_delivered_message.map(|v| format!("{v:.1}"))),
+            or_dash(s.memory_bytes_per_agent.map(bytes)),
+        ]);
+    }
+    t
+}
+
+/// The headline: the overall status in capitals, for titles.
+pub(super) fn headline(status: Status) -> String {
+    status.as_str().to_uppercase()
+}

@@ -1,0 +1,52 @@
+//! How figures are written for people in the Markdown and HTML views: milliseconds, ratios, sizes.
+
+/// Milliseconds with two decimals ("12.35").
+pub(super) fn ms(value: f64) -> String {
+    format!("{value:.2}")
+}
+
+/// A ratio as a percentage with enough decimals to show small losses
+/// ("0.010%"); exact zero is "0%".
+pub(super) fn percent(ratio: f64) -> String {
+    if ratio == 0.0 {
+        "0%".to_owned()
+    } else {
+        format!("{:.3}%", ratio * 100.0)
+    }
+}
+
+/// A byte count in binary units ("1.5 MiB").
+pub(super) fn bytes(count: f64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = count;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{value:.0} {}", UNITS[0])
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// An optional figure, or a dash.
+pub(super) fn or_dash(value: Option<String>) -> String {
+    value.unwrap_or_else(|| "–".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn figures_read_well() {
+        assert_eq!(ms(12.3456), "12.35");
+        assert_eq!(percent(0.0), "0%");
+        assert_eq!(percent(0.0001), "0.010%");
+        assert_eq!(bytes(512.0), "512 B");
+        assert_eq!(bytes(1536.0 * 1024.0), "1.5 MiB");
+        assert_eq!(or_dash(None), "–");
+    }
+}

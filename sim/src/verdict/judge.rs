@@ -1,0 +1,303 @@
+//! Judging merged metrics against a scenario's thresholds.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Status, exit_code};
+use crate::metrics::{MessageClass, Operation, RunMetrics};
+use crate::scenario::Thresholds;
+
+/// The verdict on one operation's latency.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OperationVerdict {
+    /// The operation judged.
+    pub operation: Operation,
+    /// Samples behind the figure.
+    pub samples: u64,
+    /// The percentile compared.
+    pub percentile: f64,
+    /// The latency at that percentile, ms.
+    pub value_ms: f64,
+    /// The warning limit, ms.
+    pub warning_ms: f64,
+    /// The critical limit, ms.
+    pub critical_ms: f64,
+    /// The outcome.
+    pub status: Status,
+}
+
+/// The verdict on one message class's losses.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LossVerdict {
+    /// The class judged.
+    pub class: MessageClass,
+    /// Deliveries owed.
+    pub expected: u64,
+    /// Deliveries made.
+    pub delivered: u64,
+    /// Deliveries missing.
+    pub lost: u64,
+    /// `lost / expected`.
+    pub loss_ratio: f64,
+    /// The tolerated ratio.
+    pub max_loss: f64,
+    /// Critical when `loss_ratio > max_loss`, healthy otherwise.
+    pub status: Status,
+}
+
+/// The verdict on connections.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConnectionVerdict {
+    /// Agents the scenario asked to connect.
+    pub target: u64,
+    /// Agents that connected.
+    pub achieved: u64,
+    /// Failed attempts.
+    pub failures: u64,
+    /// Critical when fewer agents connected than asked for.
+    pub status: Status,
+}
+
+/// All verdicts of a run and the overall one.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Verdicts {
+    /// One per judged operation with samples (never `send_lag`).
+    pub operations: Vec<OperationVerdict>,
+    /// One per message class with anything expected or lost.
+    pub loss: Vec<LossVerdict>,
+    /// Connections.
+    pub connections: ConnectionVerdict,
+    /// The worst of all of the above.
+    pub overall: Status,
+}
+
+impl Verdicts {
+    /// The verdict of `op`, if it was judged.
+    pub fn operation(&self, op: Operation) -> Option<&OperationVerdict> {
+        self.operations.iter().find(|v| v.operation == op)
+    }
+
+    /// The process exit code for the overall verdict.
+    pub fn exit_code(&self) -> i32 {
+        exit_code(self.overall)
+    }
+
+    /// Recomputes `overall` as the worst verdict present; call after
+    /// editing verdicts by hand.
+    pub fn recompute_overall(&mut self) {
+        let operations = self.operations.iter().map(|v| v.status);
+        let loss = self.loss.iter().map(|v| v.status);
+        self.overall = operations
+            .chain(loss)
+            .chain([self.connections.status])
+            .max()
+            .unwrap_or_default();
+    }
+}
+
+/// Judges `metrics` against `thresholds`:
+///
+/// - every operation with samples except `send_lag` (it measures the
+///   simulator, see [`Operation::SendLag`]): the latency at the threshold
+///   percentile above `critical` is critical, above `warning` is warning,
+///   else healthy. Exactly at a limit is on the good side; a value within
+///   HDR's resolution (0.1%) of a limit counts as at the limit, so
+///   recording exactly 50 ms never reads as "above 50 ms";
+/// - every message class with something expected or lost: a loss ratio
+///   above its `max_loss` (the override of the class's operation, see
+///   [`MessageClass::operation`]) is critical — with the default
+///   `max_loss = 0` any loss is critical;
+/// - connections: fewer agents connected than targeted is critical.
+pub fn judge(metrics: &RunMetrics, thresholds: &Thresholds) -> Verdicts {
+    let mut verdicts = Verdicts {
+        operations: judge_operations(metrics, thresholds),
+        loss: judge_loss(metrics, thresholds),
+        connections: judge_connections(metrics),
+        overall: Status::Healthy,
+    };
+    verdicts.recompute_overall();
+    verdicts
+}
+
+fn judge_operations(metrics: &RunMetrics, thresholds: &Thresholds) -> Vec<OperationVerdict> {
+    let mut out = Vec::new();
+    for op in metrics.operations().into_iter().filter(|op| op.is_judged()) {
+        let Some(histogram) = metrics.histogram(op) else {
+            continue;
+        };
+        let limits = thresholds.for_operation(op);
+        let value_us = histogram.value_at_quantile(limits.percentile / 100.0);
+        let lowest_us = histogram.lowest_equivalent(value_us);
+        let above = |limit: Duration| u128::from(lowest_us) > limit.as_micros();
+        let status = if above(limits.critical) {
+            Status::Critical
+        } else if above(limits.warning) {
+            Status::Warning
+        } else {
+            Status::Healthy
+        };
+        out.push(OperationVerdict {
+            operation: op,
+            samples: histogram.len(),
+            percentile: limits.percentile,
+            value_ms: value_us as f64 / 1000.0,
+            warning_ms: limits.warning.as_secs_f64() * 1000.0,
+            critical_ms: limits.critical.as_secs_f64() * 1000.0,
+            status,
+        });
+    }
+    out
+}
+
+fn judge_loss(metrics: &RunMetrics, thresholds: &Thresholds) -> Vec<LossVerdict> {
+    let ledger = metrics.ledger();
+    MessageClass::ALL
+        .into_iter()
+        .filter_map(|class| {
+            let counts = ledger.class(class);
+            let lost = counts.lost();
+            if counts.expected == 0 && lost == 0 {
+                return None;
+            }
+            let max_loss = thresholds.for_operation(class.operation()).max_loss;
+            let loss_ratio = counts.loss_ratio();
+            Some(LossVerdict {
+                class,
+                expected: counts.expected,
+                delivered: counts.delivered,
+                lost,
+                loss_ratio,
+                max_loss,
+                status: if loss_ratio > max_loss {
+                    Status::Critical
+                } else {
+                    Status::Healthy
+                },
+            })
+        })
+        .collect()
+}
+
+fn judge_connections(metrics: &RunMetrics) -> ConnectionVerdict {
+    let counts = metrics.ledger().connections;
+    ConnectionVerdict {
+        target: counts.target_connections,
+        achieved: counts.connected,
+        failures: counts.connect_failures,
+        status: if counts.connected < counts.target_connections {
+            Status::Critical
+        } else {
+            Status::Healthy
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Recorder;
+
+    /// Metrics where every `publish_delivery` sample is `us` microseconds.
+    fn delivery_at(us: u64) -> RunMetrics {
+        let mut r = Recorder::new();
+        for _ in 0..100 {
+            r.record(Operation::PublishDelivery, us, Duration::ZERO);
+        }
+        RunMetrics::from(r)
+    }
+
+    fn status_at(us: u64) -> Status {
+        let v = judge(&delivery_at(us), &Thresholds::default());
+        v.operation(Operation::PublishDelivery).unwrap().status
+    }
+
+    #[test]
+    fn latency_edges() {
+        assert_eq!(status_at(49_000), Status::Healthy);
+        assert_eq!(status_at(50_000), Status::Healthy, "exactly at warning");
+        assert_eq!(status_at(50_100), Status::Warning, "just above warning");
+        assert_eq!(status_at(200_000), Status::Warning, "exactly at critical");
+        assert_eq!(status_at(200_300), Status::Critical, "just above critical");
+    }
+
+    #[test]
+    fn only_the_threshold_percentile_counts() {
+        let mut r = Recorder::new();
+        for i in 0..1000 {
+            let us = if i < 995 { 1_000 } else { 500_000 };
+            r.record(Operation::DirectRtt, us, Duration::ZERO);
+        }
+        let m = RunMetrics::from(r);
+        let v = judge(&m, &Thresholds::default());
+        assert_eq!(
+            v.operation(Operation::DirectRtt).unwrap().status,
+            Status::Healthy
+        );
+        let strict = Thresholds {
+            percentile: 99.9,
+            ..Thresholds::default()
+        };
+        let v = judge(&m, &strict);
+        assert_eq!(
+            v.operation(Operation::DirectRtt).unwrap().status,
+            Status::Critical
+        );
+        assert_eq!(v.overall, Status::Critical);
+        assert_eq!(v.exit_code(), 11);
+    }
+
+    #[test]
+    fn send_lag_is_reported_but_never_judged() {
+        let mut r = Recorder::new();
+        r.record(Operation::SendLag, 10_000_000, Duration::ZERO);
+        let v = judge(&RunMetrics::from(r), &Thresholds::default());
+        assert!(v.operations.is_empty());
+        assert_eq!(v.overall, Status::Healthy);
+    }
+
+    #[test]
+    fn loss_edges() {
+        let mut m = delivery_at(1_000);
+        m.ledger_mut().class_mut(MessageClass::Pubsub).expected = 1000;
+        m.ledger_mut().class_mut(MessageClass::Pubsub).delivered = 1000;
+        let v = judge(&m, &Thresholds::default());
+        assert_eq!(v.loss[0].status, Status::Healthy);
+        assert_eq!(v.overall, Status::Healthy);
+
+        m.ledger_mut().class_mut(MessageClass::Pubsub).delivered = 999;
+        let v = judge(&m, &Thresholds::default());
+        assert_eq!(v.loss[0].lost, 1);
+        assert_eq!(
+            v.loss[0].status,
+            Status::Critical,
+            "any loss with max_loss 0"
+        );
+        assert_eq!(v.overall, Status::Critical);
+
+        let tolerant = Thresholds {
+            max_loss: 0.001,
+            ..Thresholds::default()
+        };
+        let v = judge(&m, &tolerant);
+        assert_eq!(v.loss[0].status, Status::Healthy, "exactly at max_loss");
+        m.ledger_mut().class_mut(MessageClass::Pubsub).delivered = 998;
+        let v = judge(&m, &tolerant);
+        assert_eq!(v.loss[0].status, Status::Critical, "just above max_loss");
+    }
+
+    #[test]
+    fn missing_connections_are_critical() {
+        let mut m = delivery_at(1_000);
+        m.ledger_mut().connections.target_connections = 10;
+        m.ledger_mut().connections.connected = 10;
+        assert_eq!(
+            judge(&m, &Thresholds::default()).connections.status,
+            Status::Healthy
+        );
+        m.ledger_mut().connections.connected = 9;
+        let v = judge(&m, &Thresholds::default());
+        assert_eq!(v.connections.status, Status::Critical);
+        assert_eq!(v.overall, Status::Critical);
+    }
+}
