@@ -20,11 +20,14 @@
 //! - [`report`]: `report.json`, `report.md`, `report.html` (inline SVG plots)
 //!   and `hdr/*.hlog` from merged metrics, verdicts and run facts.
 //!
-//! Planned on top of these: the target (embedded, spawned or external bus),
-//! the agents (one per behaviour), the runner (open-model schedule, phases,
-//! faults) and the `sim` command line.
+//! - [`agent`]: one simulated agent, a real WebSocket client: connect,
+//!   subscribe, send on its open-model schedule, answer, work, account.
+//! - [`runner`]: the plan (who connects when and where), the agents' shared
+//!   context, phases and drain, the reconciled ledger.
 
+pub mod agent;
 pub mod metrics;
 pub mod report;
+pub mod runner;
 pub mod scenario;
 pub mod verdict;

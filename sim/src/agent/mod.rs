@@ -1,0 +1,375 @@
+//! One simulated agent: a real WebSocket client that connects when its plan
+//! says, subscribes, sends on its open-model schedule, answers requests,
+//! works queue jobs, and accounts for everything it receives.
+//!
+//! - [`socket`]: connecting (source addresses, retries).
+//! - [`wire`]: frames out (hand-written) and in (borrowed views).
+//! - [`schedule`]: planned send instants.
+//! - [`tracking`]: streams and subscription windows for the ledger.
+//! - `send`, `receive`, `work`: the behaviours.
+
+mod receive;
+pub mod schedule;
+mod send;
+pub mod socket;
+pub mod tracking;
+pub mod wire;
+mod work;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use tokio_tungstenite::tungstenite::Message;
+
+use self::schedule::Schedule;
+use self::socket::{Endpoint, Socket};
+use self::tracking::{ChannelKey, Streams, Window};
+use crate::metrics::{MessageClass, Operation};
+use crate::runner::context::{Counters, RunContext};
+use crate::runner::plan::{AgentPlan, Session};
+use crate::scenario::{Behaviour, Group};
+
+/// What an agent hands back when the run ends, for the ledger.
+#[derive(Debug, Default)]
+pub struct AgentOutcome {
+    /// Every message it published or broadcast: channel and send instant.
+    pub sent: Vec<(ChannelKey, u64)>,
+    /// Its subscription windows, closed.
+    pub windows: Vec<Window>,
+}
+
+/// A send waiting for its reply, so an error can take it back.
+#[derive(Debug, Clone, Copy)]
+enum InFlight {
+    Published(ChannelKey, u64),
+    Request(u64),
+    Enqueue,
+    Ack(Instant),
+    Reject,
+}
+
+/// A claimed job or a request being "processed".
+#[derive(Debug)]
+struct WorkItem {
+    due: tokio::time::Instant,
+    kind: WorkKind,
+}
+
+#[derive(Debug)]
+enum WorkKind {
+    Ack { id: String, claimed: Instant },
+    Reject { id: String },
+    Crash,
+    Respond { frame: String },
+}
+
+/// The agent's state across its sessions.
+struct Agent<'a> {
+    plan: &'a AgentPlan,
+    group: &'a Group,
+    ctx: &'a RunContext,
+    workspace: String,
+    rng: SmallRng,
+    schedule: Option<Schedule>,
+    /// Next sequence number per channel it sends on.
+    seqs: HashMap<ChannelKey, u64>,
+    next_request: u64,
+    in_flight: HashMap<u64, InFlight>,
+    /// Direct requests awaiting a response: seq → planned µs.
+    outstanding: HashMap<u64, u64>,
+    streams: Streams,
+    pattern_streams: Streams,
+    /// Open windows: exact channel → index, pattern → index.
+    windows: Vec<Window>,
+    exact: HashMap<ChannelKey, usize>,
+    patterns: HashMap<String, usize>,
+    /// Inbox message ids already answered (bounded), to ignore redeliveries.
+    answered: VecDeque<String>,
+    work: VecDeque<WorkItem>,
+    dequeue_pending: bool,
+    /// Priority of the previous job in the current claimed batch.
+    last_claimed_priority: Option<u8>,
+    /// Frames to write at the end of this turn.
+    outbox: Vec<String>,
+    outcome: AgentOutcome,
+}
+
+/// Runs an agent's planned sessions until the run stops.
+pub async fn run(plan: AgentPlan, ctx: Arc<RunContext>) -> AgentOutcome {
+    let group = &ctx.scenario.groups[plan.group];
+    let mut agent = Agent::new(&plan, group, &ctx);
+    for session in &plan.sessions {
+        let start = ctx.clock.instant(session.connect_at);
+        tokio::select! {
+            _ = ctx.stop.cancelled() => break,
+            _ = tokio::time::sleep_until(start) => {}
+        }
+        if ctx.is_draining() {
+            break;
+        }
+        if let Some(socket) = agent.connect().await {
+            ctx.set_online(plan.id, true);
+            agent.session(socket, session).await;
+            ctx.set_online(plan.id, false);
+        }
+    }
+    agent.outcome
+}
+
+impl<'a> Agent<'a> {
+    fn new(plan: &'a AgentPlan, group: &'a Group, ctx: &'a RunContext) -> Self {
+        Self {
+            plan,
+            group,
+            ctx,
+            workspace: plan.workspace_name(),
+            rng: SmallRng::seed_from_u64(plan.seed),
+            schedule: None,
+            seqs: HashMap::new(),
+            next_request: 0,
+            in_flight: HashMap::new(),
+            outstanding: HashMap::new(),
+            streams: Streams::default(),
+            pattern_streams: Streams::default(),
+            windows: Vec::new(),
+            exact: HashMap::new(),
+            patterns: HashMap::new(),
+            answered: VecDeque::new(),
+            work: VecDeque::new(),
+            dequeue_pending: false,
+            last_claimed_priority: None,
+            outbox: Vec::new(),
+            outcome: AgentOutcome::default(),
+        }
+    }
+
+    fn now_us(&self) -> u64 {
+        self.ctx.clock.now_us()
+    }
+
+    fn record(&self, f: impl FnOnce(&mut crate::metrics::Recorder, Duration)) {
+        let local = self.ctx.hub.local();
+        let at = local.elapsed();
+        local.with(|r| f(r, at));
+    }
+
+    fn count_error(&self, kind: &str) {
+        Counters::add(&self.ctx.counters.errors, 1);
+        self.record(|r, at| r.count_error(at, kind));
+    }
+
+    fn ledger(&self, class: MessageClass, f: impl FnOnce(&mut crate::metrics::ClassLedger)) {
+        self.record(|r, _| f(r.ledger_mut().class_mut(class)));
+    }
+
+    /// Opens the WebSocket (bounded concurrency, retries) and reads the
+    /// welcome; records the connect latency and the connection ledger.
+    async fn connect(&mut self) -> Option<Socket> {
+        let ctx = self.ctx;
+        let token = ctx.jwt_secret.as_deref().map(|s| self.token(s));
+        let url = &ctx.ws_urls[self.plan.node % ctx.ws_urls.len()];
+        let endpoint = Endpoint {
+            url,
+            agent: &self.plan.name,
+            workspace: &self.workspace,
+            token: token.as_deref(),
+            source: self.plan.source,
+        };
+        let permit = ctx.connects.acquire().await.ok()?;
+        let started = Instant::now();
+        let result = socket::open_with_retry(&endpoint).await;
+        drop(permit);
+        self.record(|r, _| r.ledger_mut().connections.target_connections += 1);
+        let (mut socket, retries) = match result {
+            Ok(ok) => ok,
+            Err(e) => {
+                tracing::debug!(agent = %self.plan.name, cause = %e, "connect failed");
+                self.record(|r, at| {
+                    r.ledger_mut().connections.connect_failures += 1;
+                    r.ledger_mut().connections.connect_retries += u64::from(socket::ATTEMPTS - 1);
+                    r.count_error(at, "connect_failed");
+                });
+                return None;
+            }
+        };
+        let welcome = tokio::time::timeout(Duration::from_secs(10), socket.next()).await;
+        if !matches!(welcome, Ok(Some(Ok(Message::Text(_))))) {
+            self.count_error("no_welcome");
+            return None;
+        }
+        let latency = started.elapsed();
+        self.record(|r, at| {
+            r.record_duration(Operation::Connect, latency, at);
+            r.ledger_mut().connections.connected += 1;
+            r.ledger_mut().connections.connect_retries += u64::from(retries);
+        });
+        Counters::add(&ctx.counters.connected, 1);
+        Some(socket)
+    }
+
+    fn token(&self, secret: &str) -> String {
+        bus::auth::issue_token(
+            secret,
+            &bus::auth::Claims {
+                sub: self.plan.name.clone(),
+                workspace: self.workspace.clone(),
+                user: None,
+                topics: None,
+                global_broadcast: true,
+                admin: false,
+                exp: bus::auth::unix_now() + 24 * 3600,
+            },
+        )
+    }
+
+    /// One connected session: set up, then serve until leave, stop or loss.
+    async fn session(&mut self, socket: Socket, session: &Session) {
+        let (mut sink, mut stream) = socket.split();
+        let now = self.now_us();
+        self.open_window(ChannelKey::Workspace(self.plan.workspace), None, now);
+        self.open_window(ChannelKey::Global, None, now);
+        if !self.subscribe(&mut sink, &mut stream).await {
+            self.close_windows();
+            return;
+        }
+        let start = self.ctx.clock.offset(self.now_us());
+        if self.group.behaviour.requires_rate() || self.group.rate > 0.0 {
+            self.schedule = Some(Schedule::new(
+                self.group.rate,
+                self.group.arrival,
+                start,
+                &self.ctx.scenario,
+                &mut self.rng,
+            ));
+        }
+        let leave = session.leave_at.map(|t| self.ctx.clock.instant(t));
+        self.serve(&mut sink, &mut stream, leave).await;
+        self.close_windows();
+        let _ = sink.send(Message::Close(None)).await;
+        self.dequeue_pending = false;
+        self.work.clear();
+    }
+
+    async fn serve(
+        &mut self,
+        sink: &mut SplitSink<Socket, Message>,
+        stream: &mut SplitStream<Socket>,
+        leave: Option<tokio::time::Instant>,
+    ) {
+        let ctx = self.ctx;
+        let mut linger_until: Option<tokio::time::Instant> = None;
+        loop {
+            let leaving = linger_until.is_some();
+            let due = self.next_due(leaving).min(leave.unwrap_or(far_future()));
+            let due = linger_until.map_or(due, |l| due.min(l));
+            tokio::select! {
+                biased;
+                _ = ctx.stop.cancelled() => return,
+                frame = stream.next() => match frame {
+                    Some(Ok(Message::Text(text))) => self.on_frame(&text),
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
+                        self.record(|r, at| {
+                            r.ledger_mut().connections.disconnects += 1;
+                            r.count_error(at, "disconnected");
+                        });
+                        return;
+                    }
+                    Some(Ok(_)) => {}
+                },
+                _ = tokio::time::sleep_until(due) => {
+                    let now = tokio::time::Instant::now();
+                    if linger_until.is_some_and(|l| now >= l) {
+                        return;
+                    }
+                    if !leaving && leave.is_some_and(|l| now >= l) {
+                        self.close_windows();
+                        self.schedule = None;
+                        linger_until = Some(now + ctx.linger);
+                        continue;
+                    }
+                    self.on_timers(leaving);
+                }
+            }
+            if !self.outbox.is_empty() && self.flush(sink).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    async fn flush(&mut self, sink: &mut SplitSink<Socket, Message>) -> Result<(), ()> {
+        for frame in self.outbox.drain(..) {
+            sink.feed(Message::text(frame)).await.map_err(|_| ())?;
+        }
+        sink.flush().await.map_err(|_| ())
+    }
+
+    /// The earliest timer: a due send, a finished job or response, or now
+    /// when a dequeue should be (re)issued.
+    fn next_due(&self, leaving: bool) -> tokio::time::Instant {
+        let mut due = far_future();
+        if let Some(t) = self
+            .schedule
+            .as_ref()
+            .and_then(Schedule::peek)
+            .filter(|_| !leaving && !self.ctx.is_draining())
+        {
+            due = due.min(self.ctx.clock.instant(t));
+        }
+        if let Some(item) = self.work.front() {
+            due = due.min(item.due);
+        }
+        if !leaving && self.wants_dequeue() {
+            due = tokio::time::Instant::now();
+        }
+        due
+    }
+
+    /// Opens a window on `channel` (or a pattern's channels) from `start_us`.
+    fn open_window(
+        &mut self,
+        channel: ChannelKey,
+        pattern: Option<(&str, Vec<ChannelKey>)>,
+        start_us: u64,
+    ) {
+        let index = self.windows.len();
+        match pattern {
+            None => {
+                self.windows
+                    .push(Window::new(vec![channel], false, start_us));
+                self.exact.insert(channel, index);
+            }
+            Some((glob, channels)) => {
+                self.windows.push(Window::new(channels, true, start_us));
+                self.patterns.insert(glob.to_owned(), index);
+            }
+        }
+    }
+
+    /// Ends every open window now and hands them to the outcome.
+    fn close_windows(&mut self) {
+        let now = self.now_us();
+        for mut w in self.windows.drain(..) {
+            w.end_us.get_or_insert(now);
+            self.outcome.windows.push(w);
+        }
+        self.exact.clear();
+        self.patterns.clear();
+    }
+}
+
+fn far_future() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(3600)
+}
+
+/// Whether this group's agents subscribe to topics or patterns on connect.
+pub fn subscribes(behaviour: Behaviour) -> bool {
+    matches!(
+        behaviour,
+        Behaviour::Subscriber | Behaviour::PatternSubscriber
+    )
+}

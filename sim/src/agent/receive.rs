@@ -1,0 +1,216 @@
+//! Receiving: every frame from the bus is classified and accounted for:
+//! deliveries against subscription windows and streams (lost, duplicated,
+//! out of order, misrouted), direct requests and responses, queue replies.
+
+use super::tracking::{Arrival, ChannelKey};
+use super::wire::{self, Incoming, MessageView, OutcomeView};
+use super::{Agent, InFlight};
+use crate::metrics::{MessageClass, Operation};
+use crate::runner::context::Counters;
+
+impl Agent<'_> {
+    pub(super) fn on_frame(&mut self, text: &str) {
+        let frame = match wire::parse(text) {
+            Ok(f) => f,
+            Err(_) => return self.count_error("unreadable_frame"),
+        };
+        match frame.op.as_ref() {
+            "message" => {
+                let pattern = frame.pattern.as_deref().map(str::to_owned);
+                if let Some(message) = frame.message {
+                    self.on_message(&message, pattern.as_deref());
+                }
+            }
+            "job" => {
+                if let Some(message) = frame.message {
+                    let queue = frame.queue.as_deref().unwrap_or("inbox").to_owned();
+                    self.on_inbox_job(&message, &queue);
+                }
+            }
+            "ok" => self.on_ok(frame),
+            "error" => self.on_error(&frame),
+            _ => {}
+        }
+    }
+
+    fn request_of(&mut self, frame: &Incoming<'_>) -> Option<InFlight> {
+        let id: u64 = frame.id.as_deref()?.parse().ok()?;
+        self.in_flight.remove(&id)
+    }
+
+    fn on_error(&mut self, frame: &Incoming<'_>) {
+        let code = frame.code.as_deref().unwrap_or("error").to_owned();
+        self.count_error(&code);
+        if frame.id.as_deref() == Some("dq") {
+            self.dequeue_pending = false;
+            return;
+        }
+        match self.request_of(frame) {
+            // It was never published: nobody should expect it.
+            Some(InFlight::Published(channel, sent_us)) => {
+                if let Some(i) = self
+                    .outcome
+                    .sent
+                    .iter()
+                    .rposition(|e| *e == (channel, sent_us))
+                {
+                    self.outcome.sent.swap_remove(i);
+                }
+            }
+            Some(InFlight::Request(seq)) if self.outstanding.remove(&seq).is_some() => {
+                self.ledger(MessageClass::Direct, |l| l.expected -= 1);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_ok(&mut self, frame: Incoming<'_>) {
+        if frame.id.as_deref() == Some("dq") {
+            self.dequeue_pending = false;
+            self.last_claimed_priority = None;
+            for job in frame.jobs.unwrap_or_default() {
+                self.on_claimed(&job.message);
+            }
+            return;
+        }
+        let claimed_at = match self.request_of(&frame) {
+            Some(InFlight::Enqueue) => {
+                return self.record(|r, _| r.ledger_mut().queue.enqueued += 1);
+            }
+            Some(InFlight::Reject) => {
+                return self.record(|r, _| {
+                    let q = &mut r.ledger_mut().queue;
+                    q.rejected += 1;
+                    match frame.outcome {
+                        Some(OutcomeView::Requeued {}) => q.requeued += 1,
+                        Some(OutcomeView::DeadLettered {}) => q.dead_lettered += 1,
+                        None => {}
+                    }
+                });
+            }
+            Some(InFlight::Ack(claimed_at)) => claimed_at,
+            _ => return,
+        };
+        if frame.acked == Some(true) {
+            let latency = claimed_at.elapsed();
+            self.record(|r, at| {
+                r.ledger_mut().queue.acked += 1;
+                r.record_duration(Operation::QueueProcess, latency, at);
+            });
+        } else {
+            self.count_error("ack_not_found");
+        }
+    }
+
+    /// The ledger channel a message travelled on, from its topic.
+    fn channel_of(&self, message: &MessageView<'_>) -> Option<ChannelKey> {
+        let topic = message.topic.as_ref();
+        if topic == "broadcast" {
+            return Some(ChannelKey::Global);
+        }
+        if topic.starts_with("workspace:") {
+            return Some(ChannelKey::Workspace(self.plan.workspace));
+        }
+        let id = self.ctx.plan.topics.id(topic)?;
+        Some(ChannelKey::Topic {
+            workspace: self.plan.workspace,
+            topic: id,
+        })
+    }
+
+    fn on_message(&mut self, message: &MessageView<'_>, pattern: Option<&str>) {
+        let now = self.now_us();
+        Counters::add(&self.ctx.counters.delivered, 1);
+        self.record(|r, at| r.count_delivered(at));
+        if message.topic.ends_with(":inbox") {
+            return self.on_direct(message, false);
+        }
+        let class = match (pattern, message.topic.as_ref()) {
+            (Some(_), _) => MessageClass::Pattern,
+            (None, "broadcast") => MessageClass::Broadcast,
+            (None, t) if t.starts_with("workspace:") => MessageClass::Broadcast,
+            _ => MessageClass::Pubsub,
+        };
+        let my_workspace = self.my_workspace();
+        let wrong_workspace = match message.workspace.as_deref() {
+            None => message.topic != "broadcast",
+            Some(w) => w != my_workspace,
+        };
+        let window = match (self.channel_of(message), pattern) {
+            (Some(channel), None) => self.exact.get(&channel).copied(),
+            (Some(_), Some(p)) => self.patterns.get(p).copied(),
+            (None, _) => None,
+        };
+        let (Some(stamp), Some(channel), Some(window), false) = (
+            message.payload,
+            self.channel_of(message),
+            window,
+            wrong_workspace,
+        ) else {
+            return self.ledger(class, |l| l.misrouted += 1);
+        };
+        let streams = if pattern.is_some() {
+            &mut self.pattern_streams
+        } else {
+            &mut self.streams
+        };
+        match streams.observe(stamp.s, channel, stamp.q) {
+            Arrival::Duplicate => return self.ledger(class, |l| l.duplicated += 1),
+            Arrival::OutOfOrder => self.ledger(class, |l| l.out_of_order += 1),
+            Arrival::InOrder => {}
+        }
+        let latency = now.saturating_sub(stamp.t);
+        if class == MessageClass::Broadcast {
+            self.ctx.broadcasts.arrived(stamp.s, stamp.q, latency);
+        } else {
+            self.record(|r, at| r.record(Operation::PublishDelivery, latency, at));
+        }
+        let w = &mut self.windows[window];
+        if w.expects(stamp.w) {
+            w.delivered += 1;
+        }
+    }
+
+    /// A direct message: a response to one of ours, or a request to answer.
+    fn on_direct(&mut self, message: &MessageView<'_>, from_inbox: bool) {
+        let for_me = message.to.as_deref() == Some(self.plan.name.as_str())
+            && message.workspace.as_deref() == Some(self.my_workspace().as_str());
+        if !for_me {
+            return self.ledger(MessageClass::Direct, |l| l.misrouted += 1);
+        }
+        match message.kind.as_deref() {
+            Some("response") => self.on_response(message),
+            Some("request") => self.on_request(message, from_inbox),
+            _ => {}
+        }
+    }
+
+    fn on_response(&mut self, message: &MessageView<'_>) {
+        let parsed = message.correlation_id.as_deref().and_then(|c| {
+            let (s, q) = c.split_once('-')?;
+            Some((s.parse::<u32>().ok()?, q.parse::<u64>().ok()?))
+        });
+        let Some((sender, seq)) = parsed.filter(|(s, _)| *s == self.plan.id) else {
+            return self.ledger(MessageClass::Direct, |l| l.misrouted += 1);
+        };
+        let _ = sender;
+        match self.outstanding.remove(&seq) {
+            Some(planned) => {
+                let rtt = self.now_us().saturating_sub(planned);
+                self.record(|r, at| {
+                    r.record(Operation::DirectRtt, rtt, at);
+                    r.ledger_mut().class_mut(MessageClass::Direct).delivered += 1;
+                });
+            }
+            None => self.ledger(MessageClass::Direct, |l| l.duplicated += 1),
+        }
+    }
+
+    /// A `job` from the inbox: requests get answered; every job is acked.
+    fn on_inbox_job(&mut self, message: &MessageView<'_>, queue: &str) {
+        self.ack_stored(queue, &message.id);
+        if message.topic.ends_with(":inbox") {
+            self.on_direct(message, true);
+        }
+    }
+}

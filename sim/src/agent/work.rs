@@ -1,0 +1,161 @@
+//! Timed work: queue jobs being processed (then acked, rejected, or dropped
+//! as if the worker crashed) and direct requests being answered, each after
+//! the group's processing time, one at a time per agent.
+
+use std::fmt::Write;
+use std::time::Instant;
+
+use rand::Rng;
+
+use super::wire::{self, MessageView};
+use super::{Agent, InFlight, WorkItem, WorkKind};
+use crate::metrics::{MessageClass, Operation};
+
+/// Inbox message ids remembered to ignore redelivered requests.
+const ANSWERED_MEMORY: usize = 4096;
+
+impl Agent<'_> {
+    /// When the next piece of work finishes: after the previous one, plus
+    /// the processing time.
+    fn work_due(&self) -> tokio::time::Instant {
+        let now = tokio::time::Instant::now();
+        let after = self.work.back().map_or(now, |w| w.due.max(now));
+        after + self.group.processing_time.get()
+    }
+
+    /// A job claimed by this worker.
+    pub(super) fn on_claimed(&mut self, message: &MessageView<'_>) {
+        let now = self.now_us();
+        let redelivered = message.attempts > 1;
+        let wrong_workspace = message.workspace.as_deref() != Some(self.my_workspace().as_str());
+        let latency = message.payload.map(|s| now.saturating_sub(s.t));
+        let inversion = self
+            .last_claimed_priority
+            .is_some_and(|last| message.priority > last);
+        self.last_claimed_priority = Some(message.priority);
+        self.record(|r, at| {
+            let ledger = r.ledger_mut();
+            ledger.queue.claimed += 1;
+            if redelivered {
+                ledger.queue.redelivered += 1;
+            }
+            if inversion {
+                ledger.queue.priority_inversions += 1;
+            }
+            if wrong_workspace {
+                ledger.class_mut(MessageClass::Queue).misrouted += 1;
+            }
+            if let (Some(latency), false) = (latency, redelivered) {
+                r.record(Operation::QueueWait, latency, at);
+            }
+        });
+        let roll: f64 = self.rng.random();
+        let kind = if roll < self.group.ack_ratio {
+            WorkKind::Ack {
+                id: message.id.to_string(),
+                claimed: Instant::now(),
+            }
+        } else if roll < self.group.ack_ratio + self.group.reject_ratio {
+            WorkKind::Reject {
+                id: message.id.to_string(),
+            }
+        } else {
+            WorkKind::Crash
+        };
+        let due = self.work_due();
+        self.work.push_back(WorkItem { due, kind });
+    }
+
+    /// A direct request to answer after the processing time.
+    pub(super) fn on_request(&mut self, message: &MessageView<'_>, from_inbox: bool) {
+        let stored_copy = message.payload.is_some_and(|s| s.k == 2);
+        if stored_copy && !from_inbox {
+            self.ack_stored("inbox", &message.id);
+        }
+        if self.answered.iter().any(|id| id == message.id.as_ref()) {
+            return;
+        }
+        if self.answered.len() == ANSWERED_MEMORY {
+            self.answered.pop_front();
+        }
+        self.answered.push_back(message.id.to_string());
+        let (Some(from), Some(correlation), Some(stamp)) = (
+            message.from.as_deref(),
+            message.correlation_id.as_deref(),
+            message.payload,
+        ) else {
+            return self.ledger(MessageClass::Direct, |l| l.misrouted += 1);
+        };
+        let mut frame = String::with_capacity(160);
+        let _ = write!(frame, r#"{{"op":"send","to":"#);
+        wire::quoted(&mut frame, from);
+        frame.push_str(r#","kind":"response","correlation_id":"#);
+        wire::quoted(&mut frame, correlation);
+        frame.push_str(r#","payload":"#);
+        wire::write_payload(&mut frame, &stamp, 0);
+        frame.push('}');
+        let due = self.work_due();
+        self.work.push_back(WorkItem {
+            due,
+            kind: WorkKind::Respond { frame },
+        });
+    }
+
+    /// Acks a stored inbox copy (no reply tracking: its outcome is the
+    /// bus's business, and a missing copy is fine).
+    pub(super) fn ack_stored(&mut self, queue: &str, id: &str) {
+        let mut f = String::with_capacity(96);
+        f.push_str(r#"{"op":"ack","queue":"#);
+        wire::quoted(&mut f, queue);
+        f.push_str(r#","message_id":"#);
+        wire::quoted(&mut f, id);
+        f.push('}');
+        self.outbox.push(f);
+    }
+
+    /// Finishes every piece of work whose time has come.
+    pub(super) fn finish_due_work(&mut self) {
+        let now = tokio::time::Instant::now();
+        while self.work.front().is_some_and(|w| w.due <= now) {
+            let Some(item) = self.work.pop_front() else {
+                break;
+            };
+            match item.kind {
+                WorkKind::Ack { id, claimed } => self.send_ack(&id, claimed),
+                WorkKind::Reject { id } => self.send_reject(&id),
+                WorkKind::Crash => self.record(|r, _| r.ledger_mut().queue.crashed += 1),
+                WorkKind::Respond { frame } => self.outbox.push(frame),
+            }
+        }
+    }
+
+    fn send_ack(&mut self, message_id: &str, claimed: Instant) {
+        self.next_request += 1;
+        let id = self.next_request;
+        self.in_flight.insert(id, InFlight::Ack(claimed));
+        let mut f = String::with_capacity(128);
+        let _ = write!(f, r#"{{"op":"ack","id":"{id}","queue":"#);
+        wire::quoted(&mut f, &self.group.queue);
+        f.push_str(r#","message_id":"#);
+        wire::quoted(&mut f, message_id);
+        f.push('}');
+        self.outbox.push(f);
+    }
+
+    fn send_reject(&mut self, message_id: &str) {
+        self.next_request += 1;
+        let id = self.next_request;
+        self.in_flight.insert(id, InFlight::Reject);
+        let mut f = String::with_capacity(160);
+        let _ = write!(f, r#"{{"op":"reject","id":"{id}","queue":"#);
+        wire::quoted(&mut f, &self.group.queue);
+        f.push_str(r#","message_id":"#);
+        wire::quoted(&mut f, message_id);
+        let _ = write!(
+            f,
+            r#","reason":"simulated failure","requeue":{}}}"#,
+            self.group.requeue
+        );
+        self.outbox.push(f);
+    }
+}

@@ -1,0 +1,169 @@
+//! What every agent task of a run shares: the scenario and plan, the run
+//! clock, the metrics hub, live counters for progress, the broadcast
+//! tracker, and the signals that end the run.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use super::plan::Plan;
+use crate::metrics::MetricsHub;
+use crate::scenario::Scenario;
+
+/// The run's clock: microseconds on a monotonic clock anchored to the wall
+/// clock at the start, so shards on one machine agree.
+#[derive(Debug, Clone, Copy)]
+pub struct RunClock {
+    pub start: Instant,
+    pub start_wall_us: u64,
+}
+
+impl RunClock {
+    pub fn new() -> Self {
+        let start_wall_us = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0);
+        Self {
+            start: Instant::now(),
+            start_wall_us,
+        }
+    }
+
+    /// Now, in run-clock µs.
+    pub fn now_us(&self) -> u64 {
+        self.start_wall_us + self.start.elapsed().as_micros() as u64
+    }
+
+    /// A run offset in run-clock µs.
+    pub fn at_us(&self, offset: Duration) -> u64 {
+        self.start_wall_us + offset.as_micros() as u64
+    }
+
+    /// The instant of a run offset.
+    pub fn instant(&self, offset: Duration) -> tokio::time::Instant {
+        tokio::time::Instant::from_std(self.start + offset)
+    }
+
+    /// Run offset of a run-clock µs value.
+    pub fn offset(&self, us: u64) -> Duration {
+        Duration::from_micros(us.saturating_sub(self.start_wall_us))
+    }
+}
+
+impl Default for RunClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Live totals for the progress display (the ledger is exact; these are
+/// only for watching).
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub connected: AtomicU64,
+    pub sent: AtomicU64,
+    pub delivered: AtomicU64,
+    pub errors: AtomicU64,
+}
+
+impl Counters {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// First and last arrival of each broadcast, gathered from every recipient.
+/// Sharded so recipients rarely contend.
+#[derive(Debug)]
+pub struct BroadcastTracker {
+    shards: Vec<Mutex<FirstLast>>,
+}
+
+/// (sender, seq) → (first, last) arrival latency in µs.
+type FirstLast = HashMap<(u32, u64), (u64, u64)>;
+
+const BROADCAST_SHARDS: usize = 16;
+
+impl Default for BroadcastTracker {
+    fn default() -> Self {
+        Self {
+            shards: (0..BROADCAST_SHARDS).map(|_| Mutex::default()).collect(),
+        }
+    }
+}
+
+impl BroadcastTracker {
+    /// Notes that broadcast `seq` of `sender` arrived `latency_us` after it
+    /// was due.
+    pub fn arrived(&self, sender: u32, seq: u64, latency_us: u64) {
+        let shard = &self.shards[(sender as usize ^ seq as usize) % BROADCAST_SHARDS];
+        let mut map = shard.lock().expect("lock");
+        let entry = map.entry((sender, seq)).or_insert((latency_us, latency_us));
+        entry.0 = entry.0.min(latency_us);
+        entry.1 = entry.1.max(latency_us);
+    }
+
+    /// (first, last) latency of every broadcast seen.
+    pub fn drain(&self) -> Vec<(u64, u64)> {
+        self.shards
+            .iter()
+            .flat_map(|s| {
+                s.lock()
+                    .expect("lock")
+                    .drain()
+                    .map(|(_, v)| v)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+}
+
+/// Everything shared by one run's agents.
+#[derive(Debug)]
+pub struct RunContext {
+    pub scenario: Arc<Scenario>,
+    pub plan: Arc<Plan>,
+    pub clock: RunClock,
+    pub hub: MetricsHub,
+    pub ws_urls: Vec<String>,
+    /// JWT secret to sign agent tokens with, when the bus wants them.
+    pub jwt_secret: Option<String>,
+    pub counters: Counters,
+    pub broadcasts: BroadcastTracker,
+    /// Bounds concurrent WebSocket handshakes.
+    pub connects: Semaphore,
+    /// Set when the last phase ends: senders stop, receivers drain.
+    pub draining: AtomicBool,
+    /// Cancelled after the drain: every agent closes.
+    pub stop: CancellationToken,
+    /// How long an agent that leaves mid-run keeps reading before it closes.
+    pub linger: Duration,
+    /// Which agents (by id) are connected now, so direct chatters talk to
+    /// peers that are there (messages to absent agents wait in inboxes,
+    /// which measures the inbox, not the bus's latency).
+    pub online: Vec<AtomicBool>,
+}
+
+impl RunContext {
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    pub fn set_online(&self, agent: u32, online: bool) {
+        if let Some(flag) = self.online.get(agent as usize) {
+            flag.store(online, Ordering::Relaxed);
+        }
+    }
+
+    pub fn is_online(&self, agent: u32) -> bool {
+        self.online
+            .get(agent as usize)
+            .is_some_and(|f| f.load(Ordering::Relaxed))
+    }
+}

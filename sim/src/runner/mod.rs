@@ -1,0 +1,179 @@
+//! The runner: turns a scenario into a plan, spawns one task per agent,
+//! drives the phases, drains at the end, and merges what the agents
+//! measured into one `RunMetrics` with a reconciled ledger.
+//!
+//! - [`plan`]: who connects when, to which node, from which address.
+//! - [`context`]: what the agents share (clock, metrics hub, signals).
+//! - [`ledger`]: expected versus delivered, from windows and send logs.
+//! - `progress`: the live display.
+
+pub mod context;
+pub mod ledger;
+pub mod plan;
+mod progress;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use self::context::{BroadcastTracker, Counters, RunClock, RunContext};
+use crate::agent::{self, AgentOutcome};
+use crate::metrics::{MessageClass, MetricsHub, Operation, RunMetrics};
+use crate::scenario::Scenario;
+
+/// How a run is driven (everything that is not in the scenario).
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// This process runs agents with `id % count == index`.
+    pub shard: (u32, u32),
+    /// Signs agent tokens when the bus requires them.
+    pub jwt_secret: Option<String>,
+    /// Longest wait after the last phase for deliveries to settle.
+    pub drain_max: Duration,
+    /// The drain ends early once nothing arrived for this long.
+    pub drain_quiet: Duration,
+    /// WebSocket handshakes in flight at most.
+    pub connect_concurrency: usize,
+    /// No progress display.
+    pub quiet: bool,
+    /// How long an agent that leaves mid-run keeps reading.
+    pub linger: Duration,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            shard: (0, 1),
+            jwt_secret: None,
+            drain_max: Duration::from_secs(5),
+            drain_quiet: Duration::from_millis(500),
+            connect_concurrency: 256,
+            quiet: false,
+            linger: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Where the agents connect.
+#[derive(Debug, Clone)]
+pub struct Endpoints {
+    /// `ws://host:port/ws/connect` per bus node.
+    pub ws_urls: Vec<String>,
+    pub source_addresses: Vec<IpAddr>,
+}
+
+/// What a run measured.
+#[derive(Debug)]
+pub struct RunResult {
+    pub metrics: RunMetrics,
+    pub started_at: SystemTime,
+    /// From the start to the end of the drain.
+    pub duration: Duration,
+    /// Agents this process simulated.
+    pub agents: u64,
+}
+
+/// Runs `scenario` against `endpoints`.
+pub async fn run(
+    scenario: Arc<Scenario>,
+    endpoints: &Endpoints,
+    options: &RunOptions,
+) -> RunResult {
+    let started_at = SystemTime::now();
+    let plan = Arc::new(plan::build(
+        &scenario,
+        endpoints.ws_urls.len(),
+        &endpoints.source_addresses,
+        options.shard,
+    ));
+    let clock = RunClock::new();
+    let ctx = Arc::new(RunContext {
+        scenario: scenario.clone(),
+        plan: plan.clone(),
+        clock,
+        hub: MetricsHub::new(clock.start),
+        ws_urls: endpoints.ws_urls.clone(),
+        jwt_secret: options.jwt_secret.clone(),
+        counters: Counters::default(),
+        broadcasts: BroadcastTracker::default(),
+        connects: Semaphore::new(options.connect_concurrency.max(1)),
+        draining: Default::default(),
+        stop: CancellationToken::new(),
+        linger: options.linger,
+        online: (0..scenario.total_agents())
+            .map(|_| Default::default())
+            .collect(),
+    });
+    let agents = plan.agents.len() as u64;
+    let progress_stop = CancellationToken::new();
+    let progress = progress::spawn(ctx.clone(), agents, options.quiet, progress_stop.clone());
+
+    let mut tasks = JoinSet::new();
+    for agent_plan in plan.agents.iter().cloned() {
+        tasks.spawn(agent::run(agent_plan, ctx.clone()));
+    }
+    tokio::time::sleep_until(ctx.clock.instant(plan.run_length)).await;
+    ctx.draining.store(true, Ordering::Relaxed);
+    drain(&ctx, options).await;
+    ctx.stop.cancel();
+
+    let mut outcomes = Vec::with_capacity(plan.agents.len());
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(outcome) => outcomes.push(outcome),
+            Err(e) => tracing::error!(cause = %e, "an agent task failed"),
+        }
+    }
+    progress_stop.cancel();
+    let _ = progress.await;
+    let metrics = finish(&ctx, &outcomes);
+    RunResult {
+        metrics,
+        started_at,
+        duration: ctx.clock.start.elapsed(),
+        agents,
+    }
+}
+
+/// Waits until deliveries stop arriving (or the drain time is up).
+async fn drain(ctx: &RunContext, options: &RunOptions) {
+    let deadline = tokio::time::Instant::now() + options.drain_max;
+    let step = Duration::from_millis(50);
+    let mut last = ctx.counters.delivered.load(Ordering::Relaxed);
+    let mut quiet_since = tokio::time::Instant::now();
+    while tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(step).await;
+        let now = ctx.counters.delivered.load(Ordering::Relaxed);
+        if now != last {
+            last = now;
+            quiet_since = tokio::time::Instant::now();
+        } else if quiet_since.elapsed() >= options.drain_quiet {
+            return;
+        }
+    }
+}
+
+/// Merges the recorders, reconciles the ledger and adds broadcast
+/// first/last latencies.
+fn finish(ctx: &RunContext, outcomes: &[AgentOutcome]) -> RunMetrics {
+    let mut metrics = ctx.hub.merge();
+    let at = ctx.clock.start.elapsed();
+    let mut extra = crate::metrics::Recorder::new();
+    for (first, last) in ctx.broadcasts.drain() {
+        extra.record(Operation::BroadcastFirst, first, at);
+        extra.record(Operation::BroadcastLast, last, at);
+    }
+    metrics.merge(&RunMetrics::from(extra));
+    for (class, (expected, delivered)) in ledger::reconcile(outcomes) {
+        let entry = metrics.ledger_mut().class_mut(class);
+        entry.expected += expected;
+        entry.delivered += delivered;
+    }
+    let _ = MessageClass::ALL;
+    metrics
+}

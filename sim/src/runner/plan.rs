@@ -1,0 +1,270 @@
+//! The validated plan of a run: every agent with its group, workspace, node,
+//! source address and connect/leave times, and the table of topics.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::scenario::{Behaviour, Scenario};
+
+/// Resolution of the agent-count schedule.
+const STEP: Duration = Duration::from_millis(10);
+
+/// One connected stretch of an agent's life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Session {
+    pub connect_at: Duration,
+    /// `None`: stays until the run ends.
+    pub leave_at: Option<Duration>,
+}
+
+/// One simulated agent.
+#[derive(Debug, Clone)]
+pub struct AgentPlan {
+    /// Unique over the run; carried in every message it sends.
+    pub id: u32,
+    /// Index of its group in the scenario.
+    pub group: usize,
+    /// Index within the group.
+    pub index: u32,
+    /// `<group>-<index>`: its agent id on the bus.
+    pub name: String,
+    /// Workspace number `n` of `ws-n`.
+    pub workspace: u32,
+    /// Which bus node it connects to.
+    pub node: usize,
+    pub source: Option<IpAddr>,
+    pub sessions: Vec<Session>,
+    pub seed: u64,
+}
+
+impl AgentPlan {
+    pub fn workspace_name(&self) -> String {
+        workspace_name(self.workspace)
+    }
+}
+
+pub fn workspace_name(n: u32) -> String {
+    format!("ws-{n}")
+}
+
+/// Topic names interned to small ids carried in messages.
+#[derive(Debug, Clone, Default)]
+pub struct TopicTable {
+    names: Vec<String>,
+    ids: HashMap<String, u32>,
+}
+
+impl TopicTable {
+    pub fn intern(&mut self, name: &str) -> u32 {
+        if let Some(id) = self.ids.get(name) {
+            return *id;
+        }
+        let id = self.names.len() as u32;
+        self.names.push(name.to_owned());
+        self.ids.insert(name.to_owned(), id);
+        id
+    }
+
+    pub fn id(&self, name: &str) -> Option<u32> {
+        self.ids.get(name).copied()
+    }
+
+    pub fn name(&self, id: u32) -> &str {
+        &self.names[id as usize]
+    }
+
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// Ids of the topics whose names match a (wire) glob.
+    pub fn matching(&self, pattern: &str) -> Vec<u32> {
+        self.names
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| bus::broker::pattern::matches(pattern, n))
+            .map(|(i, _)| i as u32)
+            .collect()
+    }
+}
+
+/// Everything the runner needs before it starts.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub agents: Vec<AgentPlan>,
+    pub topics: TopicTable,
+    /// Topic ids of each group (empty for groups without topics).
+    pub group_topics: Vec<Vec<u32>>,
+    /// Agents of each (group, workspace), for direct chatters picking peers.
+    pub members: HashMap<(usize, u32), Vec<u32>>,
+    /// Id of the first agent of each group (agent `i` of group `g` has id
+    /// `first_id[g] + i`).
+    pub first_id: Vec<u32>,
+    pub run_length: Duration,
+}
+
+/// Which agents of a `count`-strong group are connected at each step:
+/// agent `i` is connected while `fraction * count > i`.
+fn sessions_of_group(scenario: &Scenario, count: u32) -> Vec<Vec<Session>> {
+    let mut sessions: Vec<Vec<Session>> = vec![Vec::new(); count as usize];
+    let end = scenario.total_duration();
+    let steps = (end.as_nanos() / STEP.as_nanos()) as u32;
+    let mut active = 0u32;
+    for step in 0..=steps {
+        let t = STEP * step;
+        let (fraction, _) = scenario.schedule_at(t);
+        let target = ((fraction * f64::from(count)) + 1e-9)
+            .floor()
+            .clamp(0.0, f64::from(count)) as u32;
+        while active < target {
+            sessions[active as usize].push(Session {
+                connect_at: t,
+                leave_at: None,
+            });
+            active += 1;
+        }
+        while active > target {
+            active -= 1;
+            if let Some(s) = sessions[active as usize].last_mut() {
+                s.leave_at = Some(t);
+            }
+        }
+    }
+    sessions
+}
+
+/// Builds the plan. `shard` = (index, count) keeps only the agents whose id
+/// falls in that slice (`id % count == index`), for sharded runs.
+pub fn build(scenario: &Scenario, nodes: usize, sources: &[IpAddr], shard: (u32, u32)) -> Plan {
+    let mut topics = TopicTable::default();
+    let mut group_topics = Vec::new();
+    for group in &scenario.groups {
+        let ids = match group.behaviour {
+            Behaviour::Publisher | Behaviour::Subscriber => (0..group.topics.count)
+                .map(|i| topics.intern(&group.topics.name(i)))
+                .collect(),
+            _ => Vec::new(),
+        };
+        group_topics.push(ids);
+    }
+    let mut agents = Vec::new();
+    let mut members: HashMap<(usize, u32), Vec<u32>> = HashMap::new();
+    let mut id = 0u32;
+    let mut first_id = Vec::with_capacity(scenario.groups.len());
+    for (g, group) in scenario.groups.iter().enumerate() {
+        first_id.push(id);
+        for (index, sessions) in sessions_of_group(scenario, group.count)
+            .into_iter()
+            .enumerate()
+        {
+            let index = index as u32;
+            let workspace = index % group.workspaces.max(1);
+            members.entry((g, workspace)).or_default().push(id);
+            if id % shard.1 == shard.0 {
+                agents.push(AgentPlan {
+                    id,
+                    group: g,
+                    index,
+                    name: format!("{}-{index}", group.name),
+                    workspace,
+                    node: id as usize % nodes.max(1),
+                    source: (!sources.is_empty()).then(|| sources[id as usize % sources.len()]),
+                    sessions,
+                    seed: scenario.seed ^ (u64::from(id) + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                });
+            }
+            id += 1;
+        }
+    }
+    Plan {
+        agents,
+        topics,
+        group_topics,
+        members,
+        first_id,
+        run_length: scenario.total_duration(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scenario(phases: &str) -> Scenario {
+        let text = format!(
+            r#"
+name = "t"
+{phases}
+[[groups]]
+name = "subs"
+count = 10
+behaviour = "subscriber"
+workspaces = 2
+[[groups]]
+name = "pubs"
+count = 2
+behaviour = "publisher"
+rate = 1.0
+"#
+        );
+        Scenario::parse(&text, "t.toml").unwrap()
+    }
+
+    #[test]
+    fn a_steady_run_connects_everyone_at_zero() {
+        let s = scenario("[[phases]]\nname = \"s\"\nkind = \"steady\"\nduration = \"2s\"");
+        let plan = build(&s, 2, &[], (0, 1));
+        assert_eq!(plan.agents.len(), 12);
+        for a in &plan.agents {
+            assert_eq!(
+                a.sessions,
+                vec![Session {
+                    connect_at: Duration::ZERO,
+                    leave_at: None
+                }]
+            );
+        }
+        assert_eq!(plan.agents[3].workspace, 1);
+        assert_eq!(plan.agents[3].node, 1);
+        assert_eq!(plan.topics.len(), 10, "both groups share agent:topic-0..9");
+        assert_eq!(plan.members[&(0, 0)].len(), 5);
+    }
+
+    #[test]
+    fn ramps_spread_connects_and_leaves() {
+        let s = scenario(
+            "[[phases]]\nname = \"up\"\nkind = \"ramp\"\nduration = \"1s\"\n\
+             [[phases]]\nname = \"down\"\nkind = \"ramp_down\"\nduration = \"1s\"",
+        );
+        let plan = build(&s, 1, &[], (0, 1));
+        let subs: Vec<&AgentPlan> = plan.agents.iter().filter(|a| a.group == 0).collect();
+        assert!(subs[0].sessions[0].connect_at <= Duration::from_millis(110));
+        assert!(subs[9].sessions[0].connect_at >= Duration::from_millis(890));
+        // The last to come is the first to go.
+        assert!(subs[9].sessions[0].leave_at.unwrap() < subs[0].sessions[0].leave_at.unwrap());
+    }
+
+    #[test]
+    fn shards_partition_the_agents() {
+        let s = scenario("[[phases]]\nname = \"s\"\nkind = \"steady\"\nduration = \"1s\"");
+        let all: Vec<u32> = (0..3)
+            .flat_map(|i| build(&s, 1, &[], (i, 3)).agents.into_iter().map(|a| a.id))
+            .collect();
+        let mut sorted = all.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..12).collect::<Vec<u32>>());
+    }
+
+    #[test]
+    fn patterns_match_interned_topics() {
+        let s = scenario("[[phases]]\nname = \"s\"\nkind = \"steady\"\nduration = \"1s\"");
+        let plan = build(&s, 1, &[], (0, 1));
+        assert_eq!(plan.topics.matching("agent:topic-1*").len(), 1);
+        assert_eq!(plan.topics.matching("*").len(), 10);
+    }
+}
