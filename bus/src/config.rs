@@ -133,6 +133,22 @@ pub struct BusConfig {
     /// Most messages one agent's inbox holds.
     #[arg(long, env = "BUS_INBOX_MAX_LEN", default_value_t = 10_000)]
     pub inbox_max_len: u64,
+
+    /// TEST ONLY: drop this fraction of deliveries to agents.
+    #[arg(long, hide = true, default_value_t = 0.0)]
+    pub fault_drop_ratio: f64,
+
+    /// TEST ONLY: deliver this fraction twice.
+    #[arg(long, hide = true, default_value_t = 0.0)]
+    pub fault_duplicate_ratio: f64,
+
+    /// TEST ONLY: also deliver this fraction to an agent that did not ask.
+    #[arg(long, hide = true, default_value_t = 0.0)]
+    pub fault_misroute_ratio: f64,
+
+    /// TEST ONLY: add this delay to every delivery.
+    #[arg(long, hide = true, value_parser = duration, default_value = "0ms")]
+    pub fault_delay: Duration,
 }
 
 impl Default for BusConfig {
@@ -171,6 +187,12 @@ impl BusConfig {
             visibility: self.visibility_timeout,
             queue_max_len: self.queue_max_len,
             inbox_max_len: self.inbox_max_len,
+            faults: crate::router::DeliveryFaults {
+                drop_ratio: self.fault_drop_ratio,
+                duplicate_ratio: self.fault_duplicate_ratio,
+                misroute_ratio: self.fault_misroute_ratio,
+                delay: self.fault_delay,
+            },
         }
     }
 
@@ -181,6 +203,14 @@ impl BusConfig {
                 "--health-warning ({:?}) must not exceed --health-critical ({:?})",
                 self.health_warning, self.health_critical
             ));
+        }
+        let faults = [
+            self.fault_drop_ratio,
+            self.fault_duplicate_ratio,
+            self.fault_misroute_ratio,
+        ];
+        if faults.iter().any(|r| !(0.0..=1.0).contains(r)) {
+            return Err("fault ratios must be between 0 and 1".into());
         }
         if self.ping_timeout <= self.ping_interval {
             return Err("--ping-timeout must be longer than --ping-interval".into());

@@ -3,6 +3,7 @@
 //! direct messages honouring the delivery mode, workspace and global
 //! broadcasts, inboxes, and queues with their retry policy.
 
+mod faults;
 mod subscriptions;
 
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+pub use self::faults::DeliveryFaults;
 use self::subscriptions::LocalSubscriptions;
 pub use self::subscriptions::{DeliverySink, Dispatched, SinkId, SubscriptionError};
 use crate::broker::{
@@ -32,7 +34,7 @@ pub const INBOX_WAKE: &[u8] = b"wake";
 const DEQUEUE_POLL: Duration = Duration::from_millis(200);
 
 /// Queue and inbox settings of one node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct RouterConfig {
     pub retry: RetryPolicy,
     /// How long a claimed message stays invisible before it is reclaimed.
@@ -41,6 +43,9 @@ pub struct RouterConfig {
     pub queue_max_len: u64,
     /// Most messages one agent's inbox holds.
     pub inbox_max_len: u64,
+    /// Deliberate faults for tests; none by default.
+    #[serde(default)]
+    pub faults: DeliveryFaults,
 }
 
 impl Default for RouterConfig {
@@ -50,6 +55,7 @@ impl Default for RouterConfig {
             visibility: Duration::from_secs(30),
             queue_max_len: 1_000_000,
             inbox_max_len: 10_000,
+            faults: DeliveryFaults::default(),
         }
     }
 }
@@ -96,7 +102,7 @@ impl MessageRouter {
             inner: Arc::new(Inner {
                 broker,
                 config,
-                subscriptions: LocalSubscriptions::start(subscription),
+                subscriptions: LocalSubscriptions::start(subscription, config.faults),
                 next_sink: AtomicU64::new(1),
             }),
         })

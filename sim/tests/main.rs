@@ -1,4 +1,5 @@
 //! Integration tests of the simulator, one binary: real agents against real
 //! bus nodes.
 
+mod ledger_faults;
 mod run_embedded;

@@ -19,6 +19,7 @@ use std::sync::{Arc, RwLock};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use super::faults::{DeliveryFaults, Dice};
 use crate::broker::{Delivery, Subscriber, Subscription};
 
 /// Identifies one sink in the index (a connection, the health checker).
@@ -125,7 +126,7 @@ impl Drop for LocalSubscriptions {
 pub struct SubscriptionError(pub String);
 
 impl LocalSubscriptions {
-    pub(crate) fn start(subscription: Subscription) -> Self {
+    pub(crate) fn start(subscription: Subscription, faults: DeliveryFaults) -> Self {
         let index = Arc::new(RwLock::new(Index::default()));
         let (changes, change_rx) = mpsc::channel(4096);
         let stop = CancellationToken::new();
@@ -139,6 +140,7 @@ impl LocalSubscriptions {
             index.clone(),
             subscription.deliveries,
             stop.clone(),
+            faults,
         ));
         Self {
             index,
@@ -346,7 +348,9 @@ async fn dispatch(
     index: Arc<RwLock<Index>>,
     mut deliveries: mpsc::Receiver<Delivery>,
     stop: CancellationToken,
+    faults: DeliveryFaults,
 ) {
+    let mut dice = Dice::new(0x5EED);
     loop {
         let delivery = tokio::select! {
             _ = stop.cancelled() => return,
@@ -364,8 +368,33 @@ async fn dispatch(
             Some(p) => index.patterns.get(p),
             None => index.channels.get(&delivery.channel),
         };
-        for (_, sink) in sinks.into_iter().flatten() {
-            sink.deliver(&dispatched);
+        if faults.is_none() {
+            for (_, sink) in sinks.into_iter().flatten() {
+                sink.deliver(&dispatched);
+            }
+            continue;
         }
+        for (_, sink) in sinks.into_iter().flatten() {
+            if dice.roll(faults.drop_ratio) {
+                continue;
+            }
+            sink.deliver(&dispatched);
+            if dice.roll(faults.duplicate_ratio) {
+                sink.deliver(&dispatched);
+            }
+            if dice.roll(faults.misroute_ratio) {
+                misroute(&index, &delivery.channel, &dispatched);
+            }
+        }
+    }
+}
+
+/// Delivers to a sink of some other inbox: an agent that never asked.
+fn misroute(index: &Index, channel: &str, dispatched: &Dispatched<'_>) {
+    let other = index.channels.iter().find(|(name, sinks)| {
+        name.as_str() != channel && name.starts_with("inbox:") && !sinks.is_empty()
+    });
+    if let Some((_, sinks)) = other {
+        sinks[0].1.deliver(dispatched);
     }
 }

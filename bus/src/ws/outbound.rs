@@ -81,6 +81,15 @@ impl DeliverySink for ConnectionSink {
             let pattern = d.pattern.as_deref().map(names::wire_pattern);
             Utf8Bytes::from(message_frame(pattern, &d.payload))
         });
+        let delay = self.outbound.state.router.config().faults.delay;
+        if !delay.is_zero() {
+            let outbound = self.outbound.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                outbound.push(Message::Text(frame));
+            });
+            return;
+        }
         if self.outbound.push(Message::Text(frame)) {
             self.outbound.state.telemetry.deliveries.increment(1);
         }
