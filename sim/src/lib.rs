@@ -28,4 +28,5 @@ pub mod metrics;
 pub mod procstat;
 pub mod report;
 pub mod scenario;
+pub mod target;
 pub mod verdict;
