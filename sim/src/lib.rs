@@ -25,6 +25,7 @@
 //! faults) and the `sim` command line.
 
 pub mod metrics;
+pub mod monitor;
 pub mod procstat;
 pub mod report;
 pub mod scenario;
