@@ -27,7 +27,10 @@
 
 pub mod agent;
 pub mod metrics;
+pub mod monitor;
+pub mod procstat;
 pub mod report;
 pub mod runner;
 pub mod scenario;
+pub mod target;
 pub mod verdict;

@@ -72,6 +72,7 @@ pub(super) fn sample() -> (Report, RunMetrics) {
             at_s: i as f64,
             status: (*status).to_owned(),
             checks_ms: [("ping".to_owned(), 0.4)].into_iter().collect(),
+            node: None,
         })
         .collect();
     report.simulator = SimulatorSelf::new(1.5, 64 << 20, 990, 12);

@@ -155,6 +155,11 @@ pub struct HealthSample {
     /// Latency of each health check, ms, by check name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub checks_ms: BTreeMap<String, f64>,
+    /// Which bus node answered (its `host:port`), so samples of several
+    /// nodes can be told apart; absent in reports of one-node runs written
+    /// before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 impl HealthSample {

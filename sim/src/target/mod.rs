@@ -1,0 +1,337 @@
+//! Where the bus under test runs: an in-process node (embedded), bus child
+//! processes the simulator starts and stops (spawn), or nodes someone else
+//! runs (external); plus the Redis behind them and the open-file budget.
+//!
+//! [`RunningTarget::start`] turns a scenario's [`Target`] and the command
+//! line's [`TargetOptions`] into per-node WebSocket and HTTP URLs;
+//! [`RunningTarget::stop`] shuts down whatever the simulator started.
+//!
+//! - [`spawn`]: finding the `bus` executable and running nodes as children.
+//! - [`external`]: normalizing user-given URLs and checking them.
+//! - [`probe`]: `GET /health` over plain HTTP (also used by the monitor).
+//! - [`descriptors`]: whether a run's sockets fit in this process.
+
+mod descriptors;
+mod error;
+mod external;
+mod probe;
+mod spawn;
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bus::config::{BrokerKind as BusBroker, BusConfig};
+use bus::server::RunningServer;
+use bus::state::AppState;
+use futures_util::future::try_join_all;
+use testkit::RedisServer;
+
+pub use self::descriptors::{DESCRIPTOR_MARGIN, DescriptorCheck, descriptor_budget};
+pub use self::error::TargetError;
+pub use self::external::{Endpoint, normalize_url};
+pub use self::probe::{HealthProbe, HealthResponse, ProbeError};
+pub use self::spawn::find_bus_binary;
+use self::spawn::{BusNode, NodeSpec};
+use crate::scenario::{BrokerKind, Target, TargetMode};
+
+/// Connections one embedded node accepts: the simulator, not the node,
+/// bounds the number of agents.
+const EMBEDDED_MAX_CONNECTIONS: usize = 1_000_000;
+
+/// Command-line settings that override or complete the scenario's target.
+#[derive(Debug, Clone, Default)]
+pub struct TargetOptions {
+    /// `--redis`: the Redis to use instead of the scenario's `redis_url`.
+    pub redis_url: Option<String>,
+    /// `--target`: bus URLs; non-empty means external mode with these URLs,
+    /// whatever the scenario says.
+    pub urls: Vec<String>,
+    /// The `bus` executable for spawn mode; when absent: `BUS_BIN`, the
+    /// `bus` next to the running executable, then `bus` on `PATH`.
+    pub bus_binary: Option<PathBuf>,
+    /// HS256 secret the started nodes check agent tokens with; without it
+    /// they run in development mode (identity from query parameters).
+    pub jwt_secret: Option<String>,
+}
+
+/// The bus under test, running. Whatever the simulator started is stopped
+/// by [`RunningTarget::stop`]; if that is never called (a panic, a failed
+/// test), dropping it kills spawned nodes and the private redis-server.
+#[derive(Debug)]
+pub struct RunningTarget {
+    /// `ws://ADDR/ws/connect` per node; agents are spread over them.
+    pub ws_urls: Vec<String>,
+    /// `http://ADDR` per node, in the order of `ws_urls`, for `/health` and
+    /// REST.
+    pub http_urls: Vec<String>,
+    /// What the reports say the target was, e.g. "embedded bus on memory",
+    /// "2 spawned bus nodes on redis://127.0.0.1:6379/" (no passwords).
+    pub description: String,
+    /// "memory", "redis", or what an external node reports ("unknown" if
+    /// nothing).
+    pub broker: String,
+    /// The Redis behind the bus, when known, for the monitor's INFO polls.
+    pub redis_url: Option<String>,
+    /// Process ids of spawned nodes (empty in other modes), for CPU and
+    /// memory sampling and process faults.
+    pub bus_pids: Vec<u32>,
+    /// Process id of the redis-server the simulator started, if it did.
+    pub redis_pid: Option<u32>,
+    /// The in-process node's state, to read queue and connection figures
+    /// without going through HTTP.
+    pub embedded: Option<AppState>,
+    /// The Redis key namespace of the started nodes, unique per run so runs
+    /// sharing a Redis never see each other's keys (`None` for external).
+    pub namespace: Option<String>,
+    nodes: Nodes,
+    redis: Option<RedisServer>,
+}
+
+/// The handles of whatever runs the nodes.
+#[derive(Debug)]
+enum Nodes {
+    Embedded(Box<RunningServer>),
+    Spawned(Vec<BusNode>),
+    External,
+}
+
+/// The Redis a started bus uses: a URL, and the server if the simulator
+/// started it.
+#[derive(Debug, Default)]
+struct RedisChoice {
+    url: Option<String>,
+    server: Option<RedisServer>,
+}
+
+impl RunningTarget {
+    /// Starts (or, in external mode, checks) the bus described by `target`
+    /// and `options`.
+    pub async fn start(target: &Target, options: &TargetOptions) -> Result<Self, TargetError> {
+        let mode = if options.urls.is_empty() {
+            target.mode
+        } else {
+            TargetMode::External
+        };
+        match mode {
+            TargetMode::Embedded => Self::start_embedded(target, options).await,
+            TargetMode::Spawn => Self::start_spawned(target, options).await,
+            TargetMode::External => Self::start_external(target, options).await,
+        }
+    }
+
+    async fn start_embedded(target: &Target, options: &TargetOptions) -> Result<Self, TargetError> {
+        let redis = choose_redis(target, options).await?;
+        let namespace = unique_namespace();
+        let mut config = BusConfig::embedded_memory();
+        config.namespace = namespace.clone();
+        config.node_id = Some("embedded".to_owned());
+        config.jwt_secret = options.jwt_secret.clone();
+        config.max_connections = EMBEDDED_MAX_CONNECTIONS;
+        if let Some(url) = &redis.url {
+            config.broker = BusBroker::Redis;
+            config.redis_url = url.clone();
+        }
+        let server = RunningServer::start(config)
+            .await
+            .map_err(TargetError::EmbeddedStart)?;
+        Ok(Self {
+            ws_urls: vec![server.ws_url()],
+            http_urls: vec![server.http_url()],
+            description: format!("embedded bus on {}", redis.describe()),
+            broker: target.broker.as_str().to_owned(),
+            redis_url: redis.url.clone(),
+            bus_pids: Vec::new(),
+            redis_pid: redis.pid(),
+            embedded: Some(server.state.clone()),
+            namespace: Some(namespace),
+            nodes: Nodes::Embedded(Box::new(server)),
+            redis: redis.server,
+        })
+    }
+
+    async fn start_spawned(target: &Target, options: &TargetOptions) -> Result<Self, TargetError> {
+        match (target.nodes, target.broker) {
+            (0, _) => return Err(TargetError::NoNodes),
+            (nodes @ 2.., BrokerKind::Memory) => {
+                return Err(TargetError::MemoryBrokerNodes { nodes });
+            }
+            _ => {}
+        }
+        let binary = find_bus_binary(options.bus_binary.as_deref())?;
+        let redis = choose_redis(target, options).await?;
+        let namespace = unique_namespace();
+        let specs: Vec<NodeSpec> = (0..target.nodes)
+            .map(|i| NodeSpec {
+                binary: binary.clone(),
+                name: format!("node-{i}"),
+                broker: target.broker.as_str(),
+                redis_url: redis.url.clone(),
+                namespace: namespace.clone(),
+                jwt_secret: options.jwt_secret.clone(),
+            })
+            .collect();
+        // On an error the nodes already started are dropped, which kills them.
+        let nodes = try_join_all(specs.iter().map(BusNode::start)).await?;
+        let count = nodes.len();
+        Ok(Self {
+            ws_urls: nodes.iter().map(BusNode::ws_url).collect(),
+            http_urls: nodes.iter().map(BusNode::http_url).collect(),
+            description: format!(
+                "{count} spawned bus node{} on {}",
+                if count == 1 { "" } else { "s" },
+                redis.describe()
+            ),
+            broker: target.broker.as_str().to_owned(),
+            redis_url: redis.url.clone(),
+            bus_pids: nodes.iter().map(|node| node.pid).collect(),
+            redis_pid: redis.pid(),
+            embedded: None,
+            namespace: Some(namespace),
+            nodes: Nodes::Spawned(nodes),
+            redis: redis.server,
+        })
+    }
+
+    async fn start_external(target: &Target, options: &TargetOptions) -> Result<Self, TargetError> {
+        let urls = if options.urls.is_empty() {
+            &target.urls
+        } else {
+            &options.urls
+        };
+        let (endpoints, broker) = external::connect(urls).await?;
+        let ws_urls: Vec<String> = endpoints.iter().map(|e| e.ws_url.clone()).collect();
+        Ok(Self {
+            description: format!("external: {}", ws_urls.join(", ")),
+            http_urls: endpoints.into_iter().map(|e| e.http_url).collect(),
+            ws_urls,
+            broker,
+            redis_url: options
+                .redis_url
+                .clone()
+                .or_else(|| target.redis_url.clone()),
+            bus_pids: Vec::new(),
+            redis_pid: None,
+            embedded: None,
+            namespace: None,
+            nodes: Nodes::External,
+            redis: None,
+        })
+    }
+
+    /// Number of bus nodes agents are spread over.
+    pub fn node_count(&self) -> usize {
+        self.ws_urls.len()
+    }
+
+    /// Stops what the simulator started: the embedded node (graceful, its
+    /// connections closed with 1001), spawned nodes (SIGTERM, SIGKILL after
+    /// 10 s) and the private redis-server. External nodes are left alone.
+    /// Everything is stopped even when one part fails; the first error is
+    /// returned.
+    pub async fn stop(self) -> Result<(), TargetError> {
+        let Self { nodes, redis, .. } = self;
+        let result = match nodes {
+            Nodes::Embedded(server) => server.stop().await.map_err(TargetError::EmbeddedStop),
+            Nodes::Spawned(nodes) => {
+                let stopped = futures_util::future::join_all(nodes.into_iter().map(BusNode::stop));
+                stopped
+                    .await
+                    .into_iter()
+                    .find_map(Result::err)
+                    .map_or(Ok(()), Err)
+            }
+            Nodes::External => Ok(()),
+        };
+        if let Some(mut server) = redis {
+            server.stop();
+        }
+        result
+    }
+}
+
+impl RedisChoice {
+    fn pid(&self) -> Option<u32> {
+        self.server.as_ref().and_then(RedisServer::pid)
+    }
+
+    /// "memory", or the Redis URL without credentials.
+    fn describe(&self) -> String {
+        match &self.url {
+            Some(url) => redact_url(url),
+            None => "memory".to_owned(),
+        }
+    }
+}
+
+/// The Redis for `broker = "redis"`: `--redis`, else the scenario's URL,
+/// else a private redis-server kept until [`RunningTarget::stop`]. Nothing
+/// for the memory broker.
+async fn choose_redis(
+    target: &Target,
+    options: &TargetOptions,
+) -> Result<RedisChoice, TargetError> {
+    if target.broker == BrokerKind::Memory {
+        return Ok(RedisChoice::default());
+    }
+    if let Some(url) = options
+        .redis_url
+        .clone()
+        .or_else(|| target.redis_url.clone())
+    {
+        return Ok(RedisChoice {
+            url: Some(url),
+            server: None,
+        });
+    }
+    let server = start_private_redis().await?;
+    Ok(RedisChoice {
+        url: Some(server.url()),
+        server: Some(server),
+    })
+}
+
+/// Starts a redis-server on a free loopback port (testkit's guard: it waits
+/// for the ready line and kills the server on drop).
+async fn start_private_redis() -> Result<RedisServer, TargetError> {
+    if spawn::find_on_path("redis-server").is_none() {
+        return Err(TargetError::RedisServerMissing(testkit::INSTALL_HINT));
+    }
+    // testkit blocks while waiting and panics when it cannot start one.
+    tokio::task::spawn_blocking(RedisServer::start)
+        .await
+        .map_err(|join| {
+            let reason = match join.try_into_panic() {
+                Ok(panic) => panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                    .unwrap_or_else(|| "it panicked".to_owned()),
+                Err(join) => join.to_string(),
+            };
+            TargetError::RedisStart(reason)
+        })
+}
+
+/// `sim-<pid>-<nanos>`: a Redis key prefix no other run uses.
+fn unique_namespace() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("sim-{}-{nanos}", std::process::id())
+}
+
+/// `redis://user:secret@host:6379/0` → `redis://***@host:6379/0`, for text
+/// that ends up in reports.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***{}", &rest[at..]),
+        None => url.to_owned(),
+    }
+}
