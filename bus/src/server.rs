@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -118,6 +119,13 @@ pub async fn serve(
         .spawn(state.config.health_interval, state.shutdown.clone());
     let drain_state = state.clone();
     let app = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    // Small frames must not wait for Nagle's algorithm (40 ms with delayed
+    // acks on the other side).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::debug!(cause = %err, "could not set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;

@@ -20,12 +20,18 @@
 //! - [`report`]: `report.json`, `report.md`, `report.html` (inline SVG plots)
 //!   and `hdr/*.hlog` from merged metrics, verdicts and run facts.
 //!
+//! - [`procstat`]: CPU and memory of processes (the simulator, bus nodes).
+//! - [`target`]: where the bus under test runs: embedded in this process,
+//!   spawned as child processes, or external; the open-file budget.
+//! - [`monitor`]: the bus's `/health` and Redis `INFO` polled during a run.
 //! - [`agent`]: one simulated agent, a real WebSocket client: connect,
 //!   subscribe, send on its open-model schedule, answer, work, account.
 //! - [`runner`]: the plan (who connects when and where), the agents' shared
 //!   context, phases and drain, the reconciled ledger.
+//! - [`cli`]: the `sim` command line.
 
 pub mod agent;
+pub mod cli;
 pub mod metrics;
 pub mod monitor;
 pub mod procstat;

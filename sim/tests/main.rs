@@ -1,5 +1,6 @@
 //! Integration tests of the simulator, one binary: real agents against real
 //! bus nodes.
 
+mod cli;
 mod ledger_faults;
 mod run_embedded;

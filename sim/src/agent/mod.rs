@@ -237,7 +237,10 @@ impl<'a> Agent<'a> {
             self.close_windows();
             return;
         }
-        let start = self.ctx.clock.offset(self.now_us());
+        // Planned from the planned connect instant, not the actual one: the
+        // seed alone fixes how many messages each agent sends, and a slow
+        // connect shows up as send lag instead of fewer messages.
+        let start = session.connect_at;
         if self.group.behaviour.requires_rate() || self.group.rate > 0.0 {
             self.schedule = Some(Schedule::new(
                 self.group.rate,
@@ -271,7 +274,10 @@ impl<'a> Agent<'a> {
                 biased;
                 _ = ctx.stop.cancelled() => return,
                 frame = stream.next() => match frame {
-                    Some(Ok(Message::Text(text))) => self.on_frame(&text),
+                    Some(Ok(Message::Text(text))) => {
+                        Counters::add(&ctx.counters.received, 1);
+                        self.on_frame(&text);
+                    }
                     Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
                         self.record(|r, at| {
                             r.ledger_mut().connections.disconnects += 1;

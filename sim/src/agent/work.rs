@@ -49,7 +49,12 @@ impl Agent<'_> {
                 r.record(Operation::QueueWait, latency, at);
             }
         });
-        let roll: f64 = self.rng.random();
+        // The outcome depends on the job and attempt, not on which worker
+        // got it, so the totals are the same in every run of a seed.
+        let roll = message.payload.map_or_else(
+            || self.rng.random(),
+            |s| unit_hash(self.ctx.scenario.seed, s.s, s.q, message.attempts),
+        );
         let kind = if roll < self.group.ack_ratio {
             WorkKind::Ack {
                 id: message.id.to_string(),
@@ -158,4 +163,17 @@ impl Agent<'_> {
         );
         self.outbox.push(f);
     }
+}
+
+/// A number in [0, 1) fixed by the seed, the sender, its sequence number and
+/// the attempt (splitmix64 of their mix).
+fn unit_hash(seed: u64, sender: u32, seq: u64, attempt: u32) -> f64 {
+    let mut x = seed
+        ^ u64::from(sender).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ seq.wrapping_mul(0xBF58_476D_1CE4_E5B9)
+        ^ u64::from(attempt).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^= x >> 31;
+    (x >> 11) as f64 / (1u64 << 53) as f64
 }

@@ -70,6 +70,8 @@ pub struct Counters {
     pub sent: AtomicU64,
     pub delivered: AtomicU64,
     pub errors: AtomicU64,
+    /// Every frame received: the drain waits for this to go quiet.
+    pub received: AtomicU64,
 }
 
 impl Counters {

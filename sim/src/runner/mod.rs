@@ -140,15 +140,15 @@ pub async fn run(
     }
 }
 
-/// Waits until deliveries stop arriving (or the drain time is up).
+/// Waits until nothing arrives any more (or the drain time is up).
 async fn drain(ctx: &RunContext, options: &RunOptions) {
     let deadline = tokio::time::Instant::now() + options.drain_max;
     let step = Duration::from_millis(50);
-    let mut last = ctx.counters.delivered.load(Ordering::Relaxed);
+    let mut last = ctx.counters.received.load(Ordering::Relaxed);
     let mut quiet_since = tokio::time::Instant::now();
     while tokio::time::Instant::now() < deadline {
         tokio::time::sleep(step).await;
-        let now = ctx.counters.delivered.load(Ordering::Relaxed);
+        let now = ctx.counters.received.load(Ordering::Relaxed);
         if now != last {
             last = now;
             quiet_since = tokio::time::Instant::now();

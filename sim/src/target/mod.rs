@@ -325,6 +325,46 @@ fn unique_namespace() -> String {
 
 /// `redis://user:secret@host:6379/0` → `redis://***@host:6379/0`, for text
 /// that ends up in reports.
+/// The bus's counts of one queue: read in process for an embedded node,
+/// through `GET /queues/{workspace}/{queue}` otherwise.
+pub async fn queue_stats(
+    target: &RunningTarget,
+    workspace: &str,
+    queue: &str,
+) -> Result<bus::broker::QueueStats, String> {
+    if let Some(state) = &target.embedded {
+        let scope = bus::message::names::Scope {
+            workspace,
+            agent: "sim",
+        };
+        let name = bus::message::names::resolve_queue(scope, queue).map_err(|e| e.to_string())?;
+        return state
+            .router
+            .queue_stats(&name)
+            .await
+            .map_err(|e| e.to_string());
+    }
+    let http = target.http_urls.first().ok_or("no bus node")?;
+    let url = format!("{}/queues/{workspace}/{queue}", http.trim_end_matches('/'));
+    let (status, body) = HealthProbe::new(std::time::Duration::from_secs(5))
+        .get(&url)
+        .await
+        .map_err(|e| e.to_string())?;
+    if status != 200 {
+        return Err(format!(
+            "{url}: HTTP {status}: {}",
+            String::from_utf8_lossy(&body)
+        ));
+    }
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        stats: bus::broker::QueueStats,
+    }
+    serde_json::from_slice::<Answer>(&body)
+        .map(|a| a.stats)
+        .map_err(|e| format!("{url}: {e}"))
+}
+
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();

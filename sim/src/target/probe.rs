@@ -74,9 +74,9 @@ impl HealthProbe {
         format!("{}/health", http_url.trim_end_matches('/'))
     }
 
-    /// Asks the node at `http_url` for its health report.
-    pub async fn check(&self, http_url: &str) -> Result<HealthResponse, ProbeError> {
-        let uri: hyper::Uri = Self::health_url(http_url).parse()?;
+    /// `GET url`: the status and the body (at most 1 MiB).
+    pub async fn get(&self, url: &str) -> Result<(u16, Bytes), ProbeError> {
+        let uri: hyper::Uri = url.parse()?;
         let exchange = async {
             let response = self
                 .client
@@ -91,9 +91,14 @@ impl HealthProbe {
                 .to_bytes();
             Ok::<_, ProbeError>((status, body))
         };
-        let (status, body) = tokio::time::timeout(self.timeout, exchange)
+        tokio::time::timeout(self.timeout, exchange)
             .await
-            .map_err(|_| ProbeError::Timeout(self.timeout))??;
+            .map_err(|_| ProbeError::Timeout(self.timeout))?
+    }
+
+    /// Asks the node at `http_url` for its health report.
+    pub async fn check(&self, http_url: &str) -> Result<HealthResponse, ProbeError> {
+        let (status, body) = self.get(&Self::health_url(http_url)).await?;
         let report = serde_json::from_slice::<HealthReport>(&body).map_err(|err| {
             ProbeError::NotHealthReport {
                 status,

@@ -1,0 +1,172 @@
+//! The `sim` command line: parsing (clap) and the commands. Each command
+//! returns its process exit code; `main.rs` only sets up logging and exits.
+//!
+//! Exit codes: 0 healthy, 10 warning, 11 critical (see [`crate::verdict`]),
+//! 2 for setup errors (invalid scenario, unreachable bus, bad flags), 1 for
+//! anything else that went wrong.
+
+mod run;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+pub use self::run::run_command;
+use crate::scenario::Scenario;
+
+/// Exit code of setup errors.
+pub const EXIT_SETUP: i32 = 2;
+
+/// Load-tests an agent message bus from scenario files.
+#[derive(Debug, Parser)]
+#[command(name = "sim", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Runs a scenario and writes its report.
+    Run(RunArgs),
+    /// Checks a scenario file and prints what it would run.
+    Validate {
+        /// The scenario file.
+        scenario: PathBuf,
+    },
+    /// Prints the JSON Schema of scenario files.
+    Schema,
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 500ms, 30s, 2m)"))
+}
+
+fn shard(s: &str) -> Result<(u32, u32), String> {
+    let (i, n) = s
+        .split_once('/')
+        .ok_or_else(|| "use i/n, e.g. 0/4".to_owned())?;
+    let i: u32 = i.parse().map_err(|_| format!("bad shard index {i:?}"))?;
+    let n: u32 = n.parse().map_err(|_| format!("bad shard count {n:?}"))?;
+    if n == 0 || i >= n {
+        return Err(format!("shard {i}/{n}: need 0 <= i < n"));
+    }
+    Ok((i, n))
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// The scenario file (TOML; see scenarios/README.md).
+    pub scenario: PathBuf,
+    /// Run the embedded bus (or spawned nodes) on this Redis (switches the
+    /// scenario's broker to redis).
+    #[arg(long)]
+    pub redis: Option<String>,
+    /// Drive these external bus nodes (ws://HOST:PORT, repeatable) and start
+    /// nothing.
+    #[arg(long = "target", value_name = "URL")]
+    pub targets: Vec<String>,
+    /// Report directory (default: reports/<scenario>/<UTC timestamp>/).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Override the scenario's seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Stretch or shrink the phases to this total length.
+    #[arg(long, value_parser = duration)]
+    pub duration: Option<Duration>,
+    /// Run only the i-th of n slices of the agents.
+    #[arg(long, value_parser = shard, default_value = "0/1")]
+    pub shard: (u32, u32),
+    /// The `bus` executable for spawn mode (default: next to `sim`, then
+    /// PATH; or BUS_BIN).
+    #[arg(long, env = "BUS_BIN")]
+    pub bus_bin: Option<PathBuf>,
+    /// Secret of the bus's agent tokens (started nodes require tokens, and
+    /// agents sign theirs with it).
+    #[arg(long, env = "BUS_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// Longest wait for deliveries to settle after the last phase.
+    #[arg(long, value_parser = duration, default_value = "5s")]
+    pub drain: Duration,
+    /// Concurrent WebSocket handshakes at most.
+    #[arg(long, default_value_t = 256)]
+    pub connect_concurrency: usize,
+    /// No progress display and no summary (the report is still written).
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Applies `--seed` and `--duration` to a loaded scenario.
+pub fn apply_overrides(scenario: &mut Scenario, seed: Option<u64>, length: Option<Duration>) {
+    if let Some(seed) = seed {
+        scenario.seed = seed;
+    }
+    if let Some(length) = length {
+        let total = scenario.total_duration().as_secs_f64();
+        if total > 0.0 {
+            let factor = length.as_secs_f64() / total;
+            for phase in &mut scenario.phases {
+                phase.duration.0 = phase.duration.0.mul_f64(factor);
+            }
+        }
+    }
+}
+
+/// Runs the parsed command line; returns the exit code.
+pub async fn dispatch(cli: Cli) -> i32 {
+    match cli.command {
+        Command::Run(args) => run_command(args).await,
+        Command::Validate { scenario } => validate(&scenario),
+        Command::Schema => {
+            println!("{}", crate::scenario::json_schema());
+            0
+        }
+    }
+}
+
+fn validate(path: &std::path::Path) -> i32 {
+    match Scenario::load(path) {
+        Ok(s) => {
+            println!(
+                "{}: ok: {} agents in {} groups, {} phases, {:?}",
+                path.display(),
+                s.total_agents(),
+                s.groups.len(),
+                s.phases.len(),
+                s.total_duration()
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            e.exit_code()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_parse() {
+        assert_eq!(shard("1/4").unwrap(), (1, 4));
+        assert!(shard("4/4").is_err());
+        assert!(shard("x").is_err());
+    }
+
+    #[test]
+    fn duration_override_scales_every_phase() {
+        let mut s = Scenario::load(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../scenarios/quickstart.toml"
+        ))
+        .unwrap();
+        apply_overrides(&mut s, Some(9), Some(Duration::from_secs(10)));
+        assert_eq!(s.seed, 9);
+        let total = s.total_duration().as_secs_f64();
+        assert!((total - 10.0).abs() < 0.01, "{total}");
+    }
+}
