@@ -293,7 +293,10 @@ impl<'a> Agent<'a> {
                         return;
                     }
                     if !leaving && leave.is_some_and(|l| now >= l) {
-                        self.close_windows();
+                        // Leaving: no new requests should pick this agent,
+                        // but what is in flight is still answered.
+                        ctx.set_online(self.plan.id, false);
+                        self.end_windows();
                         self.schedule = None;
                         linger_until = Some(now + ctx.linger);
                         continue;
@@ -356,13 +359,20 @@ impl<'a> Agent<'a> {
         }
     }
 
-    /// Ends every open window now and hands them to the outcome.
-    fn close_windows(&mut self) {
+    /// Ends every open window now (an agent leaving keeps reading for a
+    /// while: what arrives then is still recognised, and counted when it was
+    /// sent inside the window).
+    fn end_windows(&mut self) {
         let now = self.now_us();
-        for mut w in self.windows.drain(..) {
+        for w in &mut self.windows {
             w.end_us.get_or_insert(now);
-            self.outcome.windows.push(w);
         }
+    }
+
+    /// Ends the windows and hands them to the outcome (the session is over).
+    fn close_windows(&mut self) {
+        self.end_windows();
+        self.outcome.windows.append(&mut self.windows);
         self.exact.clear();
         self.patterns.clear();
     }

@@ -104,7 +104,7 @@ impl Agent<'_> {
 
     /// The ledger channel a message travelled on, from its topic.
     fn channel_of(&self, message: &MessageView<'_>) -> Option<ChannelKey> {
-        let topic = message.topic.as_ref();
+        let topic: &str = &message.topic;
         if topic == "broadcast" {
             return Some(ChannelKey::Global);
         }

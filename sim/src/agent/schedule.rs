@@ -77,8 +77,10 @@ impl Schedule {
             let (_, multiplier) = scenario.schedule_at(t);
             let rate = self.rate * multiplier;
             if rate <= 0.0 {
+                // Quiet phase: look again a little later; the first instant
+                // with traffic is due as soon as it comes.
                 t += IDLE_STEP;
-                step = true;
+                step = false;
                 continue;
             }
             if !step {
@@ -88,8 +90,9 @@ impl Schedule {
                 Arrival::Constant => 1.0 / rate,
                 Arrival::Poisson => Exp::new(rate).map(|e| e.sample(rng)).unwrap_or(1.0 / rate),
             };
-            let next = t + Duration::from_secs_f64(gap);
-            return (next < end).then_some(next);
+            // The candidate still has to fall in a phase that sends.
+            t += Duration::from_secs_f64(gap);
+            step = false;
         }
         None
     }

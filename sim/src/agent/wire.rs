@@ -10,8 +10,8 @@
 use std::borrow::Cow;
 use std::fmt::Write;
 
-use serde::Deserialize;
-use serde::de::IgnoredAny;
+use serde::de::{IgnoredAny, Visitor};
+use serde::{Deserialize, Deserializer};
 
 /// The measurement payload of a simulated message.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -60,24 +60,73 @@ pub fn quoted(out: &mut String, s: &str) {
     out.push('"');
 }
 
+/// A string borrowed from the frame when it has no escapes (always, for
+/// what the bus sends), owned otherwise. Unlike `Cow<str>`, it also borrows
+/// inside an `Option`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Text<'a>(pub Cow<'a, str>);
+
+impl std::ops::Deref for Text<'_> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<&str> for Text<'_> {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct TextVisitor;
+        impl<'de> Visitor<'de> for TextVisitor {
+            type Value = Text<'de>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                v: &'de str,
+            ) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(TextVisitor)
+    }
+}
+
 /// One frame from the bus, as much as the simulator reads of it.
 #[derive(Debug, Deserialize)]
 pub struct Incoming<'a> {
     #[serde(borrow)]
-    pub op: Cow<'a, str>,
+    pub op: Text<'a>,
     #[serde(default, borrow)]
-    pub id: Option<Cow<'a, str>>,
+    pub id: Option<Text<'a>>,
     #[serde(default, borrow)]
-    pub re: Option<Cow<'a, str>>,
+    pub re: Option<Text<'a>>,
     #[serde(default, borrow)]
-    pub code: Option<Cow<'a, str>>,
+    pub code: Option<Text<'a>>,
     #[serde(default, borrow)]
-    pub pattern: Option<Cow<'a, str>>,
+    pub pattern: Option<Text<'a>>,
     #[serde(default, borrow)]
     pub message: Option<MessageView<'a>>,
     /// `job` pushes: the queue to ack on.
     #[serde(default, borrow)]
-    pub queue: Option<Cow<'a, str>>,
+    pub queue: Option<Text<'a>>,
     /// `dequeue` replies.
     #[serde(default, borrow)]
     pub jobs: Option<Vec<JobView<'a>>>,
@@ -92,21 +141,21 @@ pub struct Incoming<'a> {
 #[derive(Debug, Deserialize)]
 pub struct MessageView<'a> {
     #[serde(borrow)]
-    pub id: Cow<'a, str>,
+    pub id: Text<'a>,
     #[serde(default, borrow)]
-    pub kind: Option<Cow<'a, str>>,
+    pub kind: Option<Text<'a>>,
     #[serde(default, borrow)]
-    pub from: Option<Cow<'a, str>>,
+    pub from: Option<Text<'a>>,
     #[serde(default, borrow)]
-    pub to: Option<Cow<'a, str>>,
+    pub to: Option<Text<'a>>,
     #[serde(default, borrow)]
-    pub workspace: Option<Cow<'a, str>>,
+    pub workspace: Option<Text<'a>>,
     #[serde(borrow)]
-    pub topic: Cow<'a, str>,
+    pub topic: Text<'a>,
     #[serde(default)]
     pub payload: Option<Stamp>,
     #[serde(default, borrow)]
-    pub correlation_id: Option<Cow<'a, str>>,
+    pub correlation_id: Option<Text<'a>>,
     #[serde(default)]
     pub priority: u8,
     #[serde(default)]
@@ -166,7 +215,10 @@ mod tests {
         let text = bus::protocol::message_frame(Some("agent:*"), &m.to_json());
         let frame = parse(&text).unwrap();
         assert_eq!(frame.op, "message");
-        assert!(matches!(frame.pattern, Some(Cow::Borrowed("agent:*"))));
+        assert!(matches!(
+            frame.pattern,
+            Some(Text(Cow::Borrowed("agent:*")))
+        ));
         let msg = frame.message.unwrap();
         assert_eq!(msg.payload.unwrap().q, 3);
         assert_eq!(msg.workspace.as_deref(), Some("ws-0"));

@@ -77,7 +77,7 @@ impl Agent<'_> {
         if stored_copy && !from_inbox {
             self.ack_stored("inbox", &message.id);
         }
-        if self.answered.iter().any(|id| id == message.id.as_ref()) {
+        if self.answered.iter().any(|id| *id == *message.id) {
             return;
         }
         if self.answered.len() == ANSWERED_MEMORY {
