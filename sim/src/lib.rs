@@ -28,10 +28,15 @@
 //!   subscribe, send on its open-model schedule, answer, work, account.
 //! - [`runner`]: the plan (who connects when and where), the agents' shared
 //!   context, phases and drain, the reconciled ledger.
+//! - [`execute`]: one scenario against a running bus, watched, with the
+//!   queue ledger settled from the bus's counts.
+//! - [`capacity`]: load sweeps and searches for the highest healthy load.
 //! - [`cli`]: the `sim` command line.
 
 pub mod agent;
+pub mod capacity;
 pub mod cli;
+pub mod execute;
 pub mod metrics;
 pub mod monitor;
 pub mod procstat;

@@ -1,6 +1,7 @@
 //! Integration tests of the simulator, one binary: real agents against real
 //! bus nodes.
 
+mod capacity;
 mod cli;
 mod ledger_faults;
 mod run_embedded;

@@ -5,6 +5,7 @@
 //! 2 for setup errors (invalid scenario, unreachable bus, bad flags), 1 for
 //! anything else that went wrong.
 
+mod capacity;
 mod run;
 
 use std::path::PathBuf;
@@ -12,6 +13,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+pub use self::capacity::{CapacityArgs, capacity_command};
 pub use self::run::run_command;
 use crate::scenario::Scenario;
 
@@ -30,6 +32,8 @@ pub struct Cli {
 pub enum Command {
     /// Runs a scenario and writes its report.
     Run(RunArgs),
+    /// Finds the highest load that stays healthy (and below critical).
+    Capacity(CapacityArgs),
     /// Checks a scenario file and prints what it would run.
     Validate {
         /// The scenario file.
@@ -118,6 +122,7 @@ pub fn apply_overrides(scenario: &mut Scenario, seed: Option<u64>, length: Optio
 pub async fn dispatch(cli: Cli) -> i32 {
     match cli.command {
         Command::Run(args) => run_command(args).await,
+        Command::Capacity(args) => capacity_command(args).await,
         Command::Validate { scenario } => validate(&scenario),
         Command::Schema => {
             println!("{}", crate::scenario::json_schema());

@@ -1,0 +1,326 @@
+//! A capacity run's files: `capacity.json` (everything), `capacity.md`
+//! (the answer and a table per set-up) and `capacity.html` (the capacity
+//! curve: latency percentiles against load, the 50 ms and 200 ms lines, the
+//! knee marked).
+
+use std::fmt::Write;
+use std::path::Path;
+
+use plotters::prelude::*;
+
+use super::{CapacityReport, SetupResult};
+
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    #[error("writing {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("drawing the capacity curve: {0}")]
+    Plot(String),
+}
+
+/// Writes the three files into `dir` (created if needed).
+pub fn write_all(report: &CapacityReport, dir: &Path) -> Result<(), OutputError> {
+    let io = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| OutputError::Io { path, source }
+    };
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let json = serde_json::to_string_pretty(report).expect("capacity reports serialize");
+    for (name, text) in [
+        ("capacity.json", json),
+        ("capacity.md", markdown(report)),
+        ("capacity.html", html(report)?),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(io(&path))?;
+    }
+    Ok(())
+}
+
+fn fmt_load(load: Option<f64>) -> String {
+    load.map_or("—".to_owned(), |l| format!("{l:.0}"))
+}
+
+/// The answer, then one table per set-up.
+pub fn markdown(r: &CapacityReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "# Capacity: {} (varying {})\n", r.scenario, r.unit);
+    let _ = writeln!(
+        out,
+        "Thresholds: warning p99 > {} ms, critical p99 > {} ms. Each point: {:.0} s steady after all agents connected, {} repeat(s); strategy {:?}.\n",
+        r.warning_ms, r.critical_ms, r.point_duration_s, r.repeats, r.strategy
+    );
+    let _ = writeln!(
+        out,
+        "| set-up | highest healthy | highest below critical | knee | health disagreements |"
+    );
+    let _ = writeln!(out, "| --- | --- | --- | --- | --- |");
+    for s in &r.setups {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} |",
+            s.setup.name,
+            fmt_load(s.highest_healthy),
+            fmt_load(s.highest_below_critical),
+            fmt_load(s.knee),
+            s.disagreements
+        );
+    }
+    for s in &r.setups {
+        table(&mut out, s, &r.unit);
+    }
+    if !r.notes.is_empty() {
+        let _ = writeln!(out, "\n## Notes\n");
+        for n in &r.notes {
+            let _ = writeln!(out, "- {n}");
+        }
+    }
+    out
+}
+
+fn opt(v: Option<f64>, digits: usize) -> String {
+    v.map_or("—".to_owned(), |v| format!("{v:.digits$}"))
+}
+
+fn table(out: &mut String, s: &SetupResult, unit: &str) {
+    let _ = writeln!(out, "\n## {}\n", s.setup.name);
+    let _ = writeln!(
+        out,
+        "| {unit} | delivered/s | p50 ms | p99 ms (min–max) | p99.9 ms | loss | verdict | bus health | agrees | noticed after | bus CPU % | bus RSS MiB | Redis CPU % | Redis MiB |"
+    );
+    let _ = writeln!(out, "|{}", " --- |".repeat(14));
+    for p in &s.points {
+        let run = &p.runs[0];
+        let agree = p.runs.iter().all(|r| r.agrees);
+        let _ = writeln!(
+            out,
+            "| {:.0} | {:.0} | {:.2} | {:.2} ({:.2}–{:.2}) | {:.2} | {:.4} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            p.load,
+            p.delivered_per_s,
+            p.p50_ms,
+            p.p99_ms,
+            p.p99_min_ms,
+            p.p99_max_ms,
+            p.p999_ms,
+            run.loss_ratio,
+            p.status,
+            run.bus_health.as_deref().unwrap_or("—"),
+            if agree { "yes" } else { "no" },
+            run.notice_s.map_or("—".to_owned(), |s| format!("{s:.1} s")),
+            opt(run.bus_cpu_percent, 0),
+            opt(
+                run.bus_peak_rss_bytes.map(|b| b as f64 / (1 << 20) as f64),
+                0
+            ),
+            opt(run.redis_cpu_percent, 0),
+            opt(
+                run.redis_memory_bytes.map(|b| b as f64 / (1 << 20) as f64),
+                1
+            ),
+        );
+    }
+    for p in &s.points {
+        for r in p.runs.iter().filter_map(|r| r.disagreement.as_ref()) {
+            let _ = writeln!(out, "\n- at {:.0}: {r}", p.load);
+        }
+    }
+}
+
+const COLORS: [RGBColor; 4] = [BLUE, RED, GREEN, MAGENTA];
+
+/// The capacity curve as inline SVG.
+pub fn curve(r: &CapacityReport) -> Result<String, OutputError> {
+    let plot = |e: &dyn std::fmt::Display| OutputError::Plot(e.to_string());
+    let loads = r
+        .setups
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.load));
+    let x_max = loads.fold(1.0, f64::max) * 1.05;
+    let y_max = r
+        .setups
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.p999_ms))
+        .fold(r.critical_ms, f64::max)
+        * 1.2;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (900, 420)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| plot(&e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                format!("Latency against load ({})", r.unit),
+                ("sans-serif", 18),
+            )
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0f64..x_max, (0.1f64..y_max).log_scale())
+            .map_err(|e| plot(&e))?;
+        chart
+            .configure_mesh()
+            .x_desc(r.unit.as_str())
+            .y_desc("ms (log)")
+            .draw()
+            .map_err(|e| plot(&e))?;
+        for (limit, name) in [(r.warning_ms, "warning"), (r.critical_ms, "critical")] {
+            chart
+                .draw_series(LineSeries::new(
+                    [(0.0, limit), (x_max, limit)],
+                    BLACK.mix(0.5),
+                ))
+                .map_err(|e| plot(&e))?
+                .label(format!("{name} {limit} ms"))
+                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.5)));
+        }
+        for (i, s) in r.setups.iter().enumerate() {
+            let color = COLORS[i % COLORS.len()];
+            for (pick, style) in [(0, color.stroke_width(1)), (1, color.stroke_width(3))] {
+                let points = s
+                    .points
+                    .iter()
+                    .map(|p| (p.load, if pick == 0 { p.p50_ms } else { p.p99_ms }.max(0.1)));
+                chart
+                    .draw_series(LineSeries::new(points, style))
+                    .map_err(|e| plot(&e))?
+                    .label(format!(
+                        "{} {}",
+                        s.setup.name,
+                        if pick == 0 { "p50" } else { "p99" }
+                    ))
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+            }
+            if let Some(knee) = s.knee.and_then(|k| s.points.iter().find(|p| p.load == k)) {
+                chart
+                    .draw_series([Circle::new(
+                        (knee.load, knee.p99_ms.max(0.1)),
+                        7,
+                        color.filled(),
+                    )])
+                    .map_err(|e| plot(&e))?
+                    .label(format!("{} knee at {:.0}", s.setup.name, knee.load))
+                    .legend(move |(x, y)| Circle::new((x + 10, y), 5, color.filled()));
+            }
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| plot(&e))?;
+        root.present().map_err(|e| plot(&e))?;
+    }
+    Ok(svg)
+}
+
+fn html(r: &CapacityReport) -> Result<String, OutputError> {
+    let md = markdown(r);
+    let escaped = md
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    Ok(format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Capacity: {}</title>\
+         <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}pre{{white-space:pre-wrap}}</style></head>\
+         <body><h1>Capacity: {}</h1>{}<pre>{}</pre></body></html>",
+        r.scenario.replace('<', "&lt;"),
+        r.scenario.replace('<', "&lt;"),
+        curve(r)?,
+        escaped
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::search::Strategy;
+    use super::super::{Point, PointRun, Setup, SetupResult, Vary};
+    use super::*;
+    use crate::verdict::Status;
+
+    fn report() -> CapacityReport {
+        let run = |load: f64, p99: f64, status| PointRun {
+            load,
+            status,
+            operation: None,
+            p50_ms: p99 / 3.0,
+            p99_ms: p99,
+            p999_ms: p99 * 1.5,
+            offered_per_s: load,
+            delivered_per_s: load * 100.0,
+            loss_ratio: 0.0,
+            bus_health: Some("healthy".into()),
+            agrees: true,
+            disagreement: None,
+            notice_s: Some(1.0),
+            bus_cpu_percent: Some(80.0),
+            bus_peak_rss_bytes: Some(50 << 20),
+            redis_cpu_percent: None,
+            redis_memory_bytes: None,
+        };
+        let points = [
+            (100.0, 3.0, Status::Healthy),
+            (200.0, 4.0, Status::Healthy),
+            (400.0, 90.0, Status::Warning),
+            (800.0, 400.0, Status::Critical),
+        ]
+        .into_iter()
+        .map(|(l, p, s)| Point::of(l, vec![run(l, p, s)]))
+        .collect();
+        let base = crate::scenario::Scenario::load(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../scenarios/quickstart.toml"
+        ))
+        .unwrap();
+        CapacityReport {
+            scenario: "t".into(),
+            content_hash: "h".into(),
+            vary: Vary::Rate,
+            unit: "messages/s offered".into(),
+            strategy: Strategy::Search {
+                from: 100.0,
+                to: 1000.0,
+                refine: 2,
+            },
+            repeats: 1,
+            point_duration_s: 5.0,
+            warning_ms: 50.0,
+            critical_ms: 200.0,
+            setups: vec![SetupResult::new(
+                Setup::parse("memory", &base).unwrap(),
+                points,
+            )],
+            notes: vec!["n".into()],
+        }
+    }
+
+    #[test]
+    fn markdown_gives_the_answer_and_the_table() {
+        let md = markdown(&report());
+        assert!(md.contains("| memory | 200 | 400 |"), "{md}");
+        assert!(md.contains("| 800 |"));
+    }
+
+    #[test]
+    fn the_curve_draws_thresholds_and_the_knee() {
+        let svg = curve(&report()).unwrap();
+        assert!(svg.starts_with("<svg"));
+        assert!(svg.contains("warning 50 ms") && svg.contains("critical 200 ms"));
+        assert!(svg.contains("knee at"));
+    }
+
+    #[test]
+    fn all_three_files_are_written() {
+        let dir = tempfile::tempdir().unwrap();
+        write_all(&report(), dir.path()).unwrap();
+        for f in ["capacity.json", "capacity.md", "capacity.html"] {
+            assert!(dir.path().join(f).exists(), "{f}");
+        }
+        let back: CapacityReport = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join("capacity.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(back.setups[0].highest_healthy, Some(200.0));
+    }
+}

@@ -1,0 +1,150 @@
+//! Running a scenario against a bus that is already up: the agents, the
+//! bus's `/health` and Redis watched meanwhile, the queue ledger settled
+//! from the bus's own counts, and the bus nodes' CPU and memory. Shared by
+//! `sim run` and the capacity points.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::metrics::{MessageClass, RunMetrics};
+use crate::monitor::{Monitor, MonitorResult};
+use crate::procstat;
+use crate::runner::{self, Endpoints, RunOptions, RunResult};
+use crate::scenario::{Behaviour, Scenario};
+use crate::target::{self, RunningTarget};
+
+/// What one execution measured.
+#[derive(Debug)]
+pub struct Measured {
+    pub result: RunResult,
+    pub watched: MonitorResult,
+    /// CPU (percent of one core over the run) and peak RSS per spawned node.
+    pub bus_nodes: Vec<NodeCost>,
+    /// Facts a reader should know (queue reconciliation, read failures).
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NodeCost {
+    pub pid: u32,
+    pub cpu_percent: f64,
+    pub peak_rss_bytes: u64,
+}
+
+/// Runs `scenario` against `target`.
+pub async fn measure(
+    scenario: Arc<Scenario>,
+    target: &RunningTarget,
+    options: &RunOptions,
+) -> Measured {
+    let endpoints = Endpoints {
+        ws_urls: target.ws_urls.clone(),
+        source_addresses: scenario.target.source_addresses.clone(),
+    };
+    let monitor = Monitor::start(
+        target.http_urls.clone(),
+        target.redis_url.clone(),
+        Instant::now(),
+        Duration::from_secs(1),
+    );
+    let before: Vec<_> = target
+        .bus_pids
+        .iter()
+        .map(|p| procstat::sample(*p))
+        .collect();
+    let mut result = runner::run(scenario.clone(), &endpoints, options).await;
+    let watched = monitor.stop().await;
+    let bus_nodes = node_costs(target, &before, result.duration);
+    let notes = settle_queues(&scenario, target, &mut result.metrics).await;
+    Measured {
+        result,
+        watched,
+        bus_nodes,
+        notes,
+    }
+}
+
+fn node_costs(
+    target: &RunningTarget,
+    before: &[Option<procstat::ProcSample>],
+    duration: Duration,
+) -> Vec<NodeCost> {
+    target
+        .bus_pids
+        .iter()
+        .zip(before)
+        .filter_map(|(pid, b)| {
+            let (b, after) = (b.as_ref()?, procstat::sample(*pid)?);
+            Some(NodeCost {
+                pid: *pid,
+                cpu_percent: 100.0 * (after.cpu_seconds - b.cpu_seconds)
+                    / duration.as_secs_f64().max(1e-9),
+                peak_rss_bytes: after.peak_rss_bytes,
+            })
+        })
+        .collect()
+}
+
+/// Every (workspace, queue) the scenario's queue groups use.
+fn queues_of(scenario: &Scenario) -> BTreeSet<(String, String)> {
+    scenario
+        .groups
+        .iter()
+        .filter(|g| {
+            matches!(
+                g.behaviour,
+                Behaviour::QueueProducer | Behaviour::QueueWorker
+            )
+        })
+        .flat_map(|g| (0..g.workspaces.max(1)).map(move |w| (format!("ws-{w}"), g.queue.clone())))
+        .collect()
+}
+
+/// Reads the bus's counts of the scenario's queues and completes the queue
+/// ledger: enqueued = acked + dead-lettered + still queued, or the
+/// difference is reported lost.
+async fn settle_queues(
+    scenario: &Scenario,
+    target: &RunningTarget,
+    metrics: &mut RunMetrics,
+) -> Vec<String> {
+    let queues = queues_of(scenario);
+    if queues.is_empty() {
+        return Vec::new();
+    }
+    let mut still_queued = 0;
+    let mut dead = 0;
+    let mut notes = Vec::new();
+    for (workspace, queue) in &queues {
+        match target::queue_stats(target, workspace, queue).await {
+            Ok(stats) => {
+                still_queued += stats.ready + stats.processing + stats.delayed;
+                dead += stats.dead;
+            }
+            Err(e) => notes.push(format!(
+                "could not read the stats of queue {workspace}/{queue}: {e}"
+            )),
+        }
+    }
+    let ledger = metrics.ledger_mut();
+    ledger.queue.still_queued = still_queued;
+    ledger.queue.dead_lettered = ledger.queue.dead_lettered.max(dead);
+    let q = ledger.queue;
+    let class = ledger.class_mut(MessageClass::Queue);
+    class.expected = q.enqueued;
+    class.delivered = q.acked + q.dead_lettered + q.still_queued;
+    notes.push(format!(
+        "queue ledger: {} enqueued = {} acked + {} dead-lettered + {} still queued{}",
+        q.enqueued,
+        q.acked,
+        q.dead_lettered,
+        q.still_queued,
+        if class.expected == class.delivered {
+            " (reconciled)"
+        } else {
+            " (NOT reconciled)"
+        }
+    ));
+    notes
+}
