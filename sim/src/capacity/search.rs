@@ -203,7 +203,7 @@ mod tests {
         assert_eq!(trail.last().unwrap().1, Status::Critical);
         assert_eq!(
             trail.len(),
-            6,
+            7,
             "500, 1000, 1500, 2000, 2500, 3000 then 3500: {trail:?}"
         );
         assert_eq!(highest_at_most(&trail, Status::Healthy), Some(1000.0));
