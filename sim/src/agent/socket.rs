@@ -53,7 +53,7 @@ async fn tcp(addr: SocketAddr, source: Option<IpAddr>) -> std::io::Result<TcpStr
 fn config() -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(4 * 1024)
-        .write_buffer_size(0)
+        .write_buffer_size(16 * 1024)
 }
 
 /// One attempt.
