@@ -92,7 +92,7 @@ async fn require_admin(State(state): State<AppState>, request: Request, next: Ne
 /// `GET /health`: the latest check (run now if none ran yet); 503 when
 /// unhealthy.
 async fn health(State(state): State<AppState>) -> Response {
-    let report = match state.health.last_report() {
+    let report = match state.health.current_report() {
         Some(r) => r,
         None => state.health.check().await,
     };

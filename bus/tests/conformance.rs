@@ -334,6 +334,29 @@ pub async fn ack_reject_retry_and_dead_letter(b: Backend) {
     assert!(!b.broker.ack("w1/q", "no-such-id").await.unwrap());
 }
 
+pub async fn acks_are_idempotent_for_a_while(b: Backend) {
+    let p = policy(3);
+    let m = msg(1, 0);
+    b.broker
+        .enqueue("w1/i", std::slice::from_ref(&m), u64::MAX)
+        .await
+        .unwrap();
+    b.broker.claim("w1/i", 1, VISIBILITY, &p).await.unwrap();
+    assert!(b.broker.ack("w1/i", &m.id).await.unwrap());
+    assert!(
+        b.broker.ack("w1/i", &m.id).await.unwrap(),
+        "a repeated ack (a retry after a lost reply) succeeds"
+    );
+    b.clock
+        .advance(bus::broker::ACK_MEMORY + Duration::from_millis(1));
+    assert!(
+        !b.broker.ack("w1/i", &m.id).await.unwrap(),
+        "forgotten after the memory window"
+    );
+    let stats = b.broker.stats("w1/i").await.unwrap();
+    assert_eq!((stats.ready, stats.processing), (0, 0));
+}
+
 pub async fn reclaim_after_visibility_timeout(b: Backend) {
     let p = policy(2);
     let m = msg(1, 0);
@@ -588,6 +611,7 @@ both_backends!(
     priority_and_fifo_over_10k,
     claims_are_atomic_under_50_consumers,
     ack_reject_retry_and_dead_letter,
+    acks_are_idempotent_for_a_while,
     reclaim_after_visibility_timeout,
     stats_queues_and_limits,
     waiting_workers_are_woken_by_enqueue,

@@ -7,9 +7,11 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::faults;
 use crate::metrics::{MessageClass, RunMetrics};
 use crate::monitor::{Monitor, MonitorResult};
 use crate::procstat;
+use crate::report::FaultOutcome;
 use crate::runner::{self, Endpoints, RunOptions, RunResult};
 use crate::scenario::{Behaviour, Scenario};
 use crate::target::{self, RunningTarget};
@@ -23,6 +25,8 @@ pub struct Measured {
     pub bus_nodes: Vec<NodeCost>,
     /// Facts a reader should know (queue reconciliation, read failures).
     pub notes: Vec<String>,
+    /// What each injected fault did.
+    pub faults: Vec<FaultOutcome>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -53,15 +57,28 @@ pub async fn measure(
         .iter()
         .map(|p| procstat::sample(*p))
         .collect();
-    let mut result = runner::run(scenario.clone(), &endpoints, options).await;
+    let fault_plan = scenario.faults.clone();
+    let (mut result, mut faults) = runner::run_with(scenario.clone(), &endpoints, options, |ctx| {
+        faults::drive(fault_plan, ctx, target)
+    })
+    .await;
     let watched = monitor.stop().await;
+    faults::attach_health(&mut faults, &watched.health);
     let bus_nodes = node_costs(target, &before, result.duration);
-    let notes = settle_queues(&scenario, target, &mut result.metrics).await;
+    let mut notes = settle_queues(&scenario, target, &mut result.metrics).await;
+    if result.slow_consumers != (0, 0) {
+        let (expected, delivered) = result.slow_consumers;
+        notes.push(format!(
+            "slow consumers (made slow by a fault, accounted apart): {expected} expected, {delivered} delivered, {} lost under the bus's slow-consumer policy",
+            expected.saturating_sub(delivered)
+        ));
+    }
     Measured {
         result,
         watched,
         bus_nodes,
         notes,
+        faults,
     }
 }
 
@@ -131,16 +148,31 @@ async fn settle_queues(
     ledger.queue.still_queued = still_queued;
     ledger.queue.dead_lettered = ledger.queue.dead_lettered.max(dead);
     let q = ledger.queue;
+    let accounted = q.acked + q.dead_lettered + q.still_queued;
+    // Unconfirmed enqueues (error or no reply) may have landed: those that
+    // did are expected too, up to their number.
+    let landed = accounted
+        .saturating_sub(q.enqueued)
+        .min(q.enqueue_unconfirmed);
     let class = ledger.class_mut(MessageClass::Queue);
-    class.expected = q.enqueued;
-    class.delivered = q.acked + q.dead_lettered + q.still_queued;
+    class.expected = q.enqueued + landed;
+    class.delivered = accounted;
+    let reconciled = class.expected == class.delivered;
     notes.push(format!(
-        "queue ledger: {} enqueued = {} acked + {} dead-lettered + {} still queued{}",
+        "queue ledger: {} enqueued{} = {} acked + {} dead-lettered + {} still queued{}",
         q.enqueued,
+        if landed > 0 {
+            format!(
+                " (+ {landed} of {} unconfirmed enqueues that landed)",
+                q.enqueue_unconfirmed
+            )
+        } else {
+            String::new()
+        },
         q.acked,
         q.dead_lettered,
         q.still_queued,
-        if class.expected == class.delivered {
+        if reconciled {
             " (reconciled)"
         } else {
             " (NOT reconciled)"

@@ -28,8 +28,9 @@
 //!   subscribe, send on its open-model schedule, answer, work, account.
 //! - [`runner`]: the plan (who connects when and where), the agents' shared
 //!   context, phases and drain, the reconciled ledger.
-//! - [`execute`]: one scenario against a running bus, watched, with the
-//!   queue ledger settled from the bus's counts.
+//! - [`faults`]: a scenario's faults injected while it runs.
+//! - [`execute`]: one scenario against a running bus, watched, faults
+//!   injected, with the queue ledger settled from the bus's counts.
 //! - [`capacity`]: load sweeps and searches for the highest healthy load.
 //! - [`cli`]: the `sim` command line.
 
@@ -37,6 +38,7 @@ pub mod agent;
 pub mod capacity;
 pub mod cli;
 pub mod execute;
+pub mod faults;
 pub mod metrics;
 pub mod monitor;
 pub mod procstat;

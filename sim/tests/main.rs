@@ -2,6 +2,7 @@
 //! bus nodes.
 
 mod capacity;
+mod chaos;
 mod cli;
 mod ledger_faults;
 mod run_embedded;

@@ -27,6 +27,10 @@ use crate::message::AgentMessage;
 /// Highest queue priority; priorities run 0..=255, higher first.
 pub const MAX_PRIORITY: u8 = u8::MAX;
 
+/// How long a queue remembers acked ids, so that an ack repeated within it
+/// (a client retrying after a lost reply) gets the same answer.
+pub const ACK_MEMORY: Duration = Duration::from_secs(10);
+
 /// How many deliveries a node's subscriber buffers before the broker waits
 /// for the node to catch up (backpressure, never a silent drop).
 pub const DELIVERY_BUFFER: usize = 8192;
@@ -207,7 +211,8 @@ pub trait Broker: Send + Sync + Debug + 'static {
     async fn wait_for_work(&self, queue: &str, timeout: Duration) -> Result<()>;
 
     /// Removes a message wherever it waits (processing, ready or delayed).
-    /// Returns false when the queue does not hold it.
+    /// Returns false when the queue does not hold it, unless it was acked
+    /// within [`ACK_MEMORY`] (acks are idempotent).
     async fn ack(&self, queue: &str, id: &str) -> Result<bool>;
 
     /// Gives a claimed message back: requeued after backoff while attempts

@@ -138,6 +138,8 @@ struct Inner {
     last: Mutex<Option<HealthReport>>,
     /// Serializes checks so pub/sub probes never read each other's echoes.
     running: tokio::sync::Mutex<Echo>,
+    /// The background loop's interval (0: no loop), to tell stale reports.
+    interval_ms: std::sync::atomic::AtomicU64,
 }
 
 /// The pub/sub probe's receiving end.
@@ -188,6 +190,7 @@ impl HealthChecker {
                     rx,
                     sink: Arc::new(EchoSink(tx)),
                 }),
+                interval_ms: std::sync::atomic::AtomicU64::new(0),
             }),
         }
     }
@@ -207,22 +210,18 @@ impl HealthChecker {
         histories.iter().map(|(k, h)| (*k, h.stats())).collect()
     }
 
-    /// Runs all four probes now.
+    /// Runs all four probes now, side by side, each bounded by the probe
+    /// timeout, so a frozen Redis makes a check fail fast instead of
+    /// stalling it.
     pub async fn check(&self) -> HealthReport {
         let mut echo = self.inner.running.lock().await;
-        let mut checks = Vec::with_capacity(4);
-        for kind in CheckKind::ALL {
-            let started = Instant::now();
-            let outcome =
-                tokio::time::timeout(self.inner.timeout, self.probe(kind, &mut echo)).await;
-            let latency = started.elapsed();
-            let error = match outcome {
-                Ok(Ok(())) => None,
-                Ok(Err(e)) => Some(e),
-                Err(_) => Some(format!("timed out after {:?}", self.inner.timeout)),
-            };
-            checks.push(self.record(kind, latency, error));
-        }
+        let (ping, write_read, pubsub, queue) = tokio::join!(
+            self.timed(CheckKind::Ping, self.probe_ping()),
+            self.timed(CheckKind::WriteRead, self.probe_write_read()),
+            self.timed(CheckKind::PubSub, self.probe_pubsub(&mut echo)),
+            self.timed(CheckKind::Queue, self.probe_queue()),
+        );
+        let checks = vec![ping, write_read, pubsub, queue];
         let report = HealthReport {
             status: checks
                 .iter()
@@ -240,6 +239,45 @@ impl HealthChecker {
         };
         *self.inner.last.lock().expect("lock") = Some(report.clone());
         report
+    }
+
+    async fn timed(
+        &self,
+        kind: CheckKind,
+        probe: impl std::future::Future<Output = Result<(), String>>,
+    ) -> CheckResult {
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(self.inner.timeout, probe).await;
+        let latency = started.elapsed();
+        let error = match outcome {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e),
+            Err(_) => Some(format!("timed out after {:?}", self.inner.timeout)),
+        };
+        self.record(kind, latency, error)
+    }
+
+    /// The latest report, or an unhealthy one when no check has completed
+    /// for three intervals (the checks themselves are stuck).
+    pub fn current_report(&self) -> Option<HealthReport> {
+        let mut report = self.last_report()?;
+        let interval_ms = self
+            .inner
+            .interval_ms
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let stale_us = 3 * interval_ms.max(1000) * 1000;
+        let age_us = crate::message::now_micros().saturating_sub(report.checked_at_us);
+        if interval_ms > 0 && age_us > stale_us {
+            report.status = HealthStatus::Unhealthy;
+            for check in &mut report.checks {
+                check.status = HealthStatus::Unhealthy;
+                check.error = Some(format!(
+                    "no health check has completed for {:.1} s",
+                    age_us as f64 / 1e6
+                ));
+            }
+        }
+        Some(report)
     }
 
     fn record(&self, check: CheckKind, latency: Duration, error: Option<String>) -> CheckResult {
@@ -261,26 +299,28 @@ impl HealthChecker {
         }
     }
 
-    async fn probe(&self, kind: CheckKind, echo: &mut Echo) -> Result<(), String> {
-        let router = &self.inner.router;
-        let node = &self.inner.node;
-        match kind {
-            CheckKind::Ping => router.broker().ping().await.map_err(|e| e.to_string()),
-            CheckKind::WriteRead => {
-                let value = crate::message::new_id();
-                let read = router
-                    .broker()
-                    .write_read(&format!("health:{node}"), value.as_bytes())
-                    .await
-                    .map_err(|e| e.to_string())?;
-                if read == value.as_bytes() {
-                    Ok(())
-                } else {
-                    Err("read back a different value than written".into())
-                }
-            }
-            CheckKind::PubSub => self.probe_pubsub(echo).await,
-            CheckKind::Queue => self.probe_queue().await,
+    async fn probe_ping(&self) -> Result<(), String> {
+        self.inner
+            .router
+            .broker()
+            .ping()
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn probe_write_read(&self) -> Result<(), String> {
+        let value = crate::message::new_id();
+        let read = self
+            .inner
+            .router
+            .broker()
+            .write_read(&format!("health:{}", self.inner.node), value.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        if read == value.as_bytes() {
+            Ok(())
+        } else {
+            Err("read back a different value than written".into())
         }
     }
 
@@ -340,6 +380,10 @@ impl HealthChecker {
         stop: CancellationToken,
     ) -> tokio::task::JoinHandle<()> {
         let checker = self.clone();
+        self.inner.interval_ms.store(
+            interval.as_millis() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(interval);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

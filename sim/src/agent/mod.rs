@@ -43,14 +43,23 @@ pub struct AgentOutcome {
     pub windows: Vec<Window>,
 }
 
-/// A send waiting for its reply, so an error can take it back.
-#[derive(Debug, Clone, Copy)]
+/// A send waiting for its reply, so an error can take it back (or retry
+/// it: acks and rejects are retried while the bus reports its broker
+/// unavailable, as a careful client would).
+#[derive(Debug, Clone)]
 enum InFlight {
     Published(ChannelKey, u64),
     Request(u64),
     Enqueue,
-    Ack(Instant),
-    Reject,
+    Ack {
+        message: String,
+        claimed: Instant,
+        tries: u32,
+    },
+    Reject {
+        message: String,
+        tries: u32,
+    },
 }
 
 /// A claimed job or a request being "processed".
@@ -62,10 +71,19 @@ struct WorkItem {
 
 #[derive(Debug)]
 enum WorkKind {
-    Ack { id: String, claimed: Instant },
-    Reject { id: String },
+    Ack {
+        id: String,
+        claimed: Instant,
+        tries: u32,
+    },
+    Reject {
+        id: String,
+        tries: u32,
+    },
     Crash,
-    Respond { frame: String },
+    Respond {
+        frame: String,
+    },
 }
 
 /// The agent's state across its sessions.
@@ -86,6 +104,9 @@ struct Agent<'a> {
     pattern_streams: Streams,
     /// Open windows: exact channel → index, pattern → index.
     windows: Vec<Window>,
+    /// Subscribing: deliveries on these may arrive before the bus's reply
+    /// opens their windows; they are neither expected nor misrouted.
+    subscribing: bool,
     exact: HashMap<ChannelKey, usize>,
     patterns: HashMap<String, usize>,
     /// Inbox message ids already answered (bounded), to ignore redeliveries.
@@ -99,7 +120,22 @@ struct Agent<'a> {
     outcome: AgentOutcome,
 }
 
-/// Runs an agent's planned sessions until the run stops.
+/// Why a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// Its planned leave time came.
+    Left,
+    /// The run is over.
+    Stopped,
+    /// The connection broke (a fault, the bus going away): reconnect.
+    Lost,
+    /// A reconnect storm asked it to drop and reconnect.
+    Storm,
+}
+
+/// Runs an agent's planned sessions until the run stops. A session whose
+/// connection breaks is resumed on a new connection (new subscription
+/// windows) until its planned end.
 pub async fn run(plan: AgentPlan, ctx: Arc<RunContext>) -> AgentOutcome {
     let group = &ctx.scenario.groups[plan.group];
     let mut agent = Agent::new(&plan, group, &ctx);
@@ -109,14 +145,40 @@ pub async fn run(plan: AgentPlan, ctx: Arc<RunContext>) -> AgentOutcome {
             _ = ctx.stop.cancelled() => break,
             _ = tokio::time::sleep_until(start) => {}
         }
-        if ctx.is_draining() {
-            break;
-        }
-        if let Some(socket) = agent.connect().await {
+        let leave = session.leave_at.map(|t| ctx.clock.instant(t));
+        // The ledger counts planned sessions: connected at least once, or
+        // never (reconnects after a broken connection are retries).
+        let (mut attempted, mut connected) = (false, false);
+        loop {
+            if ctx.is_draining() || ctx.stop.is_cancelled() {
+                break;
+            }
+            attempted = true;
+            let Some(socket) = agent.connect_until(leave).await else {
+                break;
+            };
+            connected = true;
             ctx.set_online(plan.id, true);
-            agent.session(socket, session).await;
+            let end = agent.session(socket, session).await;
             ctx.set_online(plan.id, false);
+            if matches!(end, End::Left | End::Stopped) {
+                break;
+            }
+            agent.record(|r, _| r.ledger_mut().connections.connect_retries += 1);
         }
+        agent.record(|r, _| {
+            let c = &mut r.ledger_mut().connections;
+            if !attempted {
+                return;
+            }
+            c.target_connections += 1;
+            if connected {
+                c.connected += 1;
+            } else {
+                c.connect_failures += 1;
+            }
+        });
+        agent.schedule = None;
     }
     agent.outcome
 }
@@ -137,6 +199,7 @@ impl<'a> Agent<'a> {
             streams: Streams::default(),
             pattern_streams: Streams::default(),
             windows: Vec::new(),
+            subscribing: false,
             exact: HashMap::new(),
             patterns: HashMap::new(),
             answered: VecDeque::new(),
@@ -184,14 +247,12 @@ impl<'a> Agent<'a> {
         let started = Instant::now();
         let result = socket::open_with_retry(&endpoint).await;
         drop(permit);
-        self.record(|r, _| r.ledger_mut().connections.target_connections += 1);
         let (mut socket, retries) = match result {
             Ok(ok) => ok,
             Err(e) => {
                 tracing::debug!(agent = %self.plan.name, cause = %e, "connect failed");
                 self.record(|r, at| {
-                    r.ledger_mut().connections.connect_failures += 1;
-                    r.ledger_mut().connections.connect_retries += u64::from(socket::ATTEMPTS - 1);
+                    r.ledger_mut().connections.connect_retries += u64::from(socket::ATTEMPTS);
                     r.count_error(at, "connect_failed");
                 });
                 return None;
@@ -205,11 +266,30 @@ impl<'a> Agent<'a> {
         let latency = started.elapsed();
         self.record(|r, at| {
             r.record_duration(Operation::Connect, latency, at);
-            r.ledger_mut().connections.connected += 1;
             r.ledger_mut().connections.connect_retries += u64::from(retries);
         });
         Counters::add(&ctx.counters.connected, 1);
         Some(socket)
+    }
+
+    /// Connects, trying again (with backoff up to 1 s) while the bus is
+    /// unreachable, until `leave` or the end of the run.
+    async fn connect_until(&mut self, leave: Option<tokio::time::Instant>) -> Option<Socket> {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            if let Some(socket) = self.connect().await {
+                return Some(socket);
+            }
+            let now = tokio::time::Instant::now();
+            if self.ctx.is_draining() || leave.is_some_and(|l| now + backoff >= l) {
+                return None;
+            }
+            tokio::select! {
+                _ = self.ctx.stop.cancelled() => return None,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(1));
+        }
     }
 
     fn token(&self, secret: &str) -> String {
@@ -228,34 +308,99 @@ impl<'a> Agent<'a> {
     }
 
     /// One connected session: set up, then serve until leave, stop or loss.
-    async fn session(&mut self, socket: Socket, session: &Session) {
+    async fn session(&mut self, socket: Socket, session: &Session) -> End {
         let (mut sink, mut stream) = socket.split();
         let now = self.now_us();
         self.open_window(ChannelKey::Workspace(self.plan.workspace), None, now);
         self.open_window(ChannelKey::Global, None, now);
         if !self.subscribe(&mut sink, &mut stream).await {
             self.close_windows();
-            return;
+            return End::Lost;
         }
-        // Planned from the planned connect instant, not the actual one: the
-        // seed alone fixes how many messages each agent sends, and a slow
-        // connect shows up as send lag instead of fewer messages.
-        let start = session.connect_at;
-        if self.group.behaviour.requires_rate() || self.group.rate > 0.0 {
-            self.schedule = Some(Schedule::new(
-                self.group.rate,
-                self.group.arrival,
-                start,
-                &self.ctx.scenario,
-                &mut self.rng,
-            ));
-        }
+        self.resume_schedule(session);
         let leave = session.leave_at.map(|t| self.ctx.clock.instant(t));
-        self.serve(&mut sink, &mut stream, leave).await;
+        let end = self.serve(&mut sink, &mut stream, leave).await;
+        self.forget_unanswered();
         self.close_windows();
         let _ = sink.send(Message::Close(None)).await;
         self.dequeue_pending = false;
-        self.work.clear();
+        end
+    }
+
+    /// Requests that got no reply before the session ended have an unknown
+    /// outcome: publishes are not counted as sent (a message the bus may
+    /// never have taken is not expected), enqueues are counted unconfirmed,
+    /// acks and rejects are tried again on the next connection (acks are
+    /// idempotent; work not yet done stays queued for it too).
+    fn forget_unanswered(&mut self) {
+        let mut unconfirmed = 0;
+        let pending: Vec<InFlight> = self.in_flight.drain().map(|(_, r)| r).collect();
+        for request in pending {
+            match request {
+                InFlight::Ack {
+                    message,
+                    claimed,
+                    tries,
+                } => self.retry_later(WorkKind::Ack {
+                    id: message,
+                    claimed,
+                    tries: tries + 1,
+                }),
+                InFlight::Reject { message, tries } => self.retry_later(WorkKind::Reject {
+                    id: message,
+                    tries: tries + 1,
+                }),
+                InFlight::Published(channel, sent_us) => {
+                    if let Some(i) = self
+                        .outcome
+                        .sent
+                        .iter()
+                        .rposition(|e| *e == (channel, sent_us))
+                    {
+                        self.outcome.sent.swap_remove(i);
+                    }
+                }
+                InFlight::Enqueue => unconfirmed += 1,
+                _ => {}
+            }
+        }
+        if unconfirmed > 0 {
+            self.record(|r, _| r.ledger_mut().queue.enqueue_unconfirmed += unconfirmed);
+        }
+    }
+
+    /// Plans the sends of a session from its planned connect instant, not
+    /// the actual one: the seed alone fixes how many messages each agent
+    /// sends, and a slow connect shows as send lag, not fewer messages.
+    /// Back from a broken connection, what fell due while disconnected is
+    /// skipped (and counted), not sent in a burst.
+    fn resume_schedule(&mut self, session: &Session) {
+        if !(self.group.behaviour.requires_rate() || self.group.rate > 0.0) {
+            return;
+        }
+        let Some(schedule) = self.schedule.as_mut() else {
+            self.schedule = Some(Schedule::new(
+                self.group.rate,
+                self.group.arrival,
+                session.connect_at,
+                &self.ctx.scenario,
+                &mut self.rng,
+            ));
+            return;
+        };
+        let now = self.ctx.clock.offset(self.ctx.clock.now_us());
+        let mut skipped = 0;
+        while schedule.peek().is_some_and(|t| t < now) {
+            schedule.pop(&self.ctx.scenario, &mut self.rng);
+            skipped += 1;
+        }
+        if skipped > 0 {
+            self.record(|r, at| {
+                for _ in 0..skipped {
+                    r.count_error(at, "not_sent_while_disconnected");
+                }
+            });
+        }
     }
 
     async fn serve(
@@ -263,34 +408,43 @@ impl<'a> Agent<'a> {
         sink: &mut SplitSink<Socket, Message>,
         stream: &mut SplitStream<Socket>,
         leave: Option<tokio::time::Instant>,
-    ) {
+    ) -> End {
         let ctx = self.ctx;
+        let mut faults = ctx.faults.subscribe();
+        let storm = ctx.faults.storm_generation(self.plan.id);
         let mut linger_until: Option<tokio::time::Instant> = None;
         loop {
             let leaving = linger_until.is_some();
+            let reading = !ctx.faults.is_slow(self.plan.id);
             let due = self.next_due(leaving).min(leave.unwrap_or(far_future()));
             let due = linger_until.map_or(due, |l| due.min(l));
             tokio::select! {
                 biased;
-                _ = ctx.stop.cancelled() => return,
-                frame = stream.next() => match frame {
+                _ = ctx.stop.cancelled() => return End::Stopped,
+                _ = faults.changed() => {
+                    if ctx.faults.storm_generation(self.plan.id) != storm {
+                        return End::Storm;
+                    }
+                }
+                frame = stream.next(), if reading => match frame {
                     Some(Ok(Message::Text(text))) => {
                         Counters::add(&ctx.counters.received, 1);
                         self.on_frame(&text);
                     }
                     Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
+                        Counters::add(&ctx.counters.disconnects, 1);
                         self.record(|r, at| {
                             r.ledger_mut().connections.disconnects += 1;
                             r.count_error(at, "disconnected");
                         });
-                        return;
+                        return if leaving { End::Left } else { End::Lost };
                     }
                     Some(Ok(_)) => {}
                 },
                 _ = tokio::time::sleep_until(due) => {
                     let now = tokio::time::Instant::now();
                     if linger_until.is_some_and(|l| now >= l) {
-                        return;
+                        return End::Left;
                     }
                     if !leaving && leave.is_some_and(|l| now >= l) {
                         // Leaving: no new requests should pick this agent,
@@ -305,7 +459,7 @@ impl<'a> Agent<'a> {
                 }
             }
             if !self.outbox.is_empty() && self.flush(sink).await.is_err() {
-                return;
+                return End::Lost;
             }
         }
     }
@@ -364,8 +518,10 @@ impl<'a> Agent<'a> {
     /// sent inside the window).
     fn end_windows(&mut self) {
         let now = self.now_us();
+        let slow = self.ctx.faults.was_slow(self.plan.id);
         for w in &mut self.windows {
             w.end_us.get_or_insert(now);
+            w.slow |= slow;
         }
     }
 

@@ -60,6 +60,26 @@ impl Agent<'_> {
             Some(InFlight::Request(seq)) if self.outstanding.remove(&seq).is_some() => {
                 self.ledger(MessageClass::Direct, |l| l.expected -= 1);
             }
+            Some(InFlight::Enqueue) => {
+                self.record(|r, _| r.ledger_mut().queue.enqueue_unconfirmed += 1);
+            }
+            Some(InFlight::Ack {
+                message,
+                claimed,
+                tries,
+            }) if tries < super::work::MAX_TRIES => {
+                self.retry_later(super::WorkKind::Ack {
+                    id: message,
+                    claimed,
+                    tries: tries + 1,
+                });
+            }
+            Some(InFlight::Reject { message, tries }) if tries < super::work::MAX_TRIES => {
+                self.retry_later(super::WorkKind::Reject {
+                    id: message,
+                    tries: tries + 1,
+                });
+            }
             _ => {}
         }
     }
@@ -77,7 +97,7 @@ impl Agent<'_> {
             Some(InFlight::Enqueue) => {
                 return self.record(|r, _| r.ledger_mut().queue.enqueued += 1);
             }
-            Some(InFlight::Reject) => {
+            Some(InFlight::Reject { .. }) => {
                 return self.record(|r, _| {
                     let q = &mut r.ledger_mut().queue;
                     q.rejected += 1;
@@ -88,7 +108,7 @@ impl Agent<'_> {
                     }
                 });
             }
-            Some(InFlight::Ack(claimed_at)) => claimed_at,
+            Some(InFlight::Ack { claimed, .. }) => claimed,
             _ => return,
         };
         if frame.acked == Some(true) {
@@ -160,7 +180,11 @@ impl Agent<'_> {
             Arrival::InOrder => {}
         }
         let latency = now.saturating_sub(stamp.t);
-        if class == MessageClass::Broadcast {
+        self.ctx.faults.delivered(stamp.w, now);
+        let slow = self.ctx.faults.was_slow(self.plan.id);
+        if slow {
+            self.record(|r, at| r.record(Operation::SlowDelivery, latency, at));
+        } else if class == MessageClass::Broadcast {
             self.ctx.broadcasts.arrived(stamp.s, stamp.q, latency);
         } else {
             self.record(|r, at| r.record(Operation::PublishDelivery, latency, at));

@@ -84,6 +84,7 @@ impl Agent<'_> {
         if sink.send(Message::text(frame.to_string())).await.is_err() {
             return false;
         }
+        self.subscribing = true;
         let reply = tokio::time::timeout(SETUP_TIMEOUT, async {
             while let Some(Ok(msg)) = stream.next().await {
                 if let Message::Text(text) = msg {
@@ -96,6 +97,7 @@ impl Agent<'_> {
             false
         })
         .await;
+        self.subscribing = false;
         if reply != Ok(true) {
             self.count_error("subscribe_failed");
             return false;

@@ -33,18 +33,21 @@ fn host_port(url: &str) -> Result<&str, String> {
     Ok(rest.split('/').next().unwrap_or(rest))
 }
 
+/// Kernel receive buffer of an agent's socket: enough for loopback
+/// throughput, small enough that thousands of agents (and a stalled one)
+/// do not hide megabytes in the kernel.
+const RECEIVE_BUFFER: u32 = 256 * 1024;
+
 async fn tcp(addr: SocketAddr, source: Option<IpAddr>) -> std::io::Result<TcpStream> {
-    let stream = match source {
-        None => TcpStream::connect(addr).await?,
-        Some(ip) => {
-            let socket = match ip {
-                IpAddr::V4(_) => TcpSocket::new_v4()?,
-                IpAddr::V6(_) => TcpSocket::new_v6()?,
-            };
-            socket.bind(SocketAddr::new(ip, 0))?;
-            socket.connect(addr).await?
-        }
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
     };
+    socket.set_recv_buffer_size(RECEIVE_BUFFER)?;
+    if let Some(ip) = source {
+        socket.bind(SocketAddr::new(ip, 0))?;
+    }
+    let stream = socket.connect(addr).await?;
     stream.set_nodelay(true)?;
     Ok(stream)
 }

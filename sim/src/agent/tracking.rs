@@ -78,6 +78,9 @@ pub struct Window {
     pub end_us: Option<u64>,
     /// Distinct expected messages that arrived.
     pub delivered: u64,
+    /// The agent was made a slow consumer by a fault: its losses follow the
+    /// bus's slow-consumer policy and are accounted apart.
+    pub slow: bool,
 }
 
 impl Window {
@@ -88,6 +91,7 @@ impl Window {
             start_us,
             end_us: None,
             delivered: 0,
+            slow: false,
         }
     }
 

@@ -122,7 +122,9 @@ pub struct Incoming<'a> {
     pub code: Option<Text<'a>>,
     #[serde(default, borrow)]
     pub pattern: Option<Text<'a>>,
-    #[serde(default, borrow)]
+    /// A message (pushes) — or, in `error` frames, the error's text, which
+    /// reads as `None` here.
+    #[serde(default, borrow, deserialize_with = "message_or_text")]
     pub message: Option<MessageView<'a>>,
     /// `job` pushes: the queue to ack on.
     #[serde(default, borrow)]
@@ -175,6 +177,35 @@ pub enum OutcomeView {
     DeadLettered {},
 }
 
+/// `message` is an object in pushes and a string in `error` frames.
+fn message_or_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<MessageView<'de>>, D::Error> {
+    struct Either;
+    impl<'de> Visitor<'de> for Either {
+        type Value = Option<MessageView<'de>>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a message object or an error text")
+        }
+
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            MessageView::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Some)
+        }
+
+        fn visit_borrowed_str<E: serde::de::Error>(self, _: &'de str) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    d.deserialize_any(Either)
+}
+
 pub fn parse(text: &str) -> Result<Incoming<'_>, serde_json::Error> {
     serde_json::from_str(text)
 }
@@ -222,6 +253,11 @@ mod tests {
         let msg = frame.message.unwrap();
         assert_eq!(msg.payload.unwrap().q, 3);
         assert_eq!(msg.workspace.as_deref(), Some("ws-0"));
+        let error =
+            parse(r#"{"op":"error","id":"7","code":"broker_unavailable","message":"redis: gone"}"#)
+                .unwrap();
+        assert_eq!(error.code.as_deref(), Some("broker_unavailable"));
+        assert!(error.message.is_none());
         let reply = parse(r#"{"op":"ok","id":"d1","re":"dequeue","jobs":[]}"#).unwrap();
         assert_eq!(reply.jobs.unwrap().len(), 0);
         let reject = parse(r#"{"op":"ok","id":"r1","re":"reject","outcome":{"outcome":"dead_lettered","attempts":3}}"#).unwrap();

@@ -13,6 +13,10 @@ use crate::metrics::{MessageClass, Operation};
 
 /// Inbox message ids remembered to ignore redelivered requests.
 const ANSWERED_MEMORY: usize = 4096;
+/// Pause before an ack or reject is tried again.
+const RETRY_AFTER: std::time::Duration = std::time::Duration::from_millis(200);
+/// Tries of one ack or reject at most (about 10 s of an unreachable broker).
+pub(super) const MAX_TRIES: u32 = 50;
 
 impl Agent<'_> {
     /// When the next piece of work finishes: after the previous one, plus
@@ -55,14 +59,18 @@ impl Agent<'_> {
             || self.rng.random(),
             |s| unit_hash(self.ctx.scenario.seed, s.s, s.q, message.attempts),
         );
-        let kind = if roll < self.group.ack_ratio {
+        let kind = if self.ctx.faults.crashes(self.plan.id) {
+            WorkKind::Crash
+        } else if roll < self.group.ack_ratio {
             WorkKind::Ack {
                 id: message.id.to_string(),
                 claimed: Instant::now(),
+                tries: 0,
             }
         } else if roll < self.group.ack_ratio + self.group.reject_ratio {
             WorkKind::Reject {
                 id: message.id.to_string(),
+                tries: 0,
             }
         } else {
             WorkKind::Crash
@@ -126,42 +134,67 @@ impl Agent<'_> {
                 break;
             };
             match item.kind {
-                WorkKind::Ack { id, claimed } => self.send_ack(&id, claimed),
-                WorkKind::Reject { id } => self.send_reject(&id),
+                WorkKind::Ack { id, claimed, tries } => self.send_ack(id, claimed, tries),
+                WorkKind::Reject { id, tries } => self.send_reject(id, tries),
                 WorkKind::Crash => self.record(|r, _| r.ledger_mut().queue.crashed += 1),
                 WorkKind::Respond { frame } => self.outbox.push(frame),
             }
         }
     }
 
-    fn send_ack(&mut self, message_id: &str, claimed: Instant) {
+    fn send_ack(&mut self, message_id: String, claimed: Instant, tries: u32) {
         self.next_request += 1;
         let id = self.next_request;
-        self.in_flight.insert(id, InFlight::Ack(claimed));
         let mut f = String::with_capacity(128);
         let _ = write!(f, r#"{{"op":"ack","id":"{id}","queue":"#);
         wire::quoted(&mut f, &self.group.queue);
         f.push_str(r#","message_id":"#);
-        wire::quoted(&mut f, message_id);
+        wire::quoted(&mut f, &message_id);
         f.push('}');
         self.outbox.push(f);
+        self.in_flight.insert(
+            id,
+            InFlight::Ack {
+                message: message_id,
+                claimed,
+                tries,
+            },
+        );
     }
 
-    fn send_reject(&mut self, message_id: &str) {
+    fn send_reject(&mut self, message_id: String, tries: u32) {
         self.next_request += 1;
         let id = self.next_request;
-        self.in_flight.insert(id, InFlight::Reject);
         let mut f = String::with_capacity(160);
         let _ = write!(f, r#"{{"op":"reject","id":"{id}","queue":"#);
         wire::quoted(&mut f, &self.group.queue);
         f.push_str(r#","message_id":"#);
-        wire::quoted(&mut f, message_id);
+        wire::quoted(&mut f, &message_id);
         let _ = write!(
             f,
             r#","reason":"simulated failure","requeue":{}}}"#,
             self.group.requeue
         );
         self.outbox.push(f);
+        self.in_flight.insert(
+            id,
+            InFlight::Reject {
+                message: message_id,
+                tries,
+            },
+        );
+    }
+
+    /// Tries an ack or reject again in a moment (the bus could not reach
+    /// its broker; acks are idempotent, so a repeat is safe).
+    pub(super) fn retry_later(&mut self, kind: WorkKind) {
+        let due = tokio::time::Instant::now() + RETRY_AFTER;
+        let at = self
+            .work
+            .iter()
+            .position(|w| w.due > due)
+            .unwrap_or(self.work.len());
+        self.work.insert(at, WorkItem { due, kind });
     }
 }
 

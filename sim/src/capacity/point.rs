@@ -77,7 +77,7 @@ impl PointProber {
             redis_url: self.settings.redis_url.clone(),
             urls: Vec::new(),
             bus_binary: self.settings.bus_binary.clone(),
-            jwt_secret: None,
+            ..TargetOptions::default()
         };
         let target = match RunningTarget::start(&scenario.target, &options).await {
             Ok(t) => t,

@@ -11,7 +11,7 @@ use super::{EXIT_SETUP, RunArgs, apply_overrides};
 use crate::procstat;
 use crate::report::{self, Report, RunInfo, ScenarioInfo, SimulatorSelf};
 use crate::runner::{RunOptions, RunResult};
-use crate::scenario::{Scenario, TargetMode};
+use crate::scenario::{FaultKind, Scenario, TargetMode};
 use crate::target::{self, RunningTarget, TargetOptions};
 use crate::{execute, verdict};
 
@@ -43,6 +43,14 @@ pub async fn run_command(args: RunArgs) -> i32 {
         urls: args.targets.clone(),
         bus_binary: args.bus_bin.clone(),
         jwt_secret: args.jwt_secret.clone(),
+        durable_redis: scenario
+            .faults
+            .iter()
+            .any(|f| f.kind == FaultKind::RedisRestart),
+        network_proxy: scenario
+            .faults
+            .iter()
+            .any(|f| f.kind == FaultKind::NetworkCut),
     };
     let target = match RunningTarget::start(&scenario.target, &options).await {
         Ok(t) => t,
@@ -95,6 +103,7 @@ async fn run_against(args: &RunArgs, scenario: Arc<Scenario>, target: &RunningTa
     report.redis_samples = measured.watched.redis.clone();
     report.simulator = simulator_self(result);
     report.notes.extend(measured.notes.iter().cloned());
+    report.faults = measured.faults.clone();
     report.notes.extend(measured.bus_nodes.iter().map(|n| {
         format!(
             "bus node pid {}: {:.1}% of a core, peak RSS {:.1} MiB",

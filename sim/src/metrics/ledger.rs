@@ -75,6 +75,10 @@ impl AddAssign<&ClassLedger> for ClassLedger {
 pub struct QueueLedger {
     /// Jobs producers enqueued (confirmed by the bus).
     pub enqueued: u64,
+    /// Enqueues whose outcome is unknown (an error reply, or no reply
+    /// before the connection broke): each may or may not be in the queue.
+    #[serde(default)]
+    pub enqueue_unconfirmed: u64,
     /// Claims workers received (a redelivered job is claimed again).
     pub claimed: u64,
     /// Jobs acked.
@@ -99,6 +103,7 @@ pub struct QueueLedger {
 impl AddAssign<&QueueLedger> for QueueLedger {
     fn add_assign(&mut self, other: &QueueLedger) {
         self.enqueued += other.enqueued;
+        self.enqueue_unconfirmed += other.enqueue_unconfirmed;
         self.claimed += other.claimed;
         self.acked += other.acked;
         self.rejected += other.rejected;

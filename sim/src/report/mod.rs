@@ -30,7 +30,7 @@ pub use html::render_html;
 pub use json::{JsonReportError, parse_json, render_json};
 pub use markdown::render_markdown;
 pub use model::{
-    ConnectionSummary, HealthSample, OperationLatency, RedisSample, Report, RunInfo,
+    ConnectionSummary, FaultOutcome, HealthSample, OperationLatency, RedisSample, Report, RunInfo,
     SCHEMA_VERSION, ScenarioInfo, SimulatorSelf,
 };
 

@@ -47,6 +47,33 @@ pub struct Report {
     pub simulator: SimulatorSelf,
     /// Anything a reader should know (faults injected, clamped figures...).
     pub notes: Vec<String>,
+    /// Faults injected during the run and what they did.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<FaultOutcome>,
+}
+
+/// One injected fault and what was seen around it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FaultOutcome {
+    /// The fault kind's scenario name (e.g. `redis_restart`).
+    pub kind: String,
+    pub at_s: f64,
+    pub duration_s: f64,
+    /// Nodes or agents it hit.
+    pub affected: Vec<String>,
+    /// Why it could not be applied, if it could not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// From the end of the fault to the first delivery of a message sent
+    /// after it: how long delivery took to resume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed_after_s: Option<f64>,
+    /// Agents' connections that broke from the start of the fault to 2 s
+    /// after its end.
+    pub disconnects: u64,
+    /// The bus's own health statuses from the start of the fault to 2 s
+    /// after its end, in order, repeats removed.
+    pub bus_health: Vec<String>,
 }
 
 /// Which scenario ran.
@@ -252,6 +279,7 @@ impl Report {
             redis_samples: Vec::new(),
             simulator: SimulatorSelf::default(),
             notes: Vec::new(),
+            faults: Vec::new(),
         }
     }
 

@@ -8,8 +8,14 @@ use crate::agent::AgentOutcome;
 use crate::agent::tracking::{ChannelKey, Window};
 use crate::metrics::MessageClass;
 
-/// Expected and delivered counts per class.
-pub type Reconciled = BTreeMap<MessageClass, (u64, u64)>;
+/// Expected and delivered counts per class, and apart from them those of
+/// agents that faults made slow consumers (their losses follow the bus's
+/// slow-consumer policy rather than being the bus's fault).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reconciled {
+    pub classes: BTreeMap<MessageClass, (u64, u64)>,
+    pub slow: (u64, u64),
+}
 
 fn class_of(window: &Window) -> MessageClass {
     if window.pattern {
@@ -38,7 +44,7 @@ pub fn reconcile(outcomes: &[AgentOutcome]) -> Reconciled {
     for times in sent.values_mut() {
         times.sort_unstable();
     }
-    let mut out = Reconciled::new();
+    let mut out = Reconciled::default();
     for window in outcomes.iter().flat_map(|o| &o.windows) {
         let end = window.end_us.unwrap_or(u64::MAX);
         let expected: u64 = window
@@ -50,7 +56,11 @@ pub fn reconcile(outcomes: &[AgentOutcome]) -> Reconciled {
         if expected == 0 && window.delivered == 0 {
             continue;
         }
-        let entry = out.entry(class_of(window)).or_default();
+        let entry = if window.slow {
+            &mut out.slow
+        } else {
+            out.classes.entry(class_of(window)).or_default()
+        };
         entry.0 += expected;
         entry.1 += window.delivered;
     }
@@ -90,10 +100,10 @@ mod tests {
         };
         let r = reconcile(&[publisher, subscriber]);
         assert_eq!(
-            r[&MessageClass::Pubsub],
+            r.classes[&MessageClass::Pubsub],
             (2, 1),
             "20 and 30 expected, one arrived: one lost"
         );
-        assert_eq!(r[&MessageClass::Pattern], (4, 4));
+        assert_eq!(r.classes[&MessageClass::Pattern], (4, 4));
     }
 }

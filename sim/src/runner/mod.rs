@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use self::context::{BroadcastTracker, Counters, RunClock, RunContext};
 use crate::agent::{self, AgentOutcome};
-use crate::metrics::{MessageClass, MetricsHub, Operation, RunMetrics};
+use crate::metrics::{MetricsHub, Operation, RunMetrics};
 use crate::scenario::Scenario;
 
 /// How a run is driven (everything that is not in the scenario).
@@ -71,6 +71,9 @@ pub struct Endpoints {
 #[derive(Debug)]
 pub struct RunResult {
     pub metrics: RunMetrics,
+    /// Expected and delivered messages of agents that faults made slow
+    /// consumers, kept out of the ledger's classes.
+    pub slow_consumers: (u64, u64),
     pub started_at: SystemTime,
     /// From the start to the end of the drain.
     pub duration: Duration,
@@ -84,17 +87,76 @@ pub async fn run(
     endpoints: &Endpoints,
     options: &RunOptions,
 ) -> RunResult {
+    run_with(scenario, endpoints, options, |_| async {}).await.0
+}
+
+/// Runs `scenario` with `beside` running next to the agents from the start
+/// (the fault driver uses it to act on the run while it happens); returns
+/// what `beside` returned too.
+pub async fn run_with<F, Fut, T>(
+    scenario: Arc<Scenario>,
+    endpoints: &Endpoints,
+    options: &RunOptions,
+    beside: F,
+) -> (RunResult, T)
+where
+    F: FnOnce(Arc<RunContext>) -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
     let started_at = SystemTime::now();
+    let ctx = context(&scenario, endpoints, options);
+    let plan = ctx.plan.clone();
+    let agents = plan.agents.len() as u64;
+    let progress_stop = CancellationToken::new();
+    let progress = progress::spawn(ctx.clone(), agents, options.quiet, progress_stop.clone());
+    let mut tasks = JoinSet::new();
+    for agent_plan in plan.agents.iter().cloned() {
+        tasks.spawn(agent::run(agent_plan, ctx.clone()));
+    }
+    let drive = async {
+        tokio::time::sleep_until(ctx.clock.instant(plan.run_length)).await;
+        ctx.draining.store(true, Ordering::Relaxed);
+        drain(&ctx, options).await;
+        ctx.stop.cancel();
+        let mut outcomes = Vec::with_capacity(plan.agents.len());
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok(outcome) => outcomes.push(outcome),
+                Err(e) => tracing::error!(cause = %e, "an agent task failed"),
+            }
+        }
+        outcomes
+    };
+    let (outcomes, side) = tokio::join!(drive, beside(ctx.clone()));
+    progress_stop.cancel();
+    let _ = progress.await;
+    let (metrics, slow_consumers) = finish(&ctx, &outcomes);
+    let result = RunResult {
+        metrics,
+        slow_consumers,
+        started_at,
+        duration: ctx.clock.start.elapsed(),
+        agents,
+    };
+    (result, side)
+}
+
+fn context(
+    scenario: &Arc<Scenario>,
+    endpoints: &Endpoints,
+    options: &RunOptions,
+) -> Arc<RunContext> {
     let plan = Arc::new(plan::build(
-        &scenario,
+        scenario,
         endpoints.ws_urls.len(),
         &endpoints.source_addresses,
         options.shard,
     ));
     let clock = RunClock::new();
-    let ctx = Arc::new(RunContext {
+    let agents = scenario.total_agents() as usize;
+    Arc::new(RunContext {
         scenario: scenario.clone(),
-        plan: plan.clone(),
+        plan,
         clock,
         hub: MetricsHub::new(clock.start),
         ws_urls: endpoints.ws_urls.clone(),
@@ -105,39 +167,9 @@ pub async fn run(
         draining: Default::default(),
         stop: CancellationToken::new(),
         linger: options.linger,
-        online: (0..scenario.total_agents())
-            .map(|_| Default::default())
-            .collect(),
-    });
-    let agents = plan.agents.len() as u64;
-    let progress_stop = CancellationToken::new();
-    let progress = progress::spawn(ctx.clone(), agents, options.quiet, progress_stop.clone());
-
-    let mut tasks = JoinSet::new();
-    for agent_plan in plan.agents.iter().cloned() {
-        tasks.spawn(agent::run(agent_plan, ctx.clone()));
-    }
-    tokio::time::sleep_until(ctx.clock.instant(plan.run_length)).await;
-    ctx.draining.store(true, Ordering::Relaxed);
-    drain(&ctx, options).await;
-    ctx.stop.cancel();
-
-    let mut outcomes = Vec::with_capacity(plan.agents.len());
-    while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok(outcome) => outcomes.push(outcome),
-            Err(e) => tracing::error!(cause = %e, "an agent task failed"),
-        }
-    }
-    progress_stop.cancel();
-    let _ = progress.await;
-    let metrics = finish(&ctx, &outcomes);
-    RunResult {
-        metrics,
-        started_at,
-        duration: ctx.clock.start.elapsed(),
-        agents,
-    }
+        online: (0..agents).map(|_| Default::default()).collect(),
+        faults: context::AgentFaults::new(agents),
+    })
 }
 
 /// Waits until nothing arrives any more (or the drain time is up).
@@ -160,7 +192,7 @@ async fn drain(ctx: &RunContext, options: &RunOptions) {
 
 /// Merges the recorders, reconciles the ledger and adds broadcast
 /// first/last latencies.
-fn finish(ctx: &RunContext, outcomes: &[AgentOutcome]) -> RunMetrics {
+fn finish(ctx: &RunContext, outcomes: &[AgentOutcome]) -> (RunMetrics, (u64, u64)) {
     let mut metrics = ctx.hub.merge();
     let at = ctx.clock.start.elapsed();
     let mut extra = crate::metrics::Recorder::new();
@@ -169,11 +201,11 @@ fn finish(ctx: &RunContext, outcomes: &[AgentOutcome]) -> RunMetrics {
         extra.record(Operation::BroadcastLast, last, at);
     }
     metrics.merge(&RunMetrics::from(extra));
-    for (class, (expected, delivered)) in ledger::reconcile(outcomes) {
+    let reconciled = ledger::reconcile(outcomes);
+    for (class, (expected, delivered)) in reconciled.classes {
         let entry = metrics.ledger_mut().class_mut(class);
         entry.expected += expected;
         entry.delivered += delivered;
     }
-    let _ = MessageClass::ALL;
-    metrics
+    (metrics, reconciled.slow)
 }

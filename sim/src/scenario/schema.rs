@@ -79,6 +79,10 @@ pub struct Target {
     /// operating system picks.
     #[serde(default)]
     pub source_addresses: Vec<IpAddr>,
+    /// Extra `bus` flags for the nodes the simulator starts (embedded or
+    /// spawned), e.g. `["--visibility-timeout", "2s"]`; see `bus --help`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bus_args: Vec<String>,
 }
 
 impl Default for Target {
@@ -90,6 +94,7 @@ impl Default for Target {
             nodes: default_nodes(),
             urls: Vec::new(),
             source_addresses: Vec::new(),
+            bus_args: Vec::new(),
         }
     }
 }
@@ -331,18 +336,21 @@ fn default_fault_count() -> u32 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FaultKind {
-    /// Restart Redis.
+    /// Stop the redis-server the simulator started (it runs with an
+    /// append-only file) and start it again after `duration`.
     RedisRestart,
-    /// Pause Redis (e.g. `CLIENT PAUSE`) for `duration`.
+    /// Freeze Redis (SIGSTOP) for `duration`, then resume it (SIGCONT).
     RedisPause,
-    /// Kill `count` bus nodes (spawn mode).
+    /// Kill -9 `count` spawned bus nodes, restart them after `duration`.
     NodeKill,
-    /// Cut the network between agents and the bus for `duration`.
+    /// Cut every connection between agents and the bus and refuse new ones
+    /// for `duration` (through the simulator's TCP proxy).
     NetworkCut,
-    /// Make `count` agents of `group` read slowly for `duration`.
+    /// Make `count` agents (of `group`) stop reading for `duration`.
     SlowConsumers,
-    /// Disconnect and reconnect `count` agents at once.
+    /// Drop `count` agents' connections at once; they reconnect at once.
     ReconnectStorm,
-    /// Make `count` queue workers crash right after claiming a job.
+    /// Make `count` queue workers (of `group`) drop every job they claim,
+    /// without acking, for `duration`.
     CrashAfterClaim,
 }

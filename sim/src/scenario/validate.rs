@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 
 use super::error::FieldPath;
 use super::group::{Behaviour, Group, PayloadBytes};
-use super::schema::{BrokerKind, Fault, Phase, Scenario, Target, TargetMode, Thresholds};
+use super::schema::{
+    BrokerKind, Fault, FaultKind, Phase, Scenario, Target, TargetMode, Thresholds,
+};
 
 /// The first broken rule found: which field and why.
 #[derive(Debug, Clone, PartialEq)]
@@ -82,6 +84,17 @@ fn check_target(target: &Target, path: &FieldPath) -> Check {
             fail(
                 path.key("urls").index(i),
                 format!("must start with ws:// or wss://, got {url:?}"),
+            )?;
+        }
+    }
+    if !target.bus_args.is_empty() {
+        use clap::Parser;
+        let args = std::iter::once("bus").chain(target.bus_args.iter().map(String::as_str));
+        if let Err(e) = bus::config::BusConfig::try_parse_from(args) {
+            let first = e.to_string().lines().next().unwrap_or_default().to_owned();
+            fail(
+                path.key("bus_args"),
+                format!("not valid bus flags: {first}"),
             )?;
         }
     }
@@ -348,6 +361,29 @@ fn check_fault(
         && !scenario.groups.iter().any(|g| &g.name == group)
     {
         fail(at.key("group"), format!("unknown group {group:?}"))?;
+    }
+    let target = &scenario.target;
+    match fault.kind {
+        FaultKind::RedisRestart | FaultKind::RedisPause
+            if target.broker != BrokerKind::Redis
+                || target.redis_url.is_some()
+                || target.mode == TargetMode::External =>
+        {
+            fail(
+                at.key("kind"),
+                "Redis faults need a Redis the simulator starts: broker = \"redis\", no redis_url, not external",
+            )?;
+        }
+        FaultKind::NodeKill if target.mode != TargetMode::Spawn => {
+            fail(at.key("kind"), "node_kill needs target.mode = \"spawn\"")?;
+        }
+        FaultKind::NodeKill if fault.count > target.nodes => {
+            fail(
+                at.key("count"),
+                format!("only {} nodes to kill", target.nodes),
+            )?;
+        }
+        _ => {}
     }
     Ok(())
 }

@@ -112,4 +112,10 @@ pub enum TargetError {
         /// What happened.
         reason: String,
     },
+    /// The scenario's `target.bus_args` are not valid `bus` flags.
+    #[error("target.bus_args: {0}")]
+    BusArgs(String),
+    /// A fault asked for something this target cannot do.
+    #[error("cannot inject the fault: {0}")]
+    NoFaultControl(&'static str),
 }

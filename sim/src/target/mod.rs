@@ -15,11 +15,13 @@ mod descriptors;
 mod error;
 mod external;
 mod probe;
+mod proxy;
 mod spawn;
 #[cfg(test)]
 mod tests;
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bus::config::{BrokerKind as BusBroker, BusConfig};
@@ -32,6 +34,7 @@ pub use self::descriptors::{DESCRIPTOR_MARGIN, DescriptorCheck, descriptor_budge
 pub use self::error::TargetError;
 pub use self::external::{Endpoint, normalize_url};
 pub use self::probe::{HealthProbe, HealthResponse, ProbeError};
+pub use self::proxy::Proxy;
 pub use self::spawn::find_bus_binary;
 use self::spawn::{BusNode, NodeSpec};
 use crate::scenario::{BrokerKind, Target, TargetMode};
@@ -54,6 +57,12 @@ pub struct TargetOptions {
     /// HS256 secret the started nodes check agent tokens with; without it
     /// they run in development mode (identity from query parameters).
     pub jwt_secret: Option<String>,
+    /// Start the private redis-server with an fsync'd append-only file, so a
+    /// Redis restart loses nothing (for redis_restart faults).
+    pub durable_redis: bool,
+    /// Put a TCP proxy in front of every node, so a fault can cut the
+    /// network (for network_cut faults).
+    pub network_proxy: bool,
 }
 
 /// The bus under test, running. Whatever the simulator started is stopped
@@ -86,14 +95,17 @@ pub struct RunningTarget {
     /// sharing a Redis never see each other's keys (`None` for external).
     pub namespace: Option<String>,
     nodes: Nodes,
-    redis: Option<RedisServer>,
+    redis: Option<Arc<Mutex<RedisServer>>>,
+    /// One per node when the network can be cut; agents connect through it.
+    proxies: Vec<Proxy>,
 }
 
 /// The handles of whatever runs the nodes.
 #[derive(Debug)]
 enum Nodes {
     Embedded(Box<RunningServer>),
-    Spawned(Vec<BusNode>),
+    /// Each node with the spec that restarts it; `None` while killed.
+    Spawned(tokio::sync::Mutex<Vec<(NodeSpec, Option<BusNode>)>>),
     External,
 }
 
@@ -124,7 +136,7 @@ impl RunningTarget {
     async fn start_embedded(target: &Target, options: &TargetOptions) -> Result<Self, TargetError> {
         let redis = choose_redis(target, options).await?;
         let namespace = unique_namespace();
-        let mut config = BusConfig::embedded_memory();
+        let mut config = embedded_config(&target.bus_args)?;
         config.namespace = namespace.clone();
         config.node_id = Some("embedded".to_owned());
         config.jwt_secret = options.jwt_secret.clone();
@@ -139,6 +151,7 @@ impl RunningTarget {
         Ok(Self {
             ws_urls: vec![server.ws_url()],
             http_urls: vec![server.http_url()],
+            proxies: Vec::new(),
             description: format!("embedded bus on {}", redis.describe()),
             broker: target.broker.as_str().to_owned(),
             redis_url: redis.url.clone(),
@@ -147,8 +160,10 @@ impl RunningTarget {
             embedded: Some(server.state.clone()),
             namespace: Some(namespace),
             nodes: Nodes::Embedded(Box::new(server)),
-            redis: redis.server,
-        })
+            redis: redis.server.map(|r| Arc::new(Mutex::new(r))),
+        }
+        .with_proxies(options.network_proxy)
+        .await)
     }
 
     async fn start_spawned(target: &Target, options: &TargetOptions) -> Result<Self, TargetError> {
@@ -170,6 +185,8 @@ impl RunningTarget {
                 redis_url: redis.url.clone(),
                 namespace: namespace.clone(),
                 jwt_secret: options.jwt_secret.clone(),
+                listen: "127.0.0.1:0".to_owned(),
+                extra_args: target.bus_args.clone(),
             })
             .collect();
         // On an error the nodes already started are dropped, which kills them.
@@ -189,9 +206,21 @@ impl RunningTarget {
             redis_pid: redis.pid(),
             embedded: None,
             namespace: Some(namespace),
-            nodes: Nodes::Spawned(nodes),
-            redis: redis.server,
-        })
+            proxies: Vec::new(),
+            nodes: Nodes::Spawned(tokio::sync::Mutex::new(
+                specs
+                    .into_iter()
+                    .zip(nodes)
+                    .map(|(mut spec, node)| {
+                        spec.listen = node.addr.to_string();
+                        (spec, Some(node))
+                    })
+                    .collect(),
+            )),
+            redis: redis.server.map(|r| Arc::new(Mutex::new(r))),
+        }
+        .with_proxies(options.network_proxy)
+        .await)
     }
 
     async fn start_external(target: &Target, options: &TargetOptions) -> Result<Self, TargetError> {
@@ -217,6 +246,7 @@ impl RunningTarget {
             namespace: None,
             nodes: Nodes::External,
             redis: None,
+            proxies: Vec::new(),
         })
     }
 
@@ -235,7 +265,8 @@ impl RunningTarget {
         let result = match nodes {
             Nodes::Embedded(server) => server.stop().await.map_err(TargetError::EmbeddedStop),
             Nodes::Spawned(nodes) => {
-                let stopped = futures_util::future::join_all(nodes.into_iter().map(BusNode::stop));
+                let nodes = nodes.into_inner().into_iter().filter_map(|(_, n)| n);
+                let stopped = futures_util::future::join_all(nodes.map(BusNode::stop));
                 stopped
                     .await
                     .into_iter()
@@ -244,10 +275,142 @@ impl RunningTarget {
             }
             Nodes::External => Ok(()),
         };
-        if let Some(mut server) = redis {
-            server.stop();
+        if let Some(server) = redis {
+            server.lock().expect("redis lock").stop();
         }
         result
+    }
+}
+
+/// The embedded node's configuration: `bus` defaults plus the scenario's
+/// `bus_args`.
+fn embedded_config(bus_args: &[String]) -> Result<BusConfig, TargetError> {
+    if bus_args.is_empty() {
+        return Ok(BusConfig::embedded_memory());
+    }
+    use clap::Parser;
+    let args = std::iter::once("bus").chain(bus_args.iter().map(String::as_str));
+    let mut config = BusConfig::try_parse_from(args).map_err(|e| {
+        TargetError::BusArgs(e.to_string().lines().next().unwrap_or_default().to_owned())
+    })?;
+    config.broker = BusBroker::Memory;
+    config.listen = "127.0.0.1:0".parse().expect("valid address");
+    Ok(config)
+}
+
+/// Fault actions on what the simulator started.
+impl RunningTarget {
+    /// Routes agents through a TCP proxy per node, so the network can be
+    /// cut.
+    async fn with_proxies(mut self, wanted: bool) -> Self {
+        if !wanted {
+            return self;
+        }
+        let mut urls = Vec::new();
+        for url in &self.ws_urls {
+            let Ok(endpoint) = normalize_url(url) else {
+                continue;
+            };
+            let Some(addr) = endpoint
+                .http_url
+                .strip_prefix("http://")
+                .and_then(|a| a.parse().ok())
+            else {
+                continue;
+            };
+            match Proxy::start(addr).await {
+                Ok(proxy) => {
+                    urls.push(format!("ws://{}/ws/connect", proxy.addr));
+                    self.proxies.push(proxy);
+                }
+                Err(e) => tracing::warn!(cause = %e, "no proxy for {url}"),
+            }
+        }
+        if urls.len() == self.ws_urls.len() {
+            self.ws_urls = urls;
+            self.description.push_str(" behind a TCP proxy");
+        }
+        self
+    }
+
+    fn redis_server(&self) -> Result<Arc<Mutex<RedisServer>>, TargetError> {
+        self.redis.clone().ok_or(TargetError::NoFaultControl(
+            "the simulator did not start this Redis",
+        ))
+    }
+
+    /// Kills the private redis-server (it restarts from its append-only file
+    /// with [`RunningTarget::start_redis`]).
+    pub async fn stop_redis(&self) -> Result<(), TargetError> {
+        let server = self.redis_server()?;
+        tokio::task::spawn_blocking(move || server.lock().expect("redis lock").stop())
+            .await
+            .map_err(|e| TargetError::RedisStart(e.to_string()))
+    }
+
+    /// Starts the private redis-server again on its port and directory.
+    pub async fn start_redis(&self) -> Result<(), TargetError> {
+        let server = self.redis_server()?;
+        tokio::task::spawn_blocking(move || server.lock().expect("redis lock").restart())
+            .await
+            .map_err(|e| TargetError::RedisStart(e.to_string()))
+    }
+
+    /// SIGSTOP (`true`) or SIGCONT (`false`) to the private redis-server.
+    pub fn pause_redis(&self, pause: bool) -> Result<(), TargetError> {
+        let server = self.redis_server()?;
+        let server = server.lock().expect("redis lock");
+        if pause {
+            server.pause()
+        } else {
+            server.resume()
+        }
+        Ok(())
+    }
+
+    /// Kills spawned node `index` (SIGKILL).
+    pub async fn kill_node(&self, index: usize) -> Result<String, TargetError> {
+        let Nodes::Spawned(nodes) = &self.nodes else {
+            return Err(TargetError::NoFaultControl(
+                "only spawned nodes can be killed",
+            ));
+        };
+        let mut nodes = nodes.lock().await;
+        let (spec, node) = nodes
+            .get_mut(index)
+            .ok_or(TargetError::NoFaultControl("no such node"))?;
+        if let Some(node) = node.take() {
+            node.kill().await;
+        }
+        Ok(spec.name.clone())
+    }
+
+    /// Starts a killed node again where it listened before.
+    pub async fn restart_node(&self, index: usize) -> Result<(), TargetError> {
+        let Nodes::Spawned(nodes) = &self.nodes else {
+            return Err(TargetError::NoFaultControl(
+                "only spawned nodes can be restarted",
+            ));
+        };
+        let mut nodes = nodes.lock().await;
+        let (spec, node) = nodes
+            .get_mut(index)
+            .ok_or(TargetError::NoFaultControl("no such node"))?;
+        if node.is_none() {
+            *node = Some(BusNode::start(spec).await?);
+        }
+        Ok(())
+    }
+
+    /// Cuts (`true`) or restores (`false`) the network to every node.
+    pub fn cut_network(&self, cut: bool) -> Result<(), TargetError> {
+        if self.proxies.is_empty() {
+            return Err(TargetError::NoFaultControl("no proxy in front of the bus"));
+        }
+        for proxy in &self.proxies {
+            if cut { proxy.cut() } else { proxy.restore() }
+        }
+        Ok(())
     }
 }
 
@@ -285,7 +448,7 @@ async fn choose_redis(
             server: None,
         });
     }
-    let server = start_private_redis().await?;
+    let server = start_private_redis(options.durable_redis).await?;
     Ok(RedisChoice {
         url: Some(server.url()),
         server: Some(server),
@@ -294,12 +457,17 @@ async fn choose_redis(
 
 /// Starts a redis-server on a free loopback port (testkit's guard: it waits
 /// for the ready line and kills the server on drop).
-async fn start_private_redis() -> Result<RedisServer, TargetError> {
+async fn start_private_redis(durable: bool) -> Result<RedisServer, TargetError> {
     if spawn::find_on_path("redis-server").is_none() {
         return Err(TargetError::RedisServerMissing(testkit::INSTALL_HINT));
     }
     // testkit blocks while waiting and panics when it cannot start one.
-    tokio::task::spawn_blocking(RedisServer::start)
+    let args: &[&str] = if durable {
+        &["--appendonly", "yes", "--appendfsync", "always"]
+    } else {
+        &[]
+    };
+    tokio::task::spawn_blocking(move || RedisServer::start_with(args))
         .await
         .map_err(|join| {
             let reason = match join.try_into_panic() {

@@ -34,6 +34,11 @@ pub(super) struct NodeSpec {
     pub redis_url: Option<String>,
     pub namespace: String,
     pub jwt_secret: Option<String>,
+    /// `--listen`: `127.0.0.1:0` at first; the node's old address when it is
+    /// restarted after a kill, so agents find it where it was.
+    pub listen: String,
+    /// Extra flags from the scenario's `target.bus_args`.
+    pub extra_args: Vec<String>,
 }
 
 /// A running `bus` child process. Killed (SIGKILL) when dropped without
@@ -101,6 +106,12 @@ impl BusNode {
         }
     }
 
+    /// Kills the node outright (SIGKILL), as a crash would.
+    pub async fn kill(mut self) {
+        let _ = self.child.kill().await;
+        let _ = self.child.wait().await;
+    }
+
     /// `ws://ADDR/ws/connect`.
     pub fn ws_url(&self) -> String {
         format!("ws://{}/ws/connect", self.addr)
@@ -140,13 +151,14 @@ impl BusNode {
 /// it does not show in `ps`.
 fn command(spec: &NodeSpec) -> Command {
     let mut cmd = Command::new(&spec.binary);
-    cmd.args(["--listen", "127.0.0.1:0", "--broker", spec.broker])
+    cmd.args(["--listen", &spec.listen, "--broker", spec.broker])
         .args(["--namespace", &spec.namespace, "--node-id", &spec.name])
         // The simulator, not the node, decides how many agents there are.
         .args(["--max-connections", "1000000"]);
     if let Some(url) = &spec.redis_url {
         cmd.args(["--redis", url]);
     }
+    cmd.args(&spec.extra_args);
     if let Some(secret) = &spec.jwt_secret {
         cmd.env("BUS_JWT_SECRET", secret);
     }

@@ -250,7 +250,8 @@ impl Broker for MemoryBroker {
     }
 
     async fn ack(&self, queue: &str, id: &str) -> Result<bool> {
-        Ok(self.with_queue(queue, |q| q.ack(id)))
+        let now = self.inner.clock.now_ms();
+        Ok(self.with_queue(queue, |q| q.ack(id, now)))
     }
 
     async fn reject(

@@ -1,7 +1,7 @@
 //! One in-process priority queue with the same states and transitions as the
 //! Redis scripts: ready → processing → (acked | delayed → ready | dead).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use crate::broker::{Claimed, DeadLetter, QueueStats, ReclaimOutcome, RejectOutcome, RetryPolicy};
@@ -38,6 +38,9 @@ pub(super) struct MemoryQueue {
     processing: BTreeMap<(u64, u64), String>,
     delayed: BTreeMap<(u64, u64), String>,
     dead: BTreeMap<(u64, u64), String>,
+    /// Ids acked within the last `ACK_MEMORY`, oldest first.
+    recently_acked: VecDeque<(u64, String)>,
+    recently_acked_ids: HashSet<String>,
 }
 
 impl MemoryQueue {
@@ -170,12 +173,25 @@ impl MemoryQueue {
         out
     }
 
-    pub(super) fn ack(&mut self, id: &str) -> bool {
+    pub(super) fn ack(&mut self, id: &str, now_ms: u64) -> bool {
+        let memory = crate::broker::ACK_MEMORY.as_millis() as u64;
+        while self
+            .recently_acked
+            .front()
+            .is_some_and(|(at, _)| at + memory < now_ms)
+        {
+            if let Some((_, old)) = self.recently_acked.pop_front() {
+                self.recently_acked_ids.remove(&old);
+            }
+        }
         match self.entries.get(id).map(|e| e.state) {
-            Some(State::Dead(_)) | None => false,
+            Some(State::Dead(_)) => false,
+            None => self.recently_acked_ids.contains(id),
             Some(_) => {
                 self.detach(id);
                 self.entries.remove(id);
+                self.recently_acked.push_back((now_ms, id.to_owned()));
+                self.recently_acked_ids.insert(id.to_owned());
                 true
             }
         }

@@ -47,7 +47,7 @@ impl RedisOptions {
             url: url.into(),
             namespace: "bus".to_owned(),
             clock: Arc::new(SystemClock),
-            response_timeout: Duration::from_secs(5),
+            response_timeout: Duration::from_secs(2),
         }
     }
 
@@ -108,10 +108,13 @@ impl RedisBroker {
             ))));
         }
         let client = redis::Client::open(options.url.as_str())?;
+        // Few, short retries: while Redis is away requests fail fast (one
+        // stalled request would hold up everything behind it on its
+        // connection), and the next request after Redis is back reconnects.
         let config = ConnectionManagerConfig::new()
-            .set_number_of_retries(6)
+            .set_number_of_retries(3)
             .set_min_delay(Duration::from_millis(20))
-            .set_max_delay(Duration::from_secs(1))
+            .set_max_delay(Duration::from_millis(100))
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(Some(options.response_timeout));
         let conn = ConnectionManager::new_with_config(client.clone(), config).await?;
@@ -360,8 +363,15 @@ impl Broker for RedisBroker {
     }
 
     async fn ack(&self, queue: &str, id: &str) -> Result<bool> {
+        let args = [
+            id.as_bytes().to_vec(),
+            self.now().to_string().into_bytes(),
+            (super::ACK_MEMORY.as_millis() as u64)
+                .to_string()
+                .into_bytes(),
+        ];
         let removed: i64 = self
-            .run_script(&self.inner.scripts.ack, queue, &[id.as_bytes().to_vec()])
+            .run_script(&self.inner.scripts.ack, queue, &args)
             .await?;
         Ok(removed == 1)
     }

@@ -16,7 +16,9 @@ use crate::broker::{BrokerError, DELIVERY_BUFFER, Delivery, Result, Subscriber, 
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const MIN_BACKOFF: Duration = Duration::from_millis(20);
-const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// Kept short: delivery should resume within a fraction of a second of
+/// Redis coming back.
+const MAX_BACKOFF: Duration = Duration::from_millis(200);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Op {

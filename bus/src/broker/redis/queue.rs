@@ -5,7 +5,8 @@
 //! `:delayed` and `:processing` (sorted sets, score = due time in ms),
 //! `:dead` (sorted set, score = dead-letter time), `:msgs` (hash id → JSON),
 //! `:prio` and `:attempts` (hashes id → number), `:reasons` (hash id →
-//! dead-letter reason) and `:seq` (counter).
+//! dead-letter reason), `:seq` (counter) and `:acked` (sorted set of ids
+//! acked in the last few seconds, so repeated acks are idempotent).
 
 use redis::Script;
 
@@ -46,6 +47,9 @@ pub(super) struct QueueKeys {
     pub attempts: String,
     pub reasons: String,
     pub seq: String,
+    /// Recently acked ids (sorted set by ack time), so a repeated ack is
+    /// answered like the first.
+    pub acked: String,
 }
 
 impl QueueKeys {
@@ -62,10 +66,11 @@ impl QueueKeys {
             attempts: key("attempts"),
             reasons: key("reasons"),
             seq: key("seq"),
+            acked: key("acked"),
         }
     }
 
-    pub fn all(&self) -> [&str; 9] {
+    pub fn all(&self) -> [&str; 10] {
         [
             &self.ready,
             &self.delayed,
@@ -76,6 +81,7 @@ impl QueueKeys {
             &self.attempts,
             &self.reasons,
             &self.seq,
+            &self.acked,
         ]
     }
 }

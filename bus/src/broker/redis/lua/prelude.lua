@@ -1,7 +1,8 @@
--- Shared by every queue script. All scripts take the same nine keys, which
+-- Shared by every queue script. All scripts take the same ten keys, which
 -- share one hash tag so a Redis Cluster keeps a queue in one slot.
 local READY, DELAYED, PROCESSING, DEAD = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local MSGS, PRIO, ATTEMPTS, REASONS, SEQ = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local ACKED = KEYS[10]
 
 -- Scores are doubles; format integers in full (Lua's default keeps only 14
 -- significant digits).

@@ -1,0 +1,173 @@
+//! Every chaos scenario runs, its fault is applied, and the ledger still
+//! accounts for every queue message (enqueued = acked + dead-lettered +
+//! still queued). What each fault must show is checked too: agents stay
+//! connected through Redis outages while the bus reports itself unhealthy;
+//! slow consumers lose only their own messages.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+fn run(name: &str) -> Value {
+    let out = tempfile::tempdir().unwrap();
+    let scenario =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../scenarios/chaos/{name}.toml"));
+    let output = Command::new(env!("CARGO_BIN_EXE_sim"))
+        .args(["run", scenario.to_str().unwrap(), "--quiet", "--out"])
+        .arg(out.path())
+        .env_remove("REDIS_URL")
+        .output()
+        .unwrap();
+    let text = std::fs::read_to_string(out.path().join("report.json")).unwrap_or_else(|e| {
+        panic!(
+            "{name}: no report ({e}): {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    let report: Value = serde_json::from_str(&text).unwrap();
+    let fault = &report["faults"][0];
+    assert!(
+        fault["error"].is_null(),
+        "{name}: the fault was not applied: {fault}"
+    );
+    report
+}
+
+fn assert_queue_reconciled(name: &str, report: &Value) {
+    let queue = &report["ledger"]["classes"]["queue"];
+    assert!(
+        queue["expected"].as_u64().unwrap() > 0,
+        "{name}: no queue traffic"
+    );
+    assert_eq!(
+        queue["expected"], queue["delivered"],
+        "{name}: unaccounted queue messages: {}",
+        report["ledger"]["queue"]
+    );
+    let note = report["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n.as_str().unwrap().starts_with("queue ledger"));
+    assert!(
+        note.unwrap().as_str().unwrap().contains("(reconciled)"),
+        "{name}: {note:?}"
+    );
+}
+
+fn assert_redis_outage(name: &str, report: &Value) {
+    let fault = &report["faults"][0];
+    assert_eq!(
+        fault["disconnects"], 0,
+        "{name}: agents stay connected to the bus: {fault}"
+    );
+    let health: Vec<&str> = fault["bus_health"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        health.contains(&"unhealthy"),
+        "{name}: the bus reports the outage: {health:?}"
+    );
+    assert!(
+        fault["resumed_after_s"].is_f64(),
+        "{name}: delivery resumed: {fault}"
+    );
+}
+
+#[test]
+fn redis_restart() {
+    let r = run("redis-restart");
+    assert_queue_reconciled("redis-restart", &r);
+    assert_redis_outage("redis-restart", &r);
+}
+
+#[test]
+fn redis_pause() {
+    let r = run("redis-pause");
+    assert_queue_reconciled("redis-pause", &r);
+    assert_redis_outage("redis-pause", &r);
+}
+
+#[test]
+fn node_kill() {
+    let r = run("node-kill");
+    assert_queue_reconciled("node-kill", &r);
+    let fault = &r["faults"][0];
+    assert!(
+        fault["disconnects"].as_u64().unwrap() > 0,
+        "the killed node's agents lost their connection: {fault}"
+    );
+    assert_eq!(
+        r["ledger"]["connections"]["connect_failures"], 0,
+        "and reconnected"
+    );
+}
+
+#[test]
+fn network_cut() {
+    let r = run("network-cut");
+    assert_queue_reconciled("network-cut", &r);
+    assert!(r["faults"][0]["disconnects"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn reconnect_storm() {
+    let r = run("reconnect-storm");
+    assert_queue_reconciled("reconnect-storm", &r);
+    assert!(
+        r["ledger"]["connections"]["connect_retries"]
+            .as_u64()
+            .unwrap()
+            >= 31
+    );
+}
+
+#[test]
+fn crash_after_claim() {
+    let r = run("crash-after-claim");
+    assert_queue_reconciled("crash-after-claim", &r);
+    let q = &r["ledger"]["queue"];
+    assert!(q["crashed"].as_u64().unwrap() > 0, "{q}");
+    assert!(
+        q["redelivered"].as_u64().unwrap() > 0,
+        "crashed jobs were reclaimed and delivered again: {q}"
+    );
+}
+
+#[test]
+fn slow_consumers() {
+    let r = run("slow-consumers");
+    let pubsub = &r["ledger"]["classes"]["pubsub"];
+    assert_eq!(
+        pubsub["expected"], pubsub["delivered"],
+        "the others lose nothing: {pubsub}"
+    );
+    let note = r["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .find(|n| n.starts_with("slow consumers"));
+    assert!(
+        note.is_some(),
+        "the slow consumers' figures are reported apart"
+    );
+    assert!(
+        r["faults"][0]["disconnects"].as_u64().unwrap() > 0,
+        "the policy disconnected them"
+    );
+    let ops: Vec<&str> = r["latencies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l["operation"].as_str())
+        .collect();
+    assert!(
+        ops.contains(&"publish_delivery") && ops.contains(&"slow_delivery"),
+        "{ops:?}"
+    );
+}
