@@ -1,6 +1,6 @@
-//! What only a Redis Cluster does: patterns it cannot route are refused, and
-//! a subscription follows its channel when the channel's slot moves to
-//! another shard. (Everything else a cluster shares with a single Redis is in
+//! What only a Redis Cluster does: patterns it cannot route are refused, a
+//! subscription follows its channel when the channel's slot moves to
+//! another shard, and comes back when a shard restarts. (Everything else a cluster shares with a single Redis is in
 //! the conformance suite, `conformance::redis_cluster::*`.)
 
 use std::time::Duration;
@@ -87,6 +87,35 @@ async fn subscriptions_follow_a_migrated_slot() {
     }
 }
 
+/// A shard that restarts (same port, same slots) gets the node's
+/// subscriptions back, and commands on its slots work again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_shard_is_resubscribed() {
+    let mut cluster = RedisCluster::start();
+    let options = RedisOptions::cluster(cluster.urls()).namespace("restart");
+    let broker = RedisBroker::connect_with(options).await.unwrap();
+    let inbox = "inbox:w1/a1";
+    let mut sub = broker.subscribe().await.unwrap();
+    sub.control.subscribe(&[inbox.into()]).await.unwrap();
+    assert_eq!(publish(&broker, inbox, "before").await, 1);
+    assert_eq!(&next(&mut sub.deliveries).await.payload[..], b"before");
+
+    let (_, owner) = owner_of("restart:inbox:w1/a1", &cluster.urls()).await;
+    tokio::task::block_in_place(|| cluster.restart_node(owner));
+
+    tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match broker.publish(inbox, Bytes::from_static(b"probe")).await {
+                Ok(1) => return,
+                Ok(_) | Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    })
+    .await
+    .expect("the inbox is subscribed again after its shard restarted");
+    assert_eq!(&next(&mut sub.deliveries).await.payload[..], b"probe");
+}
+
 async fn publish(broker: &RedisBroker, channel: &str, payload: &'static str) -> usize {
     broker
         .publish(channel, Bytes::from_static(payload.as_bytes()))
@@ -94,34 +123,14 @@ async fn publish(broker: &RedisBroker, channel: &str, payload: &'static str) -> 
         .unwrap()
 }
 
-/// Moves the (key-less) slot of `key` to another master, the way
-/// `redis-cli --cluster reshard` does.
-async fn move_slot_of(key: &str, urls: &[String]) {
+/// Connections to every node, and the index of the one owning `key`'s slot
+/// (only the owner answers a read of the key; the others redirect).
+async fn owner_of(key: &str, urls: &[String]) -> (Vec<redis::aio::MultiplexedConnection>, usize) {
     let mut nodes = Vec::new();
     for url in urls {
         let client = redis::Client::open(url.as_str()).unwrap();
         nodes.push(client.get_multiplexed_async_connection().await.unwrap());
     }
-    let slot: u16 = redis::cmd("CLUSTER")
-        .arg("KEYSLOT")
-        .arg(key)
-        .query_async(&mut nodes[0])
-        .await
-        .unwrap();
-    let ids: Vec<String> = {
-        let mut ids = Vec::new();
-        for node in &mut nodes {
-            ids.push(
-                redis::cmd("CLUSTER")
-                    .arg("MYID")
-                    .query_async(node)
-                    .await
-                    .unwrap(),
-            );
-        }
-        ids
-    };
-    // Only the owner answers a read of the key; the others redirect.
     let mut owner = None;
     for (i, node) in nodes.iter_mut().enumerate() {
         let read: redis::RedisResult<Option<String>> = node.get(key).await;
@@ -129,7 +138,25 @@ async fn move_slot_of(key: &str, urls: &[String]) {
             owner = Some(i);
         }
     }
-    let from = owner.expect("a node owns the slot");
+    (nodes, owner.expect("a node owns the slot"))
+}
+
+/// Moves the (key-less) slot of `key` to another master, the way
+/// `redis-cli --cluster reshard` does.
+async fn move_slot_of(key: &str, urls: &[String]) {
+    let (mut nodes, from) = owner_of(key, urls).await;
+    let slot: u16 = redis::cmd("CLUSTER")
+        .arg("KEYSLOT")
+        .arg(key)
+        .query_async(&mut nodes[0])
+        .await
+        .unwrap();
+    let mut ids: Vec<String> = Vec::new();
+    for node in &mut nodes {
+        let mut myid = redis::cmd("CLUSTER");
+        myid.arg("MYID");
+        ids.push(myid.query_async(node).await.unwrap());
+    }
     let to = (from + 1) % nodes.len();
     let setslot = |state: &str, id: &str| {
         redis::cmd("CLUSTER")

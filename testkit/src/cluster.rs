@@ -36,9 +36,8 @@ pub struct RedisCluster {
 
 #[derive(Debug)]
 struct Node {
-    // Declared first so it is dropped (and disarmed) before the server;
-    // only ever dropped.
-    _watchdog: Watchdog,
+    // Declared first so it is dropped (and disarmed) before the server.
+    watchdog: Option<Watchdog>,
     server: RedisServer,
 }
 
@@ -127,6 +126,20 @@ impl RedisCluster {
         self.nodes.iter().map(|n| n.server.url()).collect()
     }
 
+    /// Kills node `index` and starts it again on the same port and
+    /// directory, so it rejoins with its identity and slots; returns once
+    /// every node reports the cluster ok again.
+    pub fn restart_node(&mut self, index: usize) {
+        let node = &mut self.nodes[index];
+        // Disarmed first: its pid is about to be reaped and may be reused.
+        drop(node.watchdog.take());
+        node.server.restart();
+        let pid = node.server.pid().expect("restarted");
+        node.watchdog = Some(Watchdog::arm(pid).expect("arm a watchdog"));
+        self.wait_formed()
+            .unwrap_or_else(|e| panic!("cluster after restarting node {index}: {e}"));
+    }
+
     /// The node servers, e.g. to read their process ids.
     pub fn servers(&self) -> impl Iterator<Item = &RedisServer> {
         self.nodes.iter().map(|n| &n.server)
@@ -149,7 +162,7 @@ fn start_node() -> Result<Node, String> {
     ])?;
     let pid = server.pid().ok_or("redis-server has no pid")?;
     Ok(Node {
-        _watchdog: Watchdog::arm(pid)?,
+        watchdog: Some(Watchdog::arm(pid)?),
         server,
     })
 }
