@@ -1,10 +1,12 @@
-//! The command connection: a reconnecting `ConnectionManager` on a single
-//! Redis, or the redis crate's cluster connection, which routes every
-//! command, pipeline and script to the shard owning its keys. Both are one
-//! [`Commands`] so the broker's scripts and pipelines run unchanged.
+//! How the broker reaches Redis: its options, and the command connection, a
+//! reconnecting `ConnectionManager` on a single Redis or the redis crate's
+//! cluster connection, which routes every command, pipeline and script to
+//! the shard owning its keys. Both are one [`Commands`] so the broker's
+//! scripts and pipelines run unchanged.
 
 use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
@@ -12,7 +14,59 @@ use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
-use crate::broker::{BrokerError, Result};
+use crate::broker::{BrokerError, Clock, Result, SystemClock};
+
+/// How to reach Redis and where this bus keeps its keys.
+#[derive(Debug, Clone)]
+pub struct RedisOptions {
+    /// A Redis URL; with `cluster`, a comma-separated list of seed node
+    /// URLs (one reachable node is enough, the others are discovered).
+    pub url: String,
+    /// Whether `url` points at a Redis Cluster (see `docs/CLUSTER.md`).
+    pub cluster: bool,
+    /// Prefix of every key and channel (without the `:`), so several buses
+    /// or test runs can share one Redis. No glob characters or braces.
+    pub namespace: String,
+    /// Time source for visibility deadlines and backoff.
+    pub clock: Arc<dyn Clock>,
+    /// Bound on a single command's wait for its reply.
+    pub response_timeout: Duration,
+}
+
+impl RedisOptions {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            cluster: false,
+            namespace: "bus".to_owned(),
+            clock: Arc::new(SystemClock),
+            response_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// Options for a Redis Cluster reached through any of `seeds`.
+    pub fn cluster<S: AsRef<str>>(seeds: impl IntoIterator<Item = S>) -> Self {
+        let urls: Vec<String> = seeds.into_iter().map(|s| s.as_ref().to_owned()).collect();
+        Self::new(urls.join(",")).cluster_mode(true)
+    }
+
+    /// Treats `url` as the seed list of a Redis Cluster (`true`) or as one
+    /// Redis (`false`).
+    pub fn cluster_mode(mut self, cluster: bool) -> Self {
+        self.cluster = cluster;
+        self
+    }
+
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+}
 
 /// How long to wait for a TCP connection to one Redis node.
 pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);

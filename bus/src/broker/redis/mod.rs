@@ -21,12 +21,13 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use self::channels::ChannelNames;
+pub use self::connection::RedisOptions;
 use self::connection::{Commands, Endpoint, invalid_config, retry_once};
 use self::queue::{QueueKeys, Scripts};
 use self::wake::{WakeHub, wake_channel};
 use super::{
     Broker, BrokerError, Claimed, Clock, DeadLetter, QueueStats, ReclaimOutcome, RejectOutcome,
-    Result, RetryPolicy, Subscription, SystemClock, decode_message,
+    Result, RetryPolicy, Subscription, decode_message,
 };
 use crate::message::AgentMessage;
 
@@ -35,58 +36,6 @@ use crate::message::AgentMessage;
 const KNOWN_QUEUES_LIMIT: usize = 10_000;
 /// Probe keys written by the health checker expire after this.
 const PROBE_TTL_SECS: u64 = 60;
-
-/// How to reach Redis and where this bus keeps its keys.
-#[derive(Debug, Clone)]
-pub struct RedisOptions {
-    /// A Redis URL; with `cluster`, a comma-separated list of seed node
-    /// URLs (one reachable node is enough, the others are discovered).
-    pub url: String,
-    /// Whether `url` points at a Redis Cluster (see `docs/CLUSTER.md`).
-    pub cluster: bool,
-    /// Prefix of every key and channel (without the `:`), so several buses
-    /// or test runs can share one Redis. No glob characters or braces.
-    pub namespace: String,
-    /// Time source for visibility deadlines and backoff.
-    pub clock: Arc<dyn Clock>,
-    /// Bound on a single command's wait for its reply.
-    pub response_timeout: Duration,
-}
-
-impl RedisOptions {
-    pub fn new(url: impl Into<String>) -> Self {
-        Self {
-            url: url.into(),
-            cluster: false,
-            namespace: "bus".to_owned(),
-            clock: Arc::new(SystemClock),
-            response_timeout: Duration::from_secs(5),
-        }
-    }
-
-    /// Options for a Redis Cluster reached through any of `seeds`.
-    pub fn cluster<S: AsRef<str>>(seeds: impl IntoIterator<Item = S>) -> Self {
-        let urls: Vec<String> = seeds.into_iter().map(|s| s.as_ref().to_owned()).collect();
-        Self::new(urls.join(",")).cluster_mode(true)
-    }
-
-    /// Treats `url` as the seed list of a Redis Cluster (`true`) or as one
-    /// Redis (`false`).
-    pub fn cluster_mode(mut self, cluster: bool) -> Self {
-        self.cluster = cluster;
-        self
-    }
-
-    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
-        self.namespace = namespace.into();
-        self
-    }
-
-    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = clock;
-        self
-    }
-}
 
 /// The Redis broker. Clones share connections.
 #[derive(Debug, Clone)]
