@@ -35,13 +35,24 @@ pub struct BusConfig {
     #[arg(long, env = "BUS_BROKER", value_enum, default_value = "redis")]
     pub broker: BrokerKind,
 
-    /// Redis URL (for `--broker redis`).
+    /// Redis URL (for `--broker redis`); with `--redis-cluster`, a
+    /// comma-separated list of seed node URLs.
     #[arg(
         long = "redis",
         env = "REDIS_URL",
         default_value = "redis://127.0.0.1:6379/"
     )]
     pub redis_url: String,
+
+    /// `--redis` is a Redis Cluster: keys and channels are spread over its
+    /// shards, exact channels use sharded pub/sub (Redis 7+). See
+    /// docs/CLUSTER.md.
+    #[arg(
+        long,
+        env = "BUS_REDIS_CLUSTER",
+        value_parser = clap::builder::FalseyValueParser::new()
+    )]
+    pub redis_cluster: bool,
 
     /// Prefix of every Redis key and channel; nodes of one bus share it.
     #[arg(long, env = "BUS_NAMESPACE", default_value = "bus")]
@@ -254,5 +265,19 @@ mod tests {
         assert_eq!(c.broker, BrokerKind::Memory);
         assert!(c.validate().unwrap_err().contains("--health-warning"));
         assert!(BusConfig::try_parse_from(["bus", "--ping-interval", "soon"]).is_err());
+    }
+
+    #[test]
+    fn cluster_mode_takes_a_seed_list() {
+        assert!(!BusConfig::default().redis_cluster);
+        let c = BusConfig::try_parse_from([
+            "bus",
+            "--redis-cluster",
+            "--redis",
+            "redis://10.0.0.1:7000,redis://10.0.0.2:7000",
+        ])
+        .unwrap();
+        assert!(c.redis_cluster);
+        assert_eq!(c.redis_url, "redis://10.0.0.1:7000,redis://10.0.0.2:7000");
     }
 }

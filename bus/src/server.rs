@@ -44,7 +44,9 @@ pub async fn build_state(config: BusConfig) -> Result<AppState, ServerError> {
     let broker: Arc<dyn Broker> = match config.broker {
         BrokerKind::Memory => Arc::new(MemoryBroker::new()),
         BrokerKind::Redis => {
-            let options = RedisOptions::new(&config.redis_url).namespace(&config.namespace);
+            let options = RedisOptions::new(&config.redis_url)
+                .cluster_mode(config.redis_cluster)
+                .namespace(&config.namespace);
             let broker =
                 RedisBroker::connect_with(options)
                     .await

@@ -1,5 +1,8 @@
-//! One conformance suite for both brokers: every case runs on the memory
-//! broker and on a real Redis (`conformance::memory::*`, `conformance::redis::*`).
+//! One conformance suite for every backend: each case runs on the memory
+//! broker, on a real Redis and on a real three-master Redis Cluster
+//! (`conformance::memory::*`, `conformance::redis::*`,
+//! `conformance::redis_cluster::*`; the cluster is shared by the process,
+//! each case has its own namespace).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -597,14 +600,15 @@ macro_rules! conformance {
     };
 }
 
-macro_rules! both_backends {
+macro_rules! every_backend {
     ($($case:ident),* $(,)?) => {
         conformance!(memory: $($case),*);
         conformance!(redis: $($case),*);
+        conformance!(redis_cluster: $($case),*);
     };
 }
 
-both_backends!(
+every_backend!(
     exact_channels,
     pattern_subscriptions,
     publish_order_is_kept,

@@ -1,5 +1,5 @@
-//! The health checker live against both brokers, and against a Redis that
-//! has gone away.
+//! The health checker live against every backend (memory, Redis, a Redis
+//! Cluster), and against a Redis that has gone away.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +43,17 @@ async fn live_check_on_redis_runs_all_four_probes() {
     assert_eq!(kinds, CheckKind::ALL);
     assert_eq!(checker.latency_stats()[&CheckKind::PubSub].count, 2);
     assert_eq!(checker.last_report(), Some(second));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_check_on_a_redis_cluster_runs_all_four_probes() {
+    let backend = support::redis_cluster().await;
+    let checker = checker(&backend).await;
+    let first = checker.check().await;
+    let second = checker.check().await;
+    assert_eq!(first.broker, "redis");
+    assert_consistent(&first, checker.thresholds());
+    assert_consistent(&second, checker.thresholds());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

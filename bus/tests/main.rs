@@ -3,6 +3,7 @@
 
 mod auth;
 mod bad_input;
+mod cluster;
 mod conformance;
 mod health;
 mod protocol_doc;

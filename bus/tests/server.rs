@@ -1,10 +1,10 @@
 //! End-to-end: real WebSocket clients against real bus nodes on port 0, on
-//! the memory broker and on Redis.
+//! the memory broker, on Redis and on a Redis Cluster.
 
 use bus::config::BusConfig;
 use bus::server::RunningServer;
 use serde_json::json;
-use testkit::TestRedis;
+use testkit::{TestRedis, TestRedisCluster};
 
 use crate::support::client;
 use crate::support::nodes;
@@ -253,6 +253,75 @@ async fn two_nodes_on_one_redis_are_one_bus() {
         .await;
     let r = on_b.ok(json!({"op":"dequeue","queue":"jobs"})).await;
     assert_eq!(r["jobs"][0]["message"]["payload"], 1);
+    a.stop().await.unwrap();
+    b.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_on_a_redis_cluster_are_one_bus() {
+    let cluster = TestRedisCluster::new();
+    let a = nodes::start(nodes::redis_cluster_config(&cluster, "a")).await;
+    let b = nodes::start(nodes::redis_cluster_config(&cluster, "b")).await;
+    let mut on_a = client::connect(&a.ws_url(), "alice", "w1").await;
+    let mut on_b = client::connect(&b.ws_url(), "bob", "w1").await;
+
+    // An exact topic (sharded pub/sub) across nodes.
+    on_a.ok(json!({"op":"subscribe","topics":["news"]})).await;
+    let r = on_b
+        .ok(json!({"op":"publish","topic":"news","payload":"sharded"}))
+        .await;
+    assert_eq!(r["receivers"], 1);
+    let m = on_a.expect_op("message").await;
+    assert_eq!(m["message"]["payload"], "sharded");
+
+    // A pattern subscriber on B receives a publish made on A.
+    on_b.ok(json!({"op":"psubscribe","patterns":["agent:*"]}))
+        .await;
+    let r = on_a
+        .ok(json!({"op":"publish","topic":"agent:y","payload":"matched"}))
+        .await;
+    assert_eq!(r["receivers"], 1);
+    let m = on_b.expect_op("message").await;
+    assert_eq!(
+        (m["pattern"].clone(), m["message"]["payload"].clone()),
+        (json!("agent:*"), json!("matched"))
+    );
+
+    // Direct messages and workspace broadcasts reach the other node.
+    on_b.ok(json!({"op":"send","to":"alice","payload":"direct"}))
+        .await;
+    assert_eq!(
+        on_a.expect_op("message").await["message"]["payload"],
+        "direct"
+    );
+    let r = on_a.ok(json!({"op":"broadcast","payload":"all"})).await;
+    assert_eq!(r["receivers"], 2, "both nodes have a w1 agent");
+    assert_eq!(on_b.expect_op("message").await["message"]["payload"], "all");
+    assert_eq!(on_a.expect_op("message").await["message"]["payload"], "all");
+
+    // Offline: kept in the inbox, delivered on the node where it connects.
+    on_a.ok(json!({"op":"send","to":"dave","payload":"later"}))
+        .await;
+    let mut dave = client::connect(&b.ws_url(), "dave", "w1").await;
+    assert_eq!(dave.expect_op("job").await["message"]["payload"], "later");
+
+    // Queues are shared, and a waiting dequeue on B is woken by A.
+    on_a.ok(json!({"op":"enqueue","queue":"jobs","payload":1}))
+        .await;
+    let r = on_b.ok(json!({"op":"dequeue","queue":"jobs"})).await;
+    assert_eq!(r["jobs"][0]["message"]["payload"], 1);
+    on_b.send(json!({"op":"dequeue","id":"w","queue":"later","wait_ms":10000}))
+        .await;
+    assert_eq!(on_b.request(json!({"op":"ping"})).await["op"], "pong");
+    on_a.ok(json!({"op":"enqueue","queue":"later","payload":"now"}))
+        .await;
+    let waited = loop {
+        let f = on_b.next().await;
+        if f["id"] == "w" {
+            break f;
+        }
+    };
+    assert_eq!(waited["jobs"][0]["message"]["payload"], "now");
     a.stop().await.unwrap();
     b.stop().await.unwrap();
 }

@@ -6,8 +6,16 @@
 //! one at `REDIS_URL` when that is set, a private server otherwise, plus a
 //! namespace of its own so tests sharing a Redis never see each other's keys.
 //!
+//! [`RedisCluster::start`] runs a local three-master Redis Cluster, and
+//! [`TestRedisCluster::new`] gives a test a cluster (`REDIS_CLUSTER_URLS`, or
+//! one cluster shared by every test of the process) and a namespace.
+//!
 //! When redis-server is missing, these panic with a message that says how to
 //! install it: a test never skips or passes silently without Redis.
+
+mod cluster;
+
+pub use cluster::{CLUSTER_INSTALL_HINT, RedisCluster, TestRedisCluster};
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -46,18 +54,26 @@ impl RedisServer {
     pub fn start_with(extra_args: &[&str]) -> Self {
         let mut last_error = String::new();
         for _ in 0..5 {
-            let mut server = Self {
-                child: None,
-                port: free_port(),
-                extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
-                dir: tempfile::tempdir().expect("create a temporary directory for redis-server"),
-            };
-            match server.launch() {
-                Ok(()) => return server,
+            match Self::try_start_with(extra_args) {
+                Ok(server) => return server,
                 Err(err) => last_error = err,
             }
         }
         panic!("could not start redis-server: {last_error}");
+    }
+
+    /// One attempt at [`RedisServer::start_with`] on a fresh free port.
+    /// Panics only when redis-server is not installed.
+    pub fn try_start_with(extra_args: &[&str]) -> Result<Self, String> {
+        let mut server = Self {
+            child: None,
+            port: free_port(),
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            dir: tempfile::tempdir()
+                .map_err(|e| format!("create a temporary directory for redis-server: {e}"))?,
+        };
+        server.launch()?;
+        Ok(server)
     }
 
     /// Runs redis-server on `self.port` and waits until it accepts
@@ -202,6 +218,20 @@ pub fn free_port() -> u16 {
         .expect("bind 127.0.0.1:0")
 }
 
+/// A namespace no other test of any process uses.
+pub fn unique_namespace() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "test-{}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    )
+}
+
 /// A Redis for one test: `REDIS_URL` when set, else a private server; and a
 /// namespace no other test uses.
 #[derive(Debug)]
@@ -213,16 +243,7 @@ pub struct TestRedis {
 
 impl TestRedis {
     pub fn new() -> Self {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let namespace = format!(
-            "test-{}-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0)
-        );
+        let namespace = unique_namespace();
         match std::env::var("REDIS_URL") {
             Ok(url) if !url.is_empty() => Self {
                 url,

@@ -50,6 +50,10 @@ pub enum BrokerError {
     Closed,
     #[error("timed out after {0:?}")]
     Timeout(Duration),
+    /// A request this deployment cannot serve (e.g. a pattern a Redis
+    /// Cluster cannot route).
+    #[error("unsupported: {0}")]
+    Unsupported(String),
     #[error("queue {queue} is full ({limit} messages held); {added} of the batch were added")]
     QueueFull {
         queue: String,

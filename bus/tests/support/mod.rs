@@ -1,4 +1,5 @@
-//! Shared set-up: brokers on both backends with a hand-moved clock.
+//! Shared set-up: brokers on every backend (memory, one Redis, a Redis
+//! Cluster) with a hand-moved clock.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -6,10 +7,11 @@ use std::time::Duration;
 use bus::broker::memory::MemoryBroker;
 use bus::broker::redis::{RedisBroker, RedisOptions};
 use bus::broker::{Broker, Delivery, ManualClock};
-use testkit::TestRedis;
+use testkit::{TestRedis, TestRedisCluster};
 use tokio::sync::mpsc;
 
-/// A broker under test, its clock, and the Redis it uses (kept alive).
+/// A broker under test, its clock, and the Redis it uses (kept alive; the
+/// shared test cluster lives as long as the process).
 pub struct Backend {
     pub broker: Arc<dyn Broker>,
     pub clock: ManualClock,
@@ -40,6 +42,23 @@ pub async fn redis() -> Backend {
         broker: Arc::new(broker),
         clock,
         _redis: Some(redis),
+    }
+}
+
+pub async fn redis_cluster() -> Backend {
+    let cluster = TestRedisCluster::new();
+    let clock = ManualClock::new(START_MS);
+    let options = RedisOptions::cluster(&cluster.urls)
+        .namespace(&cluster.namespace)
+        .clock(Arc::new(clock.clone()));
+    let broker = RedisBroker::connect_with(options)
+        .await
+        .unwrap_or_else(|e| panic!("connect to the Redis Cluster at {}: {e}", cluster.seeds()));
+    assert!(broker.is_cluster());
+    Backend {
+        broker: Arc::new(broker),
+        clock,
+        _redis: None,
     }
 }
 
@@ -197,7 +216,7 @@ pub mod client {
 pub mod nodes {
     use bus::config::{BrokerKind, BusConfig};
     use bus::server::RunningServer;
-    use testkit::TestRedis;
+    use testkit::{TestRedis, TestRedisCluster};
 
     pub fn memory_config() -> BusConfig {
         BusConfig::embedded_memory()
@@ -208,6 +227,20 @@ pub mod nodes {
             broker: BrokerKind::Redis,
             redis_url: redis.url.clone(),
             namespace: redis.namespace.clone(),
+            node_id: Some(node.to_owned()),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..BusConfig::default()
+        }
+    }
+
+    /// A node on the test cluster; nodes given the same `cluster` share a
+    /// namespace and so form one bus.
+    pub fn redis_cluster_config(cluster: &TestRedisCluster, node: &str) -> BusConfig {
+        BusConfig {
+            broker: BrokerKind::Redis,
+            redis_url: cluster.seeds(),
+            redis_cluster: true,
+            namespace: cluster.namespace.clone(),
             node_id: Some(node.to_owned()),
             listen: "127.0.0.1:0".parse().unwrap(),
             ..BusConfig::default()

@@ -1,66 +1,41 @@
-//! The production broker on Redis: commands through a reconnecting
-//! `ConnectionManager`, one supervised pub/sub connection per node
-//! subscription, and queues on sorted sets moved by Lua scripts.
+//! The production broker on Redis or a Redis Cluster: commands through a
+//! reconnecting connection ([`connection`]), one supervised subscription per
+//! node subscription (classic pub/sub on a single Redis, sharded pub/sub on
+//! a cluster), and queues on sorted sets moved by Lua scripts. How names
+//! map to Redis channels and shards is in [`channels`]; `docs/CLUSTER.md`
+//! describes running on a cluster.
 
+mod channels;
+mod cluster_pubsub;
+mod cluster_push;
+mod connection;
 mod pubsub;
 mod queue;
+mod wake;
 
-use std::collections::{HashMap, HashSet};
-use std::future::Future;
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use tokio::sync::{Notify, OnceCell};
 
+use self::channels::ChannelNames;
+pub use self::connection::RedisOptions;
+use self::connection::{Commands, Endpoint, invalid_config, retry_once};
 use self::queue::{QueueKeys, Scripts};
+use self::wake::{WakeHub, wake_channel};
 use super::{
     Broker, BrokerError, Claimed, Clock, DeadLetter, QueueStats, ReclaimOutcome, RejectOutcome,
-    Result, RetryPolicy, Subscriber, Subscription, SystemClock, decode_message,
+    Result, RetryPolicy, Subscription, decode_message,
 };
 use crate::message::AgentMessage;
 
-/// Most queues a node remembers having registered or waited on; past it, it
-/// re-registers on every enqueue and waits by polling.
+/// Most queues a node remembers having registered; past it, it
+/// re-registers on every enqueue.
 const KNOWN_QUEUES_LIMIT: usize = 10_000;
 /// Probe keys written by the health checker expire after this.
 const PROBE_TTL_SECS: u64 = 60;
-
-/// How to reach Redis and where this bus keeps its keys.
-#[derive(Debug, Clone)]
-pub struct RedisOptions {
-    pub url: String,
-    /// Prefix of every key and channel (without the `:`), so several buses
-    /// or test runs can share one Redis. No glob characters or braces.
-    pub namespace: String,
-    /// Time source for visibility deadlines and backoff.
-    pub clock: Arc<dyn Clock>,
-    /// Bound on a single command's wait for its reply.
-    pub response_timeout: Duration,
-}
-
-impl RedisOptions {
-    pub fn new(url: impl Into<String>) -> Self {
-        Self {
-            url: url.into(),
-            namespace: "bus".to_owned(),
-            clock: Arc::new(SystemClock),
-            response_timeout: Duration::from_secs(2),
-        }
-    }
-
-    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
-        self.namespace = namespace.into();
-        self
-    }
-
-    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = clock;
-        self
-    }
-}
 
 /// The Redis broker. Clones share connections.
 #[derive(Debug, Clone)]
@@ -70,10 +45,10 @@ pub struct RedisBroker {
 
 #[derive(Debug)]
 struct Inner {
-    client: redis::Client,
-    conn: ConnectionManager,
-    /// Namespace plus `:`.
-    prefix: String,
+    /// Where subscriptions connect.
+    endpoint: Endpoint,
+    conn: Commands,
+    names: ChannelNames,
     clock: Arc<dyn Clock>,
     scripts: Scripts,
     /// Queues this node has already added to the registry set.
@@ -81,17 +56,8 @@ struct Inner {
     wake: WakeHub,
 }
 
-/// Wakes local waiters of a queue when any node enqueues to it: the enqueue
-/// script publishes on `wake:{queue}`, and one extra subscription per node
-/// (opened on first use) turns that into `Notify` permits.
-#[derive(Debug, Default)]
-struct WakeHub {
-    subscription: OnceCell<Arc<dyn Subscriber>>,
-    waiters: Arc<Mutex<HashMap<String, Arc<Notify>>>>,
-}
-
 impl RedisBroker {
-    /// Connects with default options (namespace `bus`).
+    /// Connects to one Redis with default options (namespace `bus`).
     pub async fn connect(url: &str) -> Result<Self> {
         Self::connect_with(RedisOptions::new(url)).await
     }
@@ -102,27 +68,18 @@ impl RedisBroker {
             .bytes()
             .any(|b| matches!(b, b'*' | b'?' | b'[' | b']' | b'\\' | b'{' | b'}'))
         {
-            return Err(BrokerError::Redis(redis::RedisError::from((
-                redis::ErrorKind::InvalidClientConfig,
+            return Err(invalid_config(
                 "namespace must not contain glob characters or braces",
-            ))));
+            ));
         }
-        let client = redis::Client::open(options.url.as_str())?;
-        // Few, short retries: while Redis is away requests fail fast (one
-        // stalled request would hold up everything behind it on its
-        // connection), and the next request after Redis is back reconnects.
-        let config = ConnectionManagerConfig::new()
-            .set_number_of_retries(3)
-            .set_min_delay(Duration::from_millis(20))
-            .set_max_delay(Duration::from_millis(100))
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(options.response_timeout));
-        let conn = ConnectionManager::new_with_config(client.clone(), config).await?;
+        let endpoint = Endpoint::parse(&options.url, options.cluster, options.response_timeout)?;
+        let conn = endpoint.commands(options.response_timeout).await?;
+        let cluster = matches!(endpoint, Endpoint::Cluster(_));
         Ok(Self {
             inner: Arc::new(Inner {
-                client,
+                endpoint,
                 conn,
-                prefix: format!("{}:", options.namespace),
+                names: ChannelNames::new(format!("{}:", options.namespace), cluster),
                 clock: options.clock,
                 scripts: Scripts::new(),
                 registered: Mutex::default(),
@@ -131,20 +88,35 @@ impl RedisBroker {
         })
     }
 
-    fn conn(&self) -> ConnectionManager {
+    /// Whether this broker runs on a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.inner.endpoint, Endpoint::Cluster(_))
+    }
+
+    fn conn(&self) -> Commands {
         self.inner.conn.clone()
     }
 
+    fn prefix(&self) -> &str {
+        self.inner.names.prefix()
+    }
+
     fn keys(&self, queue: &str) -> QueueKeys {
-        QueueKeys::new(&self.inner.prefix, queue)
+        QueueKeys::new(self.prefix(), queue)
     }
 
     fn registry_key(&self) -> String {
-        format!("{}queues", self.inner.prefix)
+        format!("{}queues", self.prefix())
     }
 
-    fn wake_channel(queue: &str) -> String {
-        format!("wake:{queue}")
+    /// Opens a node subscription on this broker's Redis.
+    async fn open_subscription(&self) -> Result<Subscription> {
+        match &self.inner.endpoint {
+            Endpoint::Single(client) => {
+                pubsub::open(client.clone(), self.prefix().to_owned()).await
+            }
+            Endpoint::Cluster(seeds) => cluster_pubsub::open(seeds, self.inner.names.clone()).await,
+        }
     }
 
     async fn register_queue(&self, queue: &str) -> Result<()> {
@@ -199,74 +171,31 @@ impl RedisBroker {
         self.inner.clock.now_ms()
     }
 
-    /// The notify of `queue`, subscribing to its wake channel on first use.
-    async fn waker(&self, queue: &str) -> Result<Option<Arc<Notify>>> {
-        let hub = &self.inner.wake;
-        let subscription = hub
-            .subscription
-            .get_or_try_init(|| async {
-                let sub =
-                    pubsub::open(self.inner.client.clone(), self.inner.prefix.clone()).await?;
-                spawn_wake_listener(sub.deliveries, hub.waiters.clone());
-                Ok::<_, BrokerError>(sub.control)
-            })
-            .await?;
-        let (notify, fresh) = {
-            let mut waiters = hub.waiters.lock().expect("lock");
-            if let Some(n) = waiters.get(queue) {
-                (n.clone(), false)
-            } else if waiters.len() >= KNOWN_QUEUES_LIMIT {
-                return Ok(None);
-            } else {
-                let n = Arc::new(Notify::new());
-                waiters.insert(queue.to_owned(), n.clone());
-                (n, true)
-            }
-        };
-        if fresh {
-            subscription.subscribe(&[Self::wake_channel(queue)]).await?;
-        }
-        Ok(Some(notify))
+    /// Publishes a topic on a cluster: sharded to its exact subscribers and,
+    /// when its shard has pattern subscribers, classically as well (see
+    /// `lua/publish_topic.lua`).
+    async fn publish_topic_on_cluster(&self, name: &str, payload: &[u8]) -> Result<usize> {
+        let script = cluster_pubsub::publish_topic_script();
+        Ok(retry_once(|| {
+            let mut conn = self.conn();
+            let mut invocation = script.prepare_invoke();
+            invocation.key(name).arg(payload);
+            async move { invocation.invoke_async(&mut conn).await }
+        })
+        .await?)
     }
-}
 
-fn spawn_wake_listener(
-    mut deliveries: tokio::sync::mpsc::Receiver<super::Delivery>,
-    waiters: Arc<Mutex<HashMap<String, Arc<Notify>>>>,
-) {
-    tokio::spawn(async move {
-        while let Some(d) = deliveries.recv().await {
-            let Some(queue) = d.channel.strip_prefix("wake:") else {
-                continue;
-            };
-            let added: usize = std::str::from_utf8(&d.payload)
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(1);
-            let notify = waiters.lock().expect("lock").get(queue).cloned();
-            if let Some(notify) = notify {
-                for _ in 0..added {
-                    notify.notify_one();
-                }
-            }
-        }
-    });
-}
-
-/// Runs a command, and once more if the connection had dropped: the
-/// `ConnectionManager` reconnects in the background, but the first call after
-/// a Redis restart still fails.
-async fn retry_once<T, F, Fut>(mut call: F) -> redis::RedisResult<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = redis::RedisResult<T>>,
-{
-    match call().await {
-        Err(err) if err.is_connection_dropped() || err.is_io_error() => {
-            tracing::debug!(cause = %err, "redis command failed on a dropped connection; retrying once");
-            call().await
-        }
-        other => other,
+    /// The enqueue script's wake-up arguments: the wake channel and the
+    /// command that publishes it (sharded on a cluster, where the channel
+    /// shares the queue's slot).
+    fn wake_args(&self, queue: &str) -> [Vec<u8>; 2] {
+        let channel = self.inner.names.channel(&wake_channel(queue));
+        let command: &[u8] = if self.is_cluster() {
+            b"SPUBLISH"
+        } else {
+            b"PUBLISH"
+        };
+        [channel.into_bytes(), command.to_vec()]
     }
 }
 
@@ -277,11 +206,19 @@ impl Broker for RedisBroker {
     }
 
     async fn publish(&self, channel: &str, payload: Bytes) -> Result<usize> {
-        let channel = format!("{}{channel}", self.inner.prefix);
+        let name = self.inner.names.channel(channel);
+        if self.is_cluster() && ChannelNames::is_topic(channel) {
+            return self.publish_topic_on_cluster(&name, &payload).await;
+        }
+        let command = if self.is_cluster() {
+            "SPUBLISH"
+        } else {
+            "PUBLISH"
+        };
         let receivers: usize = retry_once(|| {
             let mut conn = self.conn();
-            let cmd = redis::cmd("PUBLISH")
-                .arg(&channel)
+            let cmd = redis::cmd(command)
+                .arg(&name)
                 .arg(payload.as_ref())
                 .to_owned();
             async move { cmd.query_async(&mut conn).await }
@@ -291,7 +228,7 @@ impl Broker for RedisBroker {
     }
 
     async fn subscribe(&self) -> Result<Subscription> {
-        pubsub::open(self.inner.client.clone(), self.inner.prefix.clone()).await
+        self.open_subscription().await
     }
 
     async fn enqueue(&self, queue: &str, messages: &[AgentMessage], max_len: u64) -> Result<usize> {
@@ -299,8 +236,8 @@ impl Broker for RedisBroker {
             return Ok(0);
         }
         self.register_queue(queue).await?;
-        let mut args = Vec::with_capacity(2 + messages.len() * 3);
-        args.push(format!("{}{}", self.inner.prefix, Self::wake_channel(queue)).into_bytes());
+        let mut args = Vec::with_capacity(3 + messages.len() * 3);
+        args.extend(self.wake_args(queue));
         args.push(max_len.to_string().into_bytes());
         for m in messages {
             let mut stored = m.clone();
@@ -353,7 +290,12 @@ impl Broker for RedisBroker {
     }
 
     async fn wait_for_work(&self, queue: &str, timeout: Duration) -> Result<()> {
-        match self.waker(queue).await? {
+        let waker = self
+            .inner
+            .wake
+            .waker(queue, || self.open_subscription())
+            .await?;
+        match waker {
             Some(notify) => {
                 let _ = tokio::time::timeout(timeout, notify.notified()).await;
             }
@@ -513,7 +455,7 @@ impl Broker for RedisBroker {
     }
 
     async fn write_read(&self, key: &str, value: &[u8]) -> Result<Vec<u8>> {
-        let key = format!("{}probe:{key}", self.inner.prefix);
+        let key = format!("{}probe:{key}", self.prefix());
         let (_, read): ((), Vec<u8>) = retry_once(|| {
             let mut conn = self.conn();
             let mut pipe = redis::pipe();
