@@ -180,6 +180,17 @@ async fn move_slot_of(key: &str, urls: &[String]) {
             .await
             .unwrap();
     }
-    let read: redis::RedisResult<Option<String>> = nodes[from].get(key).await;
-    assert!(read.is_err(), "the old owner redirects now");
+    // The old owner redirects once it has applied the new owner (a loaded
+    // machine may take a moment to settle the epochs).
+    let redirected = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            let read: redis::RedisResult<Option<String>> = nodes[from].get(key).await;
+            if read.is_err() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(redirected.is_ok(), "the old owner redirects now");
 }

@@ -7,8 +7,10 @@ local now = tonumber(ARGV[2])
 local removed = redis.call('ZREM', PROCESSING, id)
   + redis.call('ZREM', READY, id)
   + redis.call('ZREM', DELAYED, id)
+local memory = tonumber(ARGV[3])
 if removed == 0 then
-  if redis.call('ZSCORE', ACKED, id) then
+  local acked_at = redis.call('ZSCORE', ACKED, id)
+  if acked_at and tonumber(acked_at) >= now - memory then
     return 1
   end
   return 0
@@ -17,5 +19,5 @@ redis.call('HDEL', MSGS, id)
 redis.call('HDEL', PRIO, id)
 redis.call('HDEL', ATTEMPTS, id)
 redis.call('ZADD', ACKED, int(now), id)
-redis.call('ZREMRANGEBYSCORE', ACKED, '-inf', int(now - tonumber(ARGV[3])))
+redis.call('ZREMRANGEBYSCORE', ACKED, '-inf', '(' .. int(now - memory))
 return 1
