@@ -89,7 +89,16 @@ impl Schedule {
                 Arrival::Poisson => Exp::new(rate).map(|e| e.sample(rng)).unwrap_or(1.0 / rate),
             };
             let next = t + Duration::from_secs_f64(gap);
-            return (next < end).then_some(next);
+            if next >= end {
+                return None;
+            }
+            // The gap may end in a phase that sends nothing (rate 0): look
+            // for the next sending phase from there instead.
+            if self.rate * scenario.schedule_at(next).1 <= 0.0 {
+                t = next;
+                continue;
+            }
+            return Some(next);
         }
         None
     }

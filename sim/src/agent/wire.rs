@@ -166,7 +166,9 @@ mod tests {
         let text = bus::protocol::message_frame(Some("agent:*"), &m.to_json());
         let frame = parse(&text).unwrap();
         assert_eq!(frame.op, "message");
-        assert!(matches!(frame.pattern, Some(Cow::Borrowed("agent:*"))));
+        // `op` borrows; serde deserializes an `Option<Cow<str>>` as owned.
+        assert!(matches!(frame.op, Cow::Borrowed("message")));
+        assert_eq!(frame.pattern.as_deref(), Some("agent:*"));
         let msg = frame.message.unwrap();
         assert_eq!(msg.payload.unwrap().q, 3);
         assert_eq!(msg.workspace.as_deref(), Some("ws-0"));
