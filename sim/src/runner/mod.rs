@@ -6,11 +6,14 @@
 //! - [`context`]: what the agents share (clock, metrics hub, signals).
 //! - [`ledger`]: expected versus delivered, from windows and send logs.
 //! - `progress`: the live display.
+//! - [`run_to_report`]: a whole run against a running bus (agents, the bus
+//!   watched meanwhile, queue ledger settled, verdicts), ending in a report.
 
 pub mod context;
 pub mod ledger;
 pub mod plan;
 mod progress;
+mod report;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -25,6 +28,8 @@ use self::context::{BroadcastTracker, Counters, RunClock, RunContext};
 use crate::agent::{self, AgentOutcome};
 use crate::metrics::{MessageClass, MetricsHub, Operation, RunMetrics};
 use crate::scenario::Scenario;
+
+pub use self::report::{FinishedRun, run_to_report};
 
 /// How a run is driven (everything that is not in the scenario).
 #[derive(Debug, Clone)]

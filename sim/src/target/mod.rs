@@ -23,6 +23,7 @@ use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bus::config::{BrokerKind as BusBroker, BusConfig};
+use bus::router::DeliveryFaults;
 use bus::server::RunningServer;
 use bus::state::AppState;
 use futures_util::future::try_join_all;
@@ -54,6 +55,11 @@ pub struct TargetOptions {
     /// HS256 secret the started nodes check agent tokens with; without it
     /// they run in development mode (identity from query parameters).
     pub jwt_secret: Option<String>,
+    /// TEST ONLY: faults an embedded node injects into its deliveries (the
+    /// bus's hidden `--fault-*` flags), so tests can prove that the
+    /// regression checks catch a misbehaving bus. None by default; ignored
+    /// in the other modes.
+    pub embedded_faults: DeliveryFaults,
 }
 
 /// The bus under test, running. Whatever the simulator started is stopped
@@ -129,6 +135,11 @@ impl RunningTarget {
         config.node_id = Some("embedded".to_owned());
         config.jwt_secret = options.jwt_secret.clone();
         config.max_connections = EMBEDDED_MAX_CONNECTIONS;
+        let faults = options.embedded_faults;
+        config.fault_drop_ratio = faults.drop_ratio;
+        config.fault_duplicate_ratio = faults.duplicate_ratio;
+        config.fault_misroute_ratio = faults.misroute_ratio;
+        config.fault_delay = faults.delay;
         if let Some(url) = &redis.url {
             config.broker = BusBroker::Redis;
             config.redis_url = url.clone();
