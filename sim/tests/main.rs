@@ -4,3 +4,4 @@
 mod cli;
 mod ledger_faults;
 mod run_embedded;
+mod snapshots;
