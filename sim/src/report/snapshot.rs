@@ -21,20 +21,23 @@ use crate::verdict::Status;
 /// Upper edges of the bands of a median, in ms.
 ///
 /// Chosen from the CI scenarios' figures, measured in debug builds (what
-/// `cargo test` runs) on a shared 2-core machine with other tests running
-/// (see `scenarios/README.md`, "The CI scenarios"): their healthy medians
-/// stayed between 2 and 47 ms, well inside `<70ms`, while a bus that adds
-/// 100 ms to each delivery puts them above 100 ms, in `<400ms`.
-pub const P50_BAND_EDGES_MS: [f64; 2] = [70.0, 400.0];
+/// `cargo test` runs) on a shared 2-core machine with other tests and
+/// builds running (see `scenarios/README.md`, "The CI scenarios"): their
+/// healthy medians stayed at or below 47 ms, except `broadcast_last` (the
+/// last of ~50 recipients) at up to 92 ms with the machine at load 8, all
+/// inside `<150ms`. A bus that adds 100 ms to each delivery puts
+/// `direct_rtt` (a request and its response: two deliveries) at 200 ms or
+/// more, in `<400ms`; noise only adds to that.
+pub const P50_BAND_EDGES_MS: [f64; 2] = [150.0, 400.0];
 
 /// Upper edges of the bands of a 99th percentile, in ms. Wider than the
-/// median's: the same healthy runs had p99s from 3 to 163 ms (one stalled
+/// median's: the same healthy runs had p99s from 3 to 195 ms (one stalled
 /// scheduler slice is enough to move a p99), so the first edge sits 2.5×
 /// above the worst of them.
-pub const P99_BAND_EDGES_MS: [f64; 2] = [400.0, 2000.0];
+pub const P99_BAND_EDGES_MS: [f64; 2] = [500.0, 2000.0];
 
 /// A latency band: which of the ranges cut by a list of edges a latency
-/// falls in, kept as its label (`"<70ms"`, `">=2000ms"`), which is also how
+/// falls in, kept as its label (`"<150ms"`, `">=2000ms"`), which is also how
 /// it serializes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -43,7 +46,7 @@ pub struct Band(String);
 impl Band {
     /// The band of `ms` among `edges` (ascending): `<EDGEms` for the first
     /// edge above it, `>=LASTms` above them all. Exactly at an edge is in
-    /// the band above it (`<70ms` means below 70 ms). A value that is not a
+    /// the band above it (`<150ms` means below 150 ms). A value that is not a
     /// number is put in the top band, so it never reads as fast.
     pub fn of(ms: f64, edges: &[f64]) -> Band {
         let above = edges.iter().find(|edge| !ms.is_nan() && ms < **edge);
@@ -64,7 +67,7 @@ impl Band {
         Band::of(ms, &P99_BAND_EDGES_MS)
     }
 
-    /// The label, e.g. `<70ms`.
+    /// The label, e.g. `<150ms`.
     pub fn label(&self) -> &str {
         &self.0
     }
@@ -247,21 +250,21 @@ mod tests {
 
     #[test]
     fn median_bands_change_exactly_at_their_edges() {
-        assert_eq!(p50(0.0), "<70ms");
-        assert_eq!(p50(69.99), "<70ms");
-        assert_eq!(p50(70.0), "<400ms");
+        assert_eq!(p50(0.0), "<150ms");
+        assert_eq!(p50(149.99), "<150ms");
+        assert_eq!(p50(150.0), "<400ms");
         assert_eq!(p50(399.99), "<400ms");
         assert_eq!(p50(400.0), ">=400ms");
         assert_eq!(p50(1e9), ">=400ms");
-        assert_eq!(p50(-1.0), "<70ms");
+        assert_eq!(p50(-1.0), "<150ms");
         assert_eq!(p50(f64::NAN), ">=400ms", "not a number is never fast");
     }
 
     #[test]
     fn p99_bands_change_exactly_at_their_edges() {
-        assert_eq!(p99(0.0), "<400ms");
-        assert_eq!(p99(399.99), "<400ms");
-        assert_eq!(p99(400.0), "<2000ms");
+        assert_eq!(p99(0.0), "<500ms");
+        assert_eq!(p99(499.99), "<500ms");
+        assert_eq!(p99(500.0), "<2000ms");
         assert_eq!(p99(1999.9), "<2000ms");
         assert_eq!(p99(2000.0), ">=2000ms");
         assert_eq!(p99(f64::NAN), ">=2000ms");
@@ -276,7 +279,7 @@ mod tests {
         assert_eq!(Band::of(3.0, &[]).label(), "any");
         let band = Band::p50(12.0);
         let json = serde_json::to_string(&band).unwrap();
-        assert_eq!(json, "\"<70ms\"");
+        assert_eq!(json, "\"<150ms\"");
         assert_eq!(serde_json::from_str::<Band>(&json).unwrap(), band);
     }
 
@@ -311,8 +314,8 @@ mod tests {
         let (report, _) = fixture::sample();
         let mut slower = report.clone();
         for l in &mut slower.latencies {
-            l.summary.p50_ms += 100.0;
-            l.summary.p99_ms += 100.0;
+            l.summary.p50_ms += 200.0;
+            l.summary.p99_ms += 600.0;
         }
         let (a, b) = (Snapshot::of(&report), Snapshot::of(&slower));
         assert_eq!(a.messages, b.messages);
