@@ -11,3 +11,15 @@ test:
 # Criterion benchmarks of the bus.
 bench-bus:
     cargo bench -p bus
+
+# The snapshot tests of scenarios/ci/ (run, then review changes; needs cargo-insta).
+snapshots:
+    cargo insta test --workspace --review -- snapshots::
+
+# Run a CI scenario with the release binary and compare it with its baseline
+# with the CI settings of the README (e.g. `just check smoke`; exits 3 on a
+# regression).
+check scenario="smoke":
+    cargo build --release --locked -p sim -p bus
+    target/release/sim run scenarios/ci/{{scenario}}.toml --out reports/check-{{scenario}} --quiet || test $? -ge 10
+    target/release/sim check reports/check-{{scenario}} --baseline reports/baselines/ci-{{scenario}}@memory.json --tolerance 1.0 --latency-floor-ms 25

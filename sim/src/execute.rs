@@ -1,7 +1,9 @@
 //! Running a scenario against a bus that is already up: the agents, the
-//! bus's `/health` and Redis watched meanwhile, the queue ledger settled
-//! from the bus's own counts, and the bus nodes' CPU and memory. Shared by
-//! `sim run` and the capacity points.
+//! bus's `/health` and Redis watched meanwhile, the scenario's faults
+//! injected, the queue ledger settled from the bus's own counts, and the
+//! bus nodes' CPU and memory ([`measure`]); and the whole run turned into a
+//! [`Report`] ([`run_to_report`]). Shared by `sim run`, the capacity points
+//! and the snapshot and regression tests.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -11,10 +13,11 @@ use crate::faults;
 use crate::metrics::{MessageClass, RunMetrics};
 use crate::monitor::{Monitor, MonitorResult};
 use crate::procstat;
-use crate::report::FaultOutcome;
+use crate::report::{FaultOutcome, Report, RunInfo, ScenarioInfo, SimulatorSelf};
 use crate::runner::{self, Endpoints, RunOptions, RunResult};
 use crate::scenario::{Behaviour, Scenario};
 use crate::target::{self, RunningTarget};
+use crate::verdict;
 
 /// What one execution measured.
 #[derive(Debug)]
@@ -34,6 +37,72 @@ pub struct NodeCost {
     pub pid: u32,
     pub cpu_percent: f64,
     pub peak_rss_bytes: u64,
+}
+
+/// A finished run: its report, and the merged metrics the report's HTML
+/// plots and HDR logs need.
+#[derive(Debug)]
+pub struct FinishedRun {
+    /// Everything the run tells.
+    pub report: Report,
+    /// The full histograms behind the report's figures.
+    pub metrics: RunMetrics,
+}
+
+/// Runs `scenario` (loaded from `file`, as the report should name it)
+/// against `target` and builds its report.
+pub async fn run_to_report(
+    scenario: Arc<Scenario>,
+    file: &str,
+    target: &RunningTarget,
+    options: &RunOptions,
+) -> FinishedRun {
+    let measured = measure(scenario.clone(), target, options).await;
+    let result = &measured.result;
+    let verdicts = verdict::judge(&result.metrics, &scenario.thresholds);
+    let mut report = Report::new(
+        ScenarioInfo::from_scenario(&scenario, file),
+        RunInfo::new(
+            result.started_at,
+            result.duration,
+            target.description.clone(),
+            target.broker.clone(),
+            target.node_count() as u32,
+        ),
+        &result.metrics,
+        verdicts,
+    );
+    report.health_timeline = measured.watched.health.clone();
+    report.redis_samples = measured.watched.redis.clone();
+    report.simulator = simulator_self(result);
+    report.notes.extend(measured.notes.iter().cloned());
+    report.faults = measured.faults.clone();
+    report.notes.extend(measured.bus_nodes.iter().map(|n| {
+        format!(
+            "bus node pid {}: {:.1}% of a core, peak RSS {:.1} MiB",
+            n.pid,
+            n.cpu_percent,
+            n.peak_rss_bytes as f64 / (1 << 20) as f64
+        )
+    }));
+    let (shard, shards) = options.shard;
+    if shards > 1 {
+        report
+            .notes
+            .push(format!("shard {shard}/{shards} of the agents"));
+    }
+    FinishedRun {
+        report,
+        metrics: measured.result.metrics,
+    }
+}
+
+fn simulator_self(result: &RunResult) -> SimulatorSelf {
+    let me = procstat::self_sample();
+    let ledger = result.metrics.ledger();
+    let delivered: u64 =
+        ledger.classes.values().map(|c| c.delivered).sum::<u64>() + ledger.queue.claimed;
+    SimulatorSelf::new(me.cpu_seconds, me.peak_rss_bytes, delivered, result.agents)
 }
 
 /// Runs `scenario` against `target`.

@@ -18,7 +18,11 @@
 //!   class (loss) and for connections, from a scenario's thresholds; the exit
 //!   codes.
 //! - [`report`]: `report.json`, `report.md`, `report.html` (inline SVG plots)
-//!   and `hdr/*.hlog` from merged metrics, verdicts and run facts.
+//!   and `hdr/*.hlog` from merged metrics, verdicts and run facts; the
+//!   snapshot view (the facts two healthy runs share).
+//! - [`check`]: baselines and `sim check`: a report compared with a
+//!   committed baseline, counts exactly and latency within a tolerance; a
+//!   diff table and JUnit XML.
 //!
 //! - [`procstat`]: CPU and memory of processes (the simulator, bus nodes).
 //! - [`target`]: where the bus under test runs: embedded in this process,
@@ -36,6 +40,7 @@
 
 pub mod agent;
 pub mod capacity;
+pub mod check;
 pub mod cli;
 pub mod execute;
 pub mod faults;

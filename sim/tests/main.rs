@@ -6,3 +6,4 @@ mod chaos;
 mod cli;
 mod ledger_faults;
 mod run_embedded;
+mod snapshots;

@@ -3,9 +3,12 @@
 //!
 //! Exit codes: 0 healthy, 10 warning, 11 critical (see [`crate::verdict`]),
 //! 2 for setup errors (invalid scenario, unreachable bus, bad flags), 1 for
-//! anything else that went wrong.
+//! anything else that went wrong. `sim check` exits 0 when nothing
+//! regressed, 3 on a regression and 2 on bad input (see [`crate::check`]).
 
+mod baseline;
 mod capacity;
+mod check;
 mod run;
 
 use std::path::PathBuf;
@@ -13,7 +16,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+pub use self::baseline::baseline_command;
 pub use self::capacity::{CapacityArgs, capacity_command};
+pub use self::check::check_command;
 pub use self::run::run_command;
 use crate::scenario::Scenario;
 
@@ -41,6 +46,45 @@ pub enum Command {
     },
     /// Prints the JSON Schema of scenario files.
     Schema,
+    /// Compares a report with a baseline: counts and verdicts exactly,
+    /// latency and throughput within a tolerance. Exits 0 when nothing
+    /// regressed, 3 on a regression, 2 on bad input.
+    Check(CheckArgs),
+    /// Records the figures of one or more reports as a baseline for `sim
+    /// check`.
+    Baseline(BaselineArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    /// The report: a `report.json`, or the run directory holding it.
+    pub report: PathBuf,
+    /// The baseline file (e.g. reports/baselines/ci-smoke.json).
+    #[arg(long)]
+    pub baseline: PathBuf,
+    /// Latency percentiles may grow to baseline × (1 + RATIO), throughput
+    /// may fall to baseline × (1 − RATIO).
+    #[arg(long, value_name = "RATIO", default_value_t = 0.5)]
+    pub tolerance: f64,
+    /// Latency may always grow by this many ms, so sub-millisecond figures
+    /// do not flag on noise.
+    #[arg(long, value_name = "MS", default_value_t = 1.0)]
+    pub latency_floor_ms: f64,
+    /// Also write the comparison as JUnit XML (one testcase per metric).
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BaselineArgs {
+    /// The report(s): `report.json` files or run directories. With several
+    /// runs of one scenario, their counts and verdicts must agree, and the
+    /// baseline keeps the highest percentiles and the lowest throughput.
+    #[arg(required = true, value_name = "REPORT")]
+    pub reports: Vec<PathBuf>,
+    /// Where to write the baseline (e.g. reports/baselines/ci-smoke.json).
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -128,6 +172,8 @@ pub async fn dispatch(cli: Cli) -> i32 {
             println!("{}", crate::scenario::json_schema());
             0
         }
+        Command::Check(args) => check_command(&args),
+        Command::Baseline(args) => baseline_command(&args),
     }
 }
 

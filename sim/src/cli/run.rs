@@ -8,12 +8,11 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::{EXIT_SETUP, RunArgs, apply_overrides};
-use crate::procstat;
-use crate::report::{self, Report, RunInfo, ScenarioInfo, SimulatorSelf};
-use crate::runner::{RunOptions, RunResult};
+use crate::execute::{self, FinishedRun};
+use crate::report::{self, Report};
+use crate::runner::RunOptions;
 use crate::scenario::{FaultKind, Scenario, TargetMode};
 use crate::target::{self, RunningTarget, TargetOptions};
-use crate::{execute, verdict};
 
 /// Runs `sim run`; returns the exit code.
 pub async fn run_command(args: RunArgs) -> i32 {
@@ -51,6 +50,7 @@ pub async fn run_command(args: RunArgs) -> i32 {
             .faults
             .iter()
             .any(|f| f.kind == FaultKind::NetworkCut),
+        ..TargetOptions::default()
     };
     let target = match RunningTarget::start(&scenario.target, &options).await {
         Ok(t) => t,
@@ -84,64 +84,23 @@ async fn run_against(args: &RunArgs, scenario: Arc<Scenario>, target: &RunningTa
         quiet: args.quiet,
         ..RunOptions::default()
     };
-    let measured = execute::measure(scenario.clone(), target, &options).await;
-    let result = &measured.result;
-    let verdicts = verdict::judge(&result.metrics, &scenario.thresholds);
-    let mut report = Report::new(
-        ScenarioInfo::from_scenario(&scenario, args.scenario.display().to_string()),
-        RunInfo::new(
-            result.started_at,
-            result.duration,
-            target.description.clone(),
-            target.broker.clone(),
-            target.node_count() as u32,
-        ),
-        &result.metrics,
-        verdicts,
-    );
-    report.health_timeline = measured.watched.health.clone();
-    report.redis_samples = measured.watched.redis.clone();
-    report.simulator = simulator_self(result);
-    report.notes.extend(measured.notes.iter().cloned());
-    report.faults = measured.faults.clone();
-    report.notes.extend(measured.bus_nodes.iter().map(|n| {
-        format!(
-            "bus node pid {}: {:.1}% of a core, peak RSS {:.1} MiB",
-            n.pid,
-            n.cpu_percent,
-            n.peak_rss_bytes as f64 / (1 << 20) as f64
-        )
-    }));
-    if args.shard.1 > 1 {
-        report.notes.push(format!(
-            "shard {}/{} of the agents",
-            args.shard.0, args.shard.1
-        ));
-    }
+    let file = args.scenario.display().to_string();
+    let FinishedRun { report, metrics } =
+        execute::run_to_report(scenario.clone(), &file, target, &options).await;
     let dir = args.out.clone().unwrap_or_else(|| {
         report::default_dir(Path::new("reports"), &scenario.name, SystemTime::now())
     });
-    if let Err(e) = report::write_all(&report, &result.metrics, &dir) {
-        eprintln!("sim: writing the report to {}: {e}", dir.display());
-        return 1;
+    match report::write_all(&report, &metrics, &dir) {
+        Ok(_) => {}
+        Err(e) => {
+            eprintln!("sim: writing the report to {}: {e}", dir.display());
+            return 1;
+        }
     }
     if !args.quiet {
         print_summary(&report, &dir);
     }
     report.verdicts.exit_code()
-}
-
-fn simulator_self(result: &RunResult) -> SimulatorSelf {
-    let me = procstat::self_sample();
-    let delivered: u64 = result
-        .metrics
-        .ledger()
-        .classes
-        .values()
-        .map(|c| c.delivered)
-        .sum::<u64>()
-        + result.metrics.ledger().queue.claimed;
-    SimulatorSelf::new(me.cpu_seconds, me.peak_rss_bytes, delivered, result.agents)
 }
 
 fn print_summary(report: &Report, dir: &Path) {

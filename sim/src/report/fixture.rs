@@ -27,7 +27,7 @@ rate = 5.0
 
 /// Three seconds of traffic with a pub/sub loss (so the verdict is
 /// critical), queue counts, errors, a send lag and a degraded bus.
-pub(super) fn sample() -> (Report, RunMetrics) {
+pub(crate) fn sample() -> (Report, RunMetrics) {
     let scenario = Scenario::parse(SCENARIO, "fixture.toml").unwrap();
     let mut r = Recorder::new();
     for i in 0..200u64 {

@@ -8,6 +8,9 @@
 //!   inline SVG charts drawn by plotters.
 //! - `tables` and `text`: the tables and number formats both human views
 //!   share.
+//! - `snapshot`: the [`Snapshot`] view: only the facts that must not change
+//!   between two healthy runs (counts, verdicts, latency [`Band`]s), for
+//!   regression checks.
 //!
 //! [`write_all`] writes them all, plus `hdr/<operation>.hlog` interval logs,
 //! into a directory such as the one [`default_dir`] names.
@@ -20,8 +23,10 @@ mod plots;
 mod tables;
 mod text;
 
+mod snapshot;
+
 #[cfg(test)]
-mod fixture;
+pub(crate) mod fixture;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -32,6 +37,10 @@ pub use markdown::render_markdown;
 pub use model::{
     ConnectionSummary, FaultOutcome, HealthSample, OperationLatency, RedisSample, Report, RunInfo,
     SCHEMA_VERSION, ScenarioInfo, SimulatorSelf,
+};
+pub use snapshot::{
+    AgentCounts, Band, ClassCounts, OperationFacts, P50_BAND_EDGES_MS, P99_BAND_EDGES_MS,
+    QueueCounts, Snapshot,
 };
 
 use crate::metrics::{HlogError, RunMetrics, write_interval_logs};

@@ -25,6 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bus::config::{BrokerKind as BusBroker, BusConfig};
+use bus::router::DeliveryFaults;
 use bus::server::RunningServer;
 use bus::state::AppState;
 use futures_util::future::try_join_all;
@@ -63,6 +64,11 @@ pub struct TargetOptions {
     /// Put a TCP proxy in front of every node, so a fault can cut the
     /// network (for network_cut faults).
     pub network_proxy: bool,
+    /// TEST ONLY: faults an embedded node injects into its deliveries (the
+    /// bus's hidden `--fault-*` flags), so tests can prove that the
+    /// regression checks catch a misbehaving bus. None by default; ignored
+    /// in the other modes.
+    pub embedded_faults: DeliveryFaults,
 }
 
 /// The bus under test, running. Whatever the simulator started is stopped
@@ -141,6 +147,11 @@ impl RunningTarget {
         config.node_id = Some("embedded".to_owned());
         config.jwt_secret = options.jwt_secret.clone();
         config.max_connections = EMBEDDED_MAX_CONNECTIONS;
+        let faults = options.embedded_faults;
+        config.fault_drop_ratio = faults.drop_ratio;
+        config.fault_duplicate_ratio = faults.duplicate_ratio;
+        config.fault_misroute_ratio = faults.misroute_ratio;
+        config.fault_delay = faults.delay;
         if let Some(url) = &redis.url {
             config.broker = BusBroker::Redis;
             config.redis_url = url.clone();
