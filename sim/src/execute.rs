@@ -85,6 +85,13 @@ pub async fn run_to_report(
             n.peak_rss_bytes as f64 / (1 << 20) as f64
         )
     }));
+    let security = measured.result.metrics.ledger().security;
+    if !security.is_empty() {
+        report.notes.push(format!(
+            "security: {} attempts to reach other workspaces or inboxes, {} refused, {} breaches; {} connections with bad tokens, {} refused with 401",
+            security.attempts, security.denied, security.breaches, security.token_attempts, security.token_denied
+        ));
+    }
     let (shard, shards) = options.shard;
     if shards > 1 {
         report

@@ -10,6 +10,17 @@ use std::process::Command;
 use serde_json::Value;
 
 fn run(name: &str) -> Value {
+    let report = run_plain(name);
+    let fault = &report["faults"][0];
+    assert!(
+        fault["error"].is_null(),
+        "{name}: the fault was not applied: {fault}"
+    );
+    report
+}
+
+/// Runs `scenarios/chaos/<name>.toml` and returns its report.
+fn run_plain(name: &str) -> Value {
     let out = tempfile::tempdir().unwrap();
     let scenario =
         Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../scenarios/chaos/{name}.toml"));
@@ -170,4 +181,31 @@ fn slow_consumers() {
         ops.contains(&"publish_delivery") && ops.contains(&"slow_delivery"),
         "{ops:?}"
     );
+}
+
+#[test]
+fn adversaries_find_no_hole() {
+    let r = run_plain("adversaries");
+    let security = &r["ledger"]["security"];
+    assert!(security["attempts"].as_u64().unwrap() > 0, "{security}");
+    assert_eq!(
+        security["attempts"], security["denied"],
+        "every attempt refused: {security}"
+    );
+    assert_eq!(security["breaches"], 0);
+    assert!(
+        security["token_attempts"].as_u64().unwrap() > 0,
+        "bad tokens were tried"
+    );
+    assert_eq!(
+        security["token_attempts"], security["token_denied"],
+        "every bad token got 401"
+    );
+    for (class, ledger) in r["ledger"]["classes"].as_object().unwrap() {
+        assert_eq!(
+            ledger["misrouted"], 0,
+            "{class}: a message reached another workspace"
+        );
+    }
+    assert_eq!(r["verdicts"]["security"]["status"], "healthy");
 }

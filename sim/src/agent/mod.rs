@@ -8,6 +8,7 @@
 //! - [`tracking`]: streams and subscription windows for the ledger.
 //! - `send`, `receive`, `work`: the behaviours.
 
+mod adversary;
 mod receive;
 pub mod schedule;
 mod send;
@@ -60,6 +61,8 @@ enum InFlight {
         message: String,
         tries: u32,
     },
+    /// An adversary's attempt: an `ok` reply is a breach.
+    Attack,
 }
 
 /// A claimed job or a request being "processed".
@@ -139,11 +142,14 @@ enum End {
 pub async fn run(plan: AgentPlan, ctx: Arc<RunContext>) -> AgentOutcome {
     let group = &ctx.scenario.groups[plan.group];
     let mut agent = Agent::new(&plan, group, &ctx);
-    for session in &plan.sessions {
+    for (n, session) in plan.sessions.iter().enumerate() {
         let start = ctx.clock.instant(session.connect_at);
         tokio::select! {
             _ = ctx.stop.cancelled() => break,
             _ = tokio::time::sleep_until(start) => {}
+        }
+        if n == 0 && group.behaviour == crate::scenario::Behaviour::Adversary {
+            agent.try_bad_tokens().await;
         }
         let leave = session.leave_at.map(|t| ctx.clock.instant(t));
         // The ledger counts planned sessions: connected at least once, or

@@ -46,6 +46,7 @@ impl Agent<'_> {
             return;
         }
         match self.request_of(frame) {
+            Some(InFlight::Attack) => self.attack_answered(Some(&code)),
             // It was never published: nobody should expect it.
             Some(InFlight::Published(channel, sent_us)) => {
                 if let Some(i) = self
@@ -94,6 +95,7 @@ impl Agent<'_> {
             return;
         }
         let claimed_at = match self.request_of(&frame) {
+            Some(InFlight::Attack) => return self.attack_answered(None),
             Some(InFlight::Enqueue) => {
                 return self.record(|r, _| r.ledger_mut().queue.enqueued += 1);
             }

@@ -79,6 +79,9 @@ impl Agent<'_> {
             Behaviour::PatternSubscriber => {
                 serde_json::json!({"op":"psubscribe","id":"setup","patterns":self.group.patterns})
             }
+            Behaviour::Adversary => {
+                serde_json::json!({"op":"psubscribe","id":"setup","patterns":["*"]})
+            }
             _ => return true,
         };
         if sink.send(Message::text(frame.to_string())).await.is_err() {
@@ -122,8 +125,12 @@ impl Agent<'_> {
                     );
                 }
             }
-            Behaviour::PatternSubscriber => {
-                for glob in self.group.patterns.clone() {
+            Behaviour::PatternSubscriber | Behaviour::Adversary => {
+                let globs = match self.group.behaviour {
+                    Behaviour::Adversary => vec!["*".to_owned()],
+                    _ => self.group.patterns.clone(),
+                };
+                for glob in globs {
                     let channels = self
                         .ctx
                         .plan
@@ -198,6 +205,10 @@ impl Agent<'_> {
             Behaviour::Broadcaster => self.broadcast(planned_us),
             Behaviour::DirectChatter => self.request(planned_us),
             Behaviour::QueueProducer => self.enqueue(planned_us),
+            Behaviour::Adversary => {
+                let seq = self.next_seq(ChannelKey::Global);
+                self.attack(seq);
+            }
             _ => {}
         }
     }

@@ -24,6 +24,13 @@ pub async fn run_command(args: RunArgs) -> i32 {
         }
     };
     apply_overrides(&mut scenario, args.seed, args.duration);
+    let args = &RunArgs {
+        jwt_secret: args
+            .jwt_secret
+            .clone()
+            .or_else(|| scenario.target.jwt_secret.clone()),
+        ..args
+    };
     if args.redis.is_some() {
         scenario.target.broker = crate::scenario::BrokerKind::Redis;
     }
@@ -68,7 +75,7 @@ pub async fn run_command(args: RunArgs) -> i32 {
             target.description
         );
     }
-    let code = run_against(&args, Arc::new(scenario), &target).await;
+    let code = run_against(args, Arc::new(scenario), &target).await;
     if let Err(e) = target.stop().await {
         eprintln!("sim: stopping the bus under test: {e}");
     }

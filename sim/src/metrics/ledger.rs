@@ -151,6 +151,46 @@ pub struct Ledger {
     pub queue: QueueLedger,
     /// Connection counters.
     pub connections: ConnectionLedger,
+    /// What adversarial agents tried and what the bus let through.
+    #[serde(default, skip_serializing_if = "SecurityLedger::is_empty")]
+    pub security: SecurityLedger,
+}
+
+/// Attempts of adversarial agents to reach what is not theirs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecurityLedger {
+    /// Requests naming another workspace or another agent's inbox.
+    pub attempts: u64,
+    /// Of those, refused with `cross_workspace` or `forbidden`.
+    pub denied: u64,
+    /// Of those, accepted: a hole in the bus's isolation.
+    pub breaches: u64,
+    /// Connections tried with forged, expired or `alg: none` tokens.
+    pub token_attempts: u64,
+    /// Of those, refused with HTTP 401.
+    pub token_denied: u64,
+}
+
+impl SecurityLedger {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Attempts that were neither refused nor counted as breaches (other
+    /// errors, no reply) are not holes; breaches and accepted tokens are.
+    pub fn holes(&self) -> u64 {
+        self.breaches + self.token_attempts.saturating_sub(self.token_denied)
+    }
+}
+
+impl AddAssign<&SecurityLedger> for SecurityLedger {
+    fn add_assign(&mut self, other: &SecurityLedger) {
+        self.attempts += other.attempts;
+        self.denied += other.denied;
+        self.breaches += other.breaches;
+        self.token_attempts += other.token_attempts;
+        self.token_denied += other.token_denied;
+    }
 }
 
 impl Ledger {
@@ -171,6 +211,7 @@ impl Ledger {
         }
         self.queue += &other.queue;
         self.connections += &other.connections;
+        self.security += &other.security;
     }
 }
 

@@ -21,7 +21,7 @@ mod series;
 
 pub use hlog::{HlogError, interval_log, write_interval_logs};
 pub use hub::{LocalRecorder, MetricsHub};
-pub use ledger::{ClassLedger, ConnectionLedger, Ledger, QueueLedger};
+pub use ledger::{ClassLedger, ConnectionLedger, Ledger, QueueLedger, SecurityLedger};
 pub use operation::{MessageClass, Operation, UnknownOperation};
 pub use recorder::{
     MAX_ERROR_KINDS, MAX_LATENCY_US, OTHER_ERROR_KIND, Recorder, SIGNIFICANT_DIGITS, new_histogram,

@@ -132,6 +132,12 @@ pub enum Behaviour {
     QueueProducer,
     /// Claims jobs from `queue` and acks, rejects or crashes.
     QueueWorker,
+    /// Tries at `rate` to reach what is not its own: other workspaces'
+    /// channels and topics, other agents' inboxes, and (when the bus checks
+    /// tokens) forged, expired and `alg: none` tokens. Every attempt must be
+    /// refused; it also pattern-subscribes to `*` and reports anything from
+    /// another workspace as misrouted.
+    Adversary,
 }
 
 impl Behaviour {
@@ -145,6 +151,7 @@ impl Behaviour {
             Behaviour::Broadcaster => "broadcaster",
             Behaviour::QueueProducer => "queue_producer",
             Behaviour::QueueWorker => "queue_worker",
+            Behaviour::Adversary => "adversary",
         }
     }
 
@@ -153,7 +160,10 @@ impl Behaviour {
     pub const fn requires_rate(self) -> bool {
         matches!(
             self,
-            Behaviour::Publisher | Behaviour::Broadcaster | Behaviour::QueueProducer
+            Behaviour::Publisher
+                | Behaviour::Broadcaster
+                | Behaviour::QueueProducer
+                | Behaviour::Adversary
         )
     }
 }

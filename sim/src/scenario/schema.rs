@@ -83,6 +83,10 @@ pub struct Target {
     /// spawned), e.g. `["--visibility-timeout", "2s"]`; see `bus --help`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bus_args: Vec<String>,
+    /// HS256 secret of agent tokens: nodes the simulator starts require
+    /// tokens, and agents sign theirs with it (`--jwt-secret` overrides).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt_secret: Option<String>,
 }
 
 impl Default for Target {
@@ -95,6 +99,7 @@ impl Default for Target {
             urls: Vec::new(),
             source_addresses: Vec::new(),
             bus_args: Vec::new(),
+            jwt_secret: None,
         }
     }
 }

@@ -68,8 +68,21 @@ pub struct Verdicts {
     pub loss: Vec<LossVerdict>,
     /// Connections.
     pub connections: ConnectionVerdict,
+    /// Isolation under attack, when adversarial agents ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security: Option<SecurityVerdict>,
     /// The worst of all of the above.
     pub overall: Status,
+}
+
+/// Whether adversarial agents found a hole: any accepted attempt (or
+/// accepted bad token) is critical.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SecurityVerdict {
+    pub attempts: u64,
+    pub denied: u64,
+    pub holes: u64,
+    pub status: Status,
 }
 
 impl Verdicts {
@@ -88,9 +101,11 @@ impl Verdicts {
     pub fn recompute_overall(&mut self) {
         let operations = self.operations.iter().map(|v| v.status);
         let loss = self.loss.iter().map(|v| v.status);
+        let security = self.security.map(|s| s.status);
         self.overall = operations
             .chain(loss)
             .chain([self.connections.status])
+            .chain(security)
             .max()
             .unwrap_or_default();
     }
@@ -108,12 +123,26 @@ impl Verdicts {
 ///   above its `max_loss` (the override of the class's operation, see
 ///   [`MessageClass::operation`]) is critical — with the default
 ///   `max_loss = 0` any loss is critical;
-/// - connections: fewer agents connected than targeted is critical.
+/// - connections: fewer agents connected than targeted is critical;
+/// - a message delivered where it never should have been (misrouted) is a
+///   leak: its class is critical whatever the loss;
+/// - adversarial agents: any hole in isolation is critical.
 pub fn judge(metrics: &RunMetrics, thresholds: &Thresholds) -> Verdicts {
+    let security = metrics.ledger().security;
     let mut verdicts = Verdicts {
         operations: judge_operations(metrics, thresholds),
         loss: judge_loss(metrics, thresholds),
         connections: judge_connections(metrics),
+        security: (!security.is_empty()).then(|| SecurityVerdict {
+            attempts: security.attempts + security.token_attempts,
+            denied: security.denied + security.token_denied,
+            holes: security.holes(),
+            status: if security.holes() > 0 {
+                Status::Critical
+            } else {
+                Status::Healthy
+            },
+        }),
         overall: Status::Healthy,
     };
     verdicts.recompute_overall();
@@ -157,7 +186,7 @@ fn judge_loss(metrics: &RunMetrics, thresholds: &Thresholds) -> Vec<LossVerdict>
         .filter_map(|class| {
             let counts = ledger.class(class);
             let lost = counts.lost();
-            if counts.expected == 0 && lost == 0 {
+            if counts.expected == 0 && lost == 0 && counts.misrouted == 0 {
                 return None;
             }
             let max_loss = thresholds.for_operation(class.operation()).max_loss;
@@ -169,7 +198,7 @@ fn judge_loss(metrics: &RunMetrics, thresholds: &Thresholds) -> Vec<LossVerdict>
                 lost,
                 loss_ratio,
                 max_loss,
-                status: if loss_ratio > max_loss {
+                status: if loss_ratio > max_loss || counts.misrouted > 0 {
                     Status::Critical
                 } else {
                     Status::Healthy

@@ -15,7 +15,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-pub use judge::{ConnectionVerdict, LossVerdict, OperationVerdict, Verdicts, judge};
+pub use judge::{
+    ConnectionVerdict, LossVerdict, OperationVerdict, SecurityVerdict, Verdicts, judge,
+};
 
 /// How a measured figure compares with its limits. Ordered, so the worst of
 /// several is their `max`.
