@@ -51,7 +51,8 @@ pub struct AgentOutcome {
 enum InFlight {
     Published(ChannelKey, u64),
     Request(u64),
-    Enqueue,
+    /// An enqueue of this many jobs.
+    Enqueue(u32),
     Ack {
         message: String,
         claimed: Instant,
@@ -366,7 +367,7 @@ impl<'a> Agent<'a> {
                         self.outcome.sent.swap_remove(i);
                     }
                 }
-                InFlight::Enqueue => unconfirmed += 1,
+                InFlight::Enqueue(jobs) => unconfirmed += u64::from(jobs),
                 _ => {}
             }
         }

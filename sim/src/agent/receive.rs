@@ -61,8 +61,8 @@ impl Agent<'_> {
             Some(InFlight::Request(seq)) if self.outstanding.remove(&seq).is_some() => {
                 self.ledger(MessageClass::Direct, |l| l.expected -= 1);
             }
-            Some(InFlight::Enqueue) => {
-                self.record(|r, _| r.ledger_mut().queue.enqueue_unconfirmed += 1);
+            Some(InFlight::Enqueue(jobs)) => {
+                self.record(|r, _| r.ledger_mut().queue.enqueue_unconfirmed += u64::from(jobs));
             }
             Some(InFlight::Ack {
                 message,
@@ -96,8 +96,8 @@ impl Agent<'_> {
         }
         let claimed_at = match self.request_of(&frame) {
             Some(InFlight::Attack) => return self.attack_answered(None),
-            Some(InFlight::Enqueue) => {
-                return self.record(|r, _| r.ledger_mut().queue.enqueued += 1);
+            Some(InFlight::Enqueue(jobs)) => {
+                return self.record(|r, _| r.ledger_mut().queue.enqueued += u64::from(jobs));
             }
             Some(InFlight::Reject { .. }) => {
                 return self.record(|r, _| {

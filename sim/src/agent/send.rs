@@ -316,18 +316,28 @@ impl Agent<'_> {
         self.outbox.push(f);
     }
 
+    /// Enqueues `batch` jobs (one frame, one broker round trip), each with
+    /// its own stamp and a priority picked from `priorities`.
     fn enqueue(&mut self, planned_us: u64) {
-        let priorities = &self.group.priorities;
-        let priority = priorities[self.rng.random_range(0..priorities.len())];
-        let stamp = self.stamp(ChannelKey::Global, u32::from(priority), planned_us);
-        let id = self.request_id(InFlight::Enqueue);
-        let bytes = self.payload_bytes();
-        let mut f = String::with_capacity(bytes as usize + 128);
+        let count = self.group.batch.max(1);
+        let id = self.request_id(InFlight::Enqueue(count));
+        let mut f = String::with_capacity(count as usize * 160);
         let _ = write!(f, r#"{{"op":"enqueue","id":"{id}","queue":"#);
         wire::quoted(&mut f, &self.group.queue);
-        let _ = write!(f, r#","priority":{priority},"payload":"#);
-        wire::write_payload(&mut f, &stamp, bytes);
-        f.push('}');
+        f.push_str(r#","messages":["#);
+        for i in 0..count {
+            let priorities = &self.group.priorities;
+            let priority = priorities[self.rng.random_range(0..priorities.len())];
+            let stamp = self.stamp(ChannelKey::Global, u32::from(priority), planned_us);
+            let bytes = self.payload_bytes();
+            if i > 0 {
+                f.push(',');
+            }
+            let _ = write!(f, r#"{{"priority":{priority},"payload":"#);
+            wire::write_payload(&mut f, &stamp, bytes);
+            f.push('}');
+        }
+        f.push_str("]}");
         self.outbox.push(f);
     }
 
