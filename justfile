@@ -12,6 +12,11 @@ test:
 bench-bus:
     cargo bench -p bus
 
+# The performance workloads of docs/BENCHMARKS.md (fan-out, capacity, queues,
+# 50k idle connections, criterion); figures under reports/bench/.
+bench what="all":
+    scripts/bench.sh {{what}}
+
 # The snapshot tests of scenarios/ci/ (run, then review changes; needs cargo-insta).
 snapshots:
     cargo insta test --workspace --review -- snapshots::

@@ -85,6 +85,11 @@ pub async fn run_to_report(
             n.peak_rss_bytes as f64 / (1 << 20) as f64
         )
     }));
+    if let Some((n, rate)) = measured.result.connect_rate {
+        report.notes.push(format!(
+            "connects: {n} completed at {rate:.0}/s (first to last)"
+        ));
+    }
     let security = measured.result.metrics.ledger().security;
     if !security.is_empty() {
         report.notes.push(format!(

@@ -276,6 +276,9 @@ impl<'a> Agent<'a> {
             r.ledger_mut().connections.connect_retries += u64::from(retries);
         });
         Counters::add(&ctx.counters.connected, 1);
+        let at_us = ctx.clock.start.elapsed().as_micros() as u64;
+        ctx.counters.first_connect_us.fetch_min(at_us, std::sync::atomic::Ordering::Relaxed);
+        ctx.counters.last_connect_us.fetch_max(at_us, std::sync::atomic::Ordering::Relaxed);
         Some(socket)
     }
 

@@ -63,9 +63,12 @@ impl Default for RunClock {
 }
 
 /// Live totals for the progress display (the ledger is exact; these are
-/// only for watching).
-#[derive(Debug, Default)]
+/// only for watching), and when the first and last connect completed.
+#[derive(Debug)]
 pub struct Counters {
+    /// Run offsets (µs) of the first and last completed connect.
+    pub first_connect_us: AtomicU64,
+    pub last_connect_us: AtomicU64,
     pub connected: AtomicU64,
     pub sent: AtomicU64,
     pub delivered: AtomicU64,
@@ -76,7 +79,30 @@ pub struct Counters {
     pub disconnects: AtomicU64,
 }
 
+impl Default for Counters {
+    fn default() -> Self {
+        Self {
+            first_connect_us: AtomicU64::new(u64::MAX),
+            last_connect_us: AtomicU64::new(0),
+            connected: AtomicU64::default(),
+            sent: AtomicU64::default(),
+            delivered: AtomicU64::default(),
+            errors: AtomicU64::default(),
+            received: AtomicU64::default(),
+            disconnects: AtomicU64::default(),
+        }
+    }
+}
+
 impl Counters {
+    /// Connects completed per second between the first and the last one.
+    pub fn connect_rate(&self) -> Option<(u64, f64)> {
+        let n = self.connected.load(Ordering::Relaxed);
+        let first = self.first_connect_us.load(Ordering::Relaxed);
+        let last = self.last_connect_us.load(Ordering::Relaxed);
+        (n > 1 && last > first).then(|| (n, n as f64 / ((last - first) as f64 / 1e6)))
+    }
+
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }

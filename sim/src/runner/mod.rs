@@ -79,6 +79,8 @@ pub struct RunResult {
     pub duration: Duration,
     /// Agents this process simulated.
     pub agents: u64,
+    /// Connects completed and their rate (per second, first to last).
+    pub connect_rate: Option<(u64, f64)>,
 }
 
 /// Runs `scenario` against `endpoints`.
@@ -137,6 +139,7 @@ where
         started_at,
         duration: ctx.clock.start.elapsed(),
         agents,
+        connect_rate: ctx.counters.connect_rate(),
     };
     (result, side)
 }

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# The performance workloads of docs/BENCHMARKS.md, with the release build:
+#   fanout    1,000 subscribers / 10 topics / 10 publishers at 5,000 msg/s
+#             (500k deliveries/s offered), through Redis
+#   capacity  the same fan-out: the highest rate still healthy (p99 < 50 ms)
+#   queues    50 workers on one Redis: throughput, and a paced 1k/s
+#   idle      50,000 idle agents: 4 bus nodes, 3 simulator shards, 4
+#             loopback source addresses; bus memory per connection, connects/s
+# Each writes under reports/bench/<workload>/. Usage: scripts/bench.sh
+# [fanout|capacity|queues|idle|criterion|all] (default all).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh >/dev/null
+cargo build --release --locked -p bus -p sim
+SIM=target/release/sim
+BUS=target/release/bus
+OUT=reports/bench
+mkdir -p "$OUT"
+what=${1:-all}
+
+fanout() {
+  "$SIM" run scenarios/bench/fanout-500k.toml --out "$OUT/fanout-500k" || true
+}
+
+capacity() {
+  "$SIM" capacity scenarios/bench/fanout-50k.toml --vary rate --search --from 250 --to 8000 \
+    --refine 3 --point-duration 10s --setups redis-1 --out "$OUT/fanout-capacity" || true
+}
+
+queues() {
+  "$SIM" run scenarios/bench/queue-throughput.toml --out "$OUT/queue-throughput" || true
+  "$SIM" run scenarios/bench/queue-paced.toml --out "$OUT/queue-paced" || true
+}
+
+criterion() {
+  cargo bench --locked -p bus -- --output-format bencher | tee "$OUT/criterion.txt"
+}
+
+# 50,000 idle connections need several processes: a process may hold 20,000
+# open files, and one source/destination address pair has ~28,000 ports.
+idle() {
+  local dir="$OUT/idle-50k" port
+  rm -rf "$dir" && mkdir -p "$dir"
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  redis-server --port "$port" --save "" --appendonly no --daemonize no --logfile "$dir/redis.log" &
+  local redis_pid=$!
+  local pids=() urls=() shards=()
+  until redis-cli -p "$port" ping >/dev/null 2>&1; do sleep 0.1; done
+  for i in 1 2 3 4; do
+    "$BUS" --listen "127.0.0.1:808$i" --redis "redis://127.0.0.1:$port/" --node-id "node-$i" \
+      --max-connections 20000 >"$dir/bus-$i.out" 2>"$dir/bus-$i.err" &
+    pids+=($!)
+    urls+=(--target "ws://127.0.0.1:808$i")
+  done
+  for i in 1 2 3 4; do until grep -q "listening" "$dir/bus-$i.out" 2>/dev/null; do sleep 0.1; done; done
+  for pid in "${pids[@]}"; do grep VmRSS "/proc/$pid/status" | awk -v p="$pid" '{print p, "before", $2}'; done >"$dir/rss.txt"
+  local start
+  start=$(( $(date +%s) + 8 ))
+  for i in 0 1 2; do
+    "$SIM" run scenarios/bench/idle-connections.toml "${urls[@]}" --shard "$i/3" --start-at "$start" \
+      --quiet --out "$dir/shard-$i" &
+    shards+=($!)
+  done
+  sleep $(( start - $(date +%s) + 20 ))
+  for pid in "${pids[@]}"; do grep VmRSS "/proc/$pid/status" | awk -v p="$pid" '{print p, "connected", $2}'; done >>"$dir/rss.txt"
+  for pid in "${shards[@]}"; do wait "$pid" || true; done
+  "$SIM" merge "$dir/shard-0" "$dir/shard-1" "$dir/shard-2" --out "$dir/merged" || true
+  kill "${pids[@]}" "$redis_pid" 2>/dev/null || true
+  cat "$dir/rss.txt"
+}
+
+case "$what" in
+  fanout) fanout ;;
+  capacity) capacity ;;
+  queues) queues ;;
+  idle) idle ;;
+  criterion) criterion ;;
+  all) criterion; fanout; capacity; queues; idle ;;
+  *) echo "usage: $0 [fanout|capacity|queues|idle|criterion|all]" >&2; exit 2 ;;
+esac
+echo "figures under $OUT/"
