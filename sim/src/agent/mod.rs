@@ -277,8 +277,12 @@ impl<'a> Agent<'a> {
         });
         Counters::add(&ctx.counters.connected, 1);
         let at_us = ctx.clock.start.elapsed().as_micros() as u64;
-        ctx.counters.first_connect_us.fetch_min(at_us, std::sync::atomic::Ordering::Relaxed);
-        ctx.counters.last_connect_us.fetch_max(at_us, std::sync::atomic::Ordering::Relaxed);
+        ctx.counters
+            .first_connect_us
+            .fetch_min(at_us, std::sync::atomic::Ordering::Relaxed);
+        ctx.counters
+            .last_connect_us
+            .fetch_max(at_us, std::sync::atomic::Ordering::Relaxed);
         Some(socket)
     }
 
