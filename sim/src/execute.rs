@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::faults;
+use crate::http_load::{self, HttpLoad};
 use crate::metrics::{MessageClass, RunMetrics};
 use crate::monitor::{Monitor, MonitorResult};
 use crate::procstat;
@@ -139,14 +140,26 @@ pub async fn measure(
         .map(|p| procstat::sample(*p))
         .collect();
     let fault_plan = scenario.faults.clone();
-    let (mut result, mut faults) = runner::run_with(scenario.clone(), &endpoints, options, |ctx| {
-        faults::drive(fault_plan, ctx, target)
-    })
-    .await;
+    let http = http_load_of(&scenario, target, options);
+    let (mut result, (mut faults, rest_notes)) =
+        runner::run_with(scenario.clone(), &endpoints, options, |ctx| async move {
+            let rest = async {
+                match http {
+                    Some(load) => http_load::run(load, ctx.hub.clone()).await,
+                    None => Ok(Vec::new()),
+                }
+            };
+            tokio::join!(faults::drive(fault_plan, ctx.clone(), target), rest)
+        })
+        .await;
     let watched = monitor.stop().await;
     faults::attach_health(&mut faults, &watched.health);
     let bus_nodes = node_costs(target, &before, result.duration);
     let mut notes = settle_queues(&scenario, target, &mut result.metrics).await;
+    match rest_notes {
+        Ok(rest) => notes.extend(rest),
+        Err(e) => notes.push(format!("the REST load (goose) failed: {e}")),
+    }
     if result.slow_consumers != (0, 0) {
         let (expected, delivered) = result.slow_consumers;
         notes.push(format!(
@@ -161,6 +174,44 @@ pub async fn measure(
         notes,
         faults,
     }
+}
+
+/// The goose load of the scenario's `rest_client` groups, if any: their
+/// users together, each thinking `1 / rate` between requests, on the first
+/// node, in workspace `ws-0`.
+fn http_load_of(scenario: &Scenario, target: &RunningTarget, options: &RunOptions) -> Option<HttpLoad> {
+    let groups: Vec<_> = scenario
+        .groups
+        .iter()
+        .filter(|g| g.behaviour == Behaviour::RestClient)
+        .collect();
+    let users: u32 = groups.iter().map(|g| g.count).sum();
+    if users == 0 || options.shard.0 != 0 {
+        return None;
+    }
+    let rate = groups.iter().map(|g| g.rate).fold(f64::MAX, f64::min).max(0.01);
+    let token = options.jwt_secret.as_deref().map(|secret| {
+        bus::auth::issue_token(
+            secret,
+            &bus::auth::Claims {
+                sub: "sim-rest".into(),
+                workspace: "ws-0".into(),
+                user: None,
+                topics: None,
+                global_broadcast: false,
+                admin: true,
+                exp: bus::auth::unix_now() + 24 * 3600,
+            },
+        )
+    });
+    Some(HttpLoad {
+        base_url: target.http_urls.first()?.clone(),
+        users: users as usize,
+        think: Duration::from_secs_f64(1.0 / rate),
+        run_time: scenario.total_duration(),
+        workspace: "ws-0".into(),
+        token,
+    })
 }
 
 fn node_costs(

@@ -33,6 +33,7 @@
 //! - [`runner`]: the plan (who connects when and where), the agents' shared
 //!   context, phases and drain, the reconciled ledger.
 //! - [`faults`]: a scenario's faults injected while it runs.
+//! - [`http_load`]: REST load through goose (`rest_client` groups).
 //! - [`execute`]: one scenario against a running bus, watched, faults
 //!   injected, with the queue ledger settled from the bus's counts.
 //! - [`capacity`]: load sweeps and searches for the highest healthy load.
@@ -44,6 +45,7 @@ pub mod check;
 pub mod cli;
 pub mod execute;
 pub mod faults;
+pub mod http_load;
 pub mod metrics;
 pub mod monitor;
 pub mod procstat;

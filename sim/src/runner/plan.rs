@@ -165,7 +165,9 @@ pub fn build(scenario: &Scenario, nodes: usize, sources: &[IpAddr], shard: (u32,
             let index = index as u32;
             let workspace = index % group.workspaces.max(1);
             members.entry((g, workspace)).or_default().push(id);
-            if id % shard.1 == shard.0 {
+            // REST clients are goose users, not WebSocket agents.
+            let websocket = group.behaviour != Behaviour::RestClient;
+            if websocket && id % shard.1 == shard.0 {
                 agents.push(AgentPlan {
                     id,
                     group: g,

@@ -138,6 +138,9 @@ pub enum Behaviour {
     /// refused; it also pattern-subscribes to `*` and reports anything from
     /// another workspace as misrouted.
     Adversary,
+    /// A goose user on the bus's REST endpoints (publish, enqueue, claim,
+    /// `/health`), a request every `1 / rate` seconds; no WebSocket.
+    RestClient,
 }
 
 impl Behaviour {
@@ -152,6 +155,7 @@ impl Behaviour {
             Behaviour::QueueProducer => "queue_producer",
             Behaviour::QueueWorker => "queue_worker",
             Behaviour::Adversary => "adversary",
+            Behaviour::RestClient => "rest_client",
         }
     }
 
@@ -164,6 +168,7 @@ impl Behaviour {
                 | Behaviour::Broadcaster
                 | Behaviour::QueueProducer
                 | Behaviour::Adversary
+                | Behaviour::RestClient
         )
     }
 }
