@@ -1,8 +1,10 @@
 //! REST load through goose: `rest_client` groups drive the bus's operator
 //! endpoints (publish, enqueue, claim and ack, `/health`) with goose users
-//! while the WebSocket agents run. Each request is timed here in µs into the
-//! run's `http_request` histogram (goose's own figures are whole
-//! milliseconds); goose's per-request counts come back as notes.
+//! while the WebSocket agents run. Each call is timed here in µs into its own
+//! histogram (`http_health`, `http_publish`, `http_enqueue`,
+//! `http_claim_ack`; goose's own figures are whole milliseconds), so the
+//! report shows REST percentiles beside the WebSocket ones; goose's
+//! per-endpoint counts come back as notes.
 //!
 //! Goose runs a closed model (each user waits for its reply, then thinks
 //! for `1 / rate`), unlike the agents' open model: say so when comparing.
@@ -38,8 +40,15 @@ struct Shared {
 }
 
 impl Shared {
-    /// Sends `method path` (with a JSON body) and records its latency.
-    async fn call(&self, user: &mut GooseUser, method: GooseMethod, path: &str, body: Option<serde_json::Value>) -> TransactionResult {
+    /// Sends `method path` (with a JSON body); returns the response's
+    /// JSON body, or the error kind (`http_<status>`, `http_failed`).
+    async fn call(
+        &self,
+        user: &mut GooseUser,
+        method: GooseMethod,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<Result<serde_json::Value, String>, Box<TransactionError>> {
         let mut builder = user.get_request_builder(&method, path)?;
         if let Some(token) = &self.token {
             builder = builder.bearer_auth(token);
@@ -52,23 +61,25 @@ impl Shared {
             .path(path)
             .set_request_builder(builder)
             .build();
-        let started = Instant::now();
         let response = user.request(request).await?;
+        Ok(match response.response {
+            Ok(r) if r.status().is_success() => Ok(r.json().await.unwrap_or_default()),
+            Ok(r) => Err(format!("http_{}", r.status().as_u16())),
+            Err(_) => Err("http_failed".to_owned()),
+        })
+    }
+
+    /// Records one sample of `operation` (and its error, if any).
+    fn record(&self, operation: Operation, started: Instant, failure: Option<String>) {
         let latency = started.elapsed();
-        let failure = match &response.response {
-            Ok(r) if r.status().is_success() => None,
-            Ok(r) => Some(format!("http_{}", r.status().as_u16())),
-            Err(_) => Some("http_failed".to_owned()),
-        };
         let local = self.hub.local();
         let at = local.elapsed();
         local.with(|r| {
-            r.record_duration(Operation::HttpRequest, latency, at);
+            r.record_duration(operation, latency, at);
             if let Some(kind) = &failure {
                 r.count_error(at, kind);
             }
         });
-        Ok(())
     }
 }
 
@@ -78,28 +89,65 @@ enum Call {
     Health,
     Publish,
     Enqueue,
-    Claim,
+    ClaimAck,
 }
 
 impl Shared {
     async fn run(&self, user: &mut GooseUser, call: Call) -> TransactionResult {
         let ws = &self.workspace;
-        match call {
-            Call::Health => self.call(user, GooseMethod::Get, "/health", None).await,
+        let started = Instant::now();
+        let (operation, outcome) = match call {
+            Call::Health => {
+                // 503 means "unhealthy", still a valid answer.
+                let outcome = match self.call(user, GooseMethod::Get, "/health", None).await? {
+                    Err(kind) if kind == "http_503" => Ok(serde_json::Value::Null),
+                    other => other,
+                };
+                (Operation::HttpHealth, outcome)
+            }
             Call::Publish => {
-                let body = json!({"workspace": ws, "topic": "agent:rest", "payload": {"via": "rest"}});
-                self.call(user, GooseMethod::Post, "/publish", Some(body)).await
+                let body =
+                    json!({"workspace": ws, "topic": "agent:rest", "payload": {"via": "rest"}});
+                (
+                    Operation::HttpPublish,
+                    self.call(user, GooseMethod::Post, "/publish", Some(body))
+                        .await?,
+                )
             }
             Call::Enqueue => {
                 let path = format!("/queues/{ws}/rest/enqueue");
                 let body = json!({"payload": {"via": "rest"}});
-                self.call(user, GooseMethod::Post, &path, Some(body)).await
+                (
+                    Operation::HttpEnqueue,
+                    self.call(user, GooseMethod::Post, &path, Some(body))
+                        .await?,
+                )
             }
-            Call::Claim => {
-                let path = format!("/queues/{ws}/rest/claim");
-                self.call(user, GooseMethod::Post, &path, Some(json!({"max": 1}))).await
+            Call::ClaimAck => {
+                let claim = format!("/queues/{ws}/rest/claim");
+                let mut outcome = self
+                    .call(user, GooseMethod::Post, &claim, Some(json!({"max": 1})))
+                    .await?;
+                let id = outcome
+                    .as_ref()
+                    .ok()
+                    .and_then(|b| b["jobs"][0]["message"]["id"].as_str().map(str::to_owned));
+                if let Some(id) = id {
+                    let ack = format!("/queues/{ws}/rest/ack");
+                    outcome = self
+                        .call(
+                            user,
+                            GooseMethod::Post,
+                            &ack,
+                            Some(json!({"message_id": id})),
+                        )
+                        .await?;
+                }
+                (Operation::HttpClaimAck, outcome)
             }
-        }
+        };
+        self.record(operation, started, outcome.err());
+        Ok(())
     }
 }
 
@@ -125,7 +173,7 @@ pub async fn run(load: HttpLoad, hub: MetricsHub) -> Result<Vec<String>, String>
         .register_transaction(transaction(&shared, "GET /health", Call::Health))
         .register_transaction(transaction(&shared, "POST /publish", Call::Publish))
         .register_transaction(transaction(&shared, "POST enqueue", Call::Enqueue))
-        .register_transaction(transaction(&shared, "POST claim", Call::Claim));
+        .register_transaction(transaction(&shared, "POST claim + ack", Call::ClaimAck));
     let config = goose::config::GooseConfiguration::default();
     let metrics = GooseAttack::initialize_with_config(config)
         .map_err(|e| e.to_string())?
@@ -133,12 +181,16 @@ pub async fn run(load: HttpLoad, hub: MetricsHub) -> Result<Vec<String>, String>
         .set_default(GooseDefault::Host, load.base_url.as_str())
         .and_then(|a| a.set_default(GooseDefault::Users, load.users))
         .and_then(|a| a.set_default(GooseDefault::IncreaseRate, "100"))
-        .and_then(|a| a.set_default(GooseDefault::RunTime, load.run_time.as_secs().max(1) as usize))
+        .and_then(|a| {
+            a.set_default(
+                GooseDefault::RunTime,
+                load.run_time.as_secs().max(1) as usize,
+            )
+        })
         .and_then(|a| a.set_default(GooseDefault::Quiet, 1))
         .and_then(|a| a.set_default(GooseDefault::NoPrintMetrics, true))
         .and_then(|a| a.set_default(GooseDefault::NoErrorSummary, true))
         .and_then(|a| a.set_default(GooseDefault::NoTelnet, true))
-        .and_then(|a| a.set_default(GooseDefault::NoWebSocket, true))
         .map_err(|e| e.to_string())?
         .execute()
         .await

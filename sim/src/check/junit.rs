@@ -111,7 +111,7 @@ mod tests {
             rows: vec![
                 row("messages.pubsub.lost", RowStatus::Regression),
                 row("latency.connect.p50_ms", RowStatus::Ok),
-                row("latency.http_request.p99_ms", RowStatus::New),
+                row("latency.http_publish.p99_ms", RowStatus::New),
             ],
         };
         let xml = render_junit(&comparison);

@@ -165,7 +165,7 @@ fn faster_is_fine_and_a_missing_operation_regresses() {
     current.latency_ms.remove(&Operation::QueueWait);
     current
         .latency_ms
-        .insert(Operation::HttpRequest, Percentiles { p50: 1.0, p99: 2.0 });
+        .insert(Operation::HttpPublish, Percentiles { p50: 1.0, p99: 2.0 });
     let c = compare(&b, &current, Tolerance::default()).unwrap();
     assert_eq!(
         regressions(&c),
@@ -173,7 +173,7 @@ fn faster_is_fine_and_a_missing_operation_regresses() {
     );
     assert_eq!(row(&c, "latency.queue_wait.p99_ms").current, "-");
     assert_eq!(
-        row(&c, "latency.http_request.p50_ms").status,
+        row(&c, "latency.http_publish.p50_ms").status,
         RowStatus::New
     );
 }

@@ -37,8 +37,15 @@ pub enum Operation {
     /// since latencies run from the planned instant the lag still shows up in
     /// the bus operations (no coordinated omission).
     SendLag,
-    /// A REST call to the bus.
-    HttpRequest,
+    /// REST (goose, `rest_client` groups): `GET /health`.
+    HttpHealth,
+    /// REST: `POST /publish`.
+    HttpPublish,
+    /// REST: `POST /queues/{w}/{q}/enqueue`.
+    HttpEnqueue,
+    /// REST: `POST .../claim`, then `POST .../ack` of the claimed job (one
+    /// sample for both calls).
+    HttpClaimAck,
     /// A publish until its delivery to an agent that a fault made a slow
     /// consumer: reported beside `publish_delivery` (so the other agents'
     /// figures stay clean), never judged.
@@ -47,7 +54,7 @@ pub enum Operation {
 
 impl Operation {
     /// Every operation, in report order.
-    pub const ALL: [Operation; 10] = [
+    pub const ALL: [Operation; 13] = [
         Operation::Connect,
         Operation::PublishDelivery,
         Operation::DirectRtt,
@@ -56,7 +63,10 @@ impl Operation {
         Operation::QueueWait,
         Operation::QueueProcess,
         Operation::SendLag,
-        Operation::HttpRequest,
+        Operation::HttpHealth,
+        Operation::HttpPublish,
+        Operation::HttpEnqueue,
+        Operation::HttpClaimAck,
         Operation::SlowDelivery,
     ];
 
@@ -71,7 +81,10 @@ impl Operation {
             Operation::QueueWait => "queue_wait",
             Operation::QueueProcess => "queue_process",
             Operation::SendLag => "send_lag",
-            Operation::HttpRequest => "http_request",
+            Operation::HttpHealth => "http_health",
+            Operation::HttpPublish => "http_publish",
+            Operation::HttpEnqueue => "http_enqueue",
+            Operation::HttpClaimAck => "http_claim_ack",
             Operation::SlowDelivery => "slow_delivery",
         }
     }
