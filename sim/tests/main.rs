@@ -4,6 +4,7 @@
 mod capacity;
 mod chaos;
 mod cli;
+mod deploy;
 mod ledger_faults;
 mod run_embedded;
 mod snapshots;
