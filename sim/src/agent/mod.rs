@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use tokio_tungstenite::tungstenite::Message;
@@ -34,6 +34,11 @@ use crate::metrics::{MessageClass, Operation};
 use crate::runner::context::{Counters, RunContext};
 use crate::runner::plan::{AgentPlan, Session};
 use crate::scenario::{Behaviour, Group};
+
+/// Frames an agent handles per wake-up when more are already read: a
+/// backlog drains without a timer round per frame, and the agent's own
+/// sends wait at most this many frames.
+const READ_BURST: u32 = 64;
 
 /// What an agent hands back when the run ends, for the ledger.
 #[derive(Debug, Default)]
@@ -440,21 +445,34 @@ impl<'a> Agent<'a> {
                         return End::Storm;
                     }
                 }
-                frame = stream.next(), if reading => match frame {
-                    Some(Ok(Message::Text(text))) => {
-                        Counters::add(&ctx.counters.received, 1);
-                        self.on_frame(&text);
+                frame = stream.next(), if reading => {
+                    // Frames already read from the socket are handled in one
+                    // go, without a new round of timers and wake-ups each.
+                    let (mut next, mut polled, mut texts) = (Some(frame), 0, 0);
+                    while let Some(frame) = next.take() {
+                        polled += 1;
+                        match frame {
+                            Some(Ok(Message::Text(text))) => {
+                                texts += 1;
+                                self.on_frame(&text);
+                            }
+                            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
+                                Counters::add(&ctx.counters.received, texts);
+                                Counters::add(&ctx.counters.disconnects, 1);
+                                self.record(|r, at| {
+                                    r.ledger_mut().connections.disconnects += 1;
+                                    r.count_error(at, "disconnected");
+                                });
+                                return if leaving { End::Left } else { End::Lost };
+                            }
+                            Some(Ok(_)) => {}
+                        }
+                        if polled < READ_BURST {
+                            next = stream.next().now_or_never();
+                        }
                     }
-                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
-                        Counters::add(&ctx.counters.disconnects, 1);
-                        self.record(|r, at| {
-                            r.ledger_mut().connections.disconnects += 1;
-                            r.count_error(at, "disconnected");
-                        });
-                        return if leaving { End::Left } else { End::Lost };
-                    }
-                    Some(Ok(_)) => {}
-                },
+                    Counters::add(&ctx.counters.received, texts);
+                }
                 _ = tokio::time::sleep_until(due) => {
                     let now = tokio::time::Instant::now();
                     if linger_until.is_some_and(|l| now >= l) {
