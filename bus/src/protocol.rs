@@ -106,11 +106,16 @@ pub enum ClientFrame {
         #[serde(default)]
         wait_ms: u64,
     },
+    /// Acks one message (`message_id`) or several in one broker call
+    /// (`message_ids`, at most 1,000).
     Ack {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<RequestId>,
         queue: String,
-        message_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message_id: Option<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        message_ids: Vec<String>,
     },
     Reject {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -353,6 +358,9 @@ pub struct OkResult {
     /// ack: whether the queue held the message.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub acked: Option<bool>,
+    /// ack of `message_ids`: whether the queue held each, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub acks: Vec<bool>,
     /// reject: what happened (absent when the message was not claimed).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outcome: Option<RejectOutcome>,

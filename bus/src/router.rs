@@ -283,6 +283,11 @@ impl MessageRouter {
         Ok(self.inner.broker.ack(queue, id).await?)
     }
 
+    /// Acks several messages of one queue in one broker call.
+    pub async fn ack_many(&self, queue: &str, ids: &[String]) -> Result<Vec<bool>> {
+        Ok(self.inner.broker.ack_many(queue, ids).await?)
+    }
+
     pub async fn reject(
         &self,
         queue: &str,

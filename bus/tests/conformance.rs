@@ -360,6 +360,34 @@ pub async fn acks_are_idempotent_for_a_while(b: Backend) {
     assert_eq!((stats.ready, stats.processing), (0, 0));
 }
 
+pub async fn acks_in_batches(b: Backend) {
+    let p = policy(3);
+    let messages: Vec<AgentMessage> = (0..5).map(|i| msg(i, 0)).collect();
+    b.broker.enqueue("w1/b", &messages, u64::MAX).await.unwrap();
+    let claimed = b.broker.claim("w1/b", 3, VISIBILITY, &p).await.unwrap();
+    assert_eq!(claimed.len(), 3);
+    // Claimed, still ready, unknown, and a claimed one twice in one batch.
+    let ids = vec![
+        claimed[0].message.id.clone(),
+        claimed[1].message.id.clone(),
+        messages[4].id.clone(),
+        "no-such-id".to_owned(),
+        claimed[0].message.id.clone(),
+    ];
+    assert_eq!(
+        b.broker.ack_many("w1/b", &ids).await.unwrap(),
+        vec![true, true, true, false, true],
+        "one answer per id, in order; a repeat within the batch is idempotent"
+    );
+    let stats = b.broker.stats("w1/b").await.unwrap();
+    assert_eq!((stats.ready, stats.processing), (1, 1));
+    assert_eq!(
+        b.broker.ack_many("w1/b", &ids[..2]).await.unwrap(),
+        vec![true, true],
+        "a repeated batch (a retry after a lost reply) succeeds"
+    );
+}
+
 pub async fn reclaim_after_visibility_timeout(b: Backend) {
     let p = policy(2);
     let m = msg(1, 0);
@@ -616,6 +644,7 @@ every_backend!(
     claims_are_atomic_under_50_consumers,
     ack_reject_retry_and_dead_letter,
     acks_are_idempotent_for_a_while,
+    acks_in_batches,
     reclaim_after_visibility_timeout,
     stats_queues_and_limits,
     waiting_workers_are_woken_by_enqueue,

@@ -219,6 +219,16 @@ pub trait Broker: Send + Sync + Debug + 'static {
     /// within [`ACK_MEMORY`] (acks are idempotent).
     async fn ack(&self, queue: &str, id: &str) -> Result<bool>;
 
+    /// [`Broker::ack`] of several messages of one queue, in one round trip
+    /// where the backend allows; one answer per id, in order.
+    async fn ack_many(&self, queue: &str, ids: &[String]) -> Result<Vec<bool>> {
+        let mut acked = Vec::with_capacity(ids.len());
+        for id in ids {
+            acked.push(self.ack(queue, id).await?);
+        }
+        Ok(acked)
+    }
+
     /// Gives a claimed message back: requeued after backoff while attempts
     /// remain and `requeue` is set, dead-lettered with `reason` otherwise.
     /// `None` when the message is not currently claimed.

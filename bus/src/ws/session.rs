@@ -308,8 +308,11 @@ impl Session {
             } => self.enqueue(queue, payload, priority, messages).await,
             ClientFrame::Dequeue { queue, max, .. } => self.dequeue_now(queue, max).await,
             ClientFrame::Ack {
-                queue, message_id, ..
-            } => self.ack(queue, message_id).await,
+                queue,
+                message_id,
+                message_ids,
+                ..
+            } => self.ack(queue, message_id, message_ids).await,
             ClientFrame::Reject {
                 queue,
                 message_id,
@@ -636,13 +639,37 @@ impl Session {
         Ok(())
     }
 
-    async fn ack(&mut self, queue: String, message_id: String) -> OpResult {
+    async fn ack(
+        &mut self,
+        queue: String,
+        message_id: Option<String>,
+        message_ids: Vec<String>,
+    ) -> OpResult {
         let resolved = self.resolve_queue(&queue)?;
-        let acked = self.state.router.ack(&resolved, &message_id).await?;
-        Ok(OkResult {
-            acked: Some(acked),
-            ..Default::default()
-        })
+        match (message_id, message_ids.len()) {
+            (Some(message_id), 0) => {
+                let acked = self.state.router.ack(&resolved, &message_id).await?;
+                Ok(OkResult {
+                    acked: Some(acked),
+                    ..Default::default()
+                })
+            }
+            (None, 1..=MAX_BATCH) => {
+                let acks = self.state.router.ack_many(&resolved, &message_ids).await?;
+                Ok(OkResult {
+                    acks,
+                    ..Default::default()
+                })
+            }
+            (None, n) if n > MAX_BATCH => Err(OpError::new(
+                ErrorCode::BadFrame,
+                format!("at most {MAX_BATCH} message ids per ack"),
+            )),
+            _ => Err(OpError::new(
+                ErrorCode::BadFrame,
+                "ack takes either `message_id` or `message_ids`",
+            )),
+        }
     }
 
     async fn reject(

@@ -63,6 +63,8 @@ enum InFlight {
         claimed: Instant,
         tries: u32,
     },
+    /// Several acks in one frame (`message_ids`): message, claimed, tries.
+    AckBatch(Vec<(String, Instant, u32)>),
     Reject {
         message: String,
         tries: u32,

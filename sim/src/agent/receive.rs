@@ -75,6 +75,17 @@ impl Agent<'_> {
                     tries: tries + 1,
                 });
             }
+            Some(InFlight::AckBatch(acks)) => {
+                for (message, claimed, tries) in acks {
+                    if tries < super::work::MAX_TRIES {
+                        self.retry_later(super::WorkKind::Ack {
+                            id: message,
+                            claimed,
+                            tries: tries + 1,
+                        });
+                    }
+                }
+            }
             Some(InFlight::Reject { message, tries }) if tries < super::work::MAX_TRIES => {
                 self.retry_later(super::WorkKind::Reject {
                     id: message,
@@ -111,9 +122,21 @@ impl Agent<'_> {
                 });
             }
             Some(InFlight::Ack { claimed, .. }) => claimed,
+            Some(InFlight::AckBatch(acks)) => {
+                let answers = frame.acks.unwrap_or_default();
+                for (i, (_, claimed, _)) in acks.iter().enumerate() {
+                    self.on_acked(answers.get(i) == Some(&true), *claimed);
+                }
+                return;
+            }
             _ => return,
         };
-        if frame.acked == Some(true) {
+        self.on_acked(frame.acked == Some(true), claimed_at);
+    }
+
+    /// The bus's answer to one ack.
+    fn on_acked(&mut self, acked: bool, claimed_at: std::time::Instant) {
+        if acked {
             let latency = claimed_at.elapsed();
             self.record(|r, at| {
                 r.ledger_mut().queue.acked += 1;

@@ -134,6 +134,9 @@ pub struct Incoming<'a> {
     pub jobs: Option<Vec<JobView<'a>>>,
     #[serde(default)]
     pub acked: Option<bool>,
+    /// Replies to acks of several `message_ids`.
+    #[serde(default)]
+    pub acks: Option<Vec<bool>>,
     #[serde(default)]
     pub outcome: Option<OutcomeView>,
     #[serde(default)]

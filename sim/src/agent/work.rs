@@ -17,6 +17,8 @@ const ANSWERED_MEMORY: usize = 4096;
 const RETRY_AFTER: std::time::Duration = std::time::Duration::from_millis(200);
 /// Tries of one ack or reject at most (about 10 s of an unreachable broker).
 pub(super) const MAX_TRIES: u32 = 50;
+/// Ids in one ack frame at most (the bus takes 1,000).
+const MAX_ACK_BATCH: usize = 1000;
 
 impl Agent<'_> {
     /// When the next piece of work finishes: after the previous one, plus
@@ -127,19 +129,52 @@ impl Agent<'_> {
     }
 
     /// Finishes every piece of work whose time has come.
+    /// Acks due together go out in one frame (`message_ids`).
     pub(super) fn finish_due_work(&mut self) {
         let now = tokio::time::Instant::now();
+        let mut acks = Vec::new();
         while self.work.front().is_some_and(|w| w.due <= now) {
             let Some(item) = self.work.pop_front() else {
                 break;
             };
             match item.kind {
-                WorkKind::Ack { id, claimed, tries } => self.send_ack(id, claimed, tries),
+                WorkKind::Ack { id, claimed, tries } => acks.push((id, claimed, tries)),
                 WorkKind::Reject { id, tries } => self.send_reject(id, tries),
                 WorkKind::Crash => self.record(|r, _| r.ledger_mut().queue.crashed += 1),
                 WorkKind::Respond { frame } => self.outbox.push(frame),
             }
         }
+        match acks.len() {
+            0 => {}
+            1 => {
+                let (id, claimed, tries) = acks.swap_remove(0);
+                self.send_ack(id, claimed, tries);
+            }
+            _ => {
+                while !acks.is_empty() {
+                    let rest = acks.split_off(acks.len().min(MAX_ACK_BATCH));
+                    self.send_acks(std::mem::replace(&mut acks, rest));
+                }
+            }
+        }
+    }
+
+    fn send_acks(&mut self, acks: Vec<(String, Instant, u32)>) {
+        self.next_request += 1;
+        let id = self.next_request;
+        let mut f = String::with_capacity(64 + 40 * acks.len());
+        let _ = write!(f, r#"{{"op":"ack","id":"{id}","queue":"#);
+        wire::quoted(&mut f, &self.group.queue);
+        f.push_str(r#","message_ids":["#);
+        for (i, (message, _, _)) in acks.iter().enumerate() {
+            if i > 0 {
+                f.push(',');
+            }
+            wire::quoted(&mut f, message);
+        }
+        f.push_str("]}");
+        self.outbox.push(f);
+        self.in_flight.insert(id, InFlight::AckBatch(acks));
     }
 
     fn send_ack(&mut self, message_id: String, claimed: Instant, tries: u32) {

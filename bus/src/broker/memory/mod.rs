@@ -254,6 +254,11 @@ impl Broker for MemoryBroker {
         Ok(self.with_queue(queue, |q| q.ack(id, now)))
     }
 
+    async fn ack_many(&self, queue: &str, ids: &[String]) -> Result<Vec<bool>> {
+        let now = self.inner.clock.now_ms();
+        Ok(self.with_queue(queue, |q| ids.iter().map(|id| q.ack(id, now)).collect()))
+    }
+
     async fn reject(
         &self,
         queue: &str,

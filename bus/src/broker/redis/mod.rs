@@ -305,17 +305,23 @@ impl Broker for RedisBroker {
     }
 
     async fn ack(&self, queue: &str, id: &str) -> Result<bool> {
-        let args = [
-            id.as_bytes().to_vec(),
-            self.now().to_string().into_bytes(),
+        let acked = self.ack_many(queue, &[id.to_owned()]).await?;
+        Ok(acked.first().copied().unwrap_or(false))
+    }
+
+    async fn ack_many(&self, queue: &str, ids: &[String]) -> Result<Vec<bool>> {
+        let mut args = Vec::with_capacity(ids.len() + 2);
+        args.push(self.now().to_string().into_bytes());
+        args.push(
             (super::ACK_MEMORY.as_millis() as u64)
                 .to_string()
                 .into_bytes(),
-        ];
-        let removed: i64 = self
+        );
+        args.extend(ids.iter().map(|id| id.as_bytes().to_vec()));
+        let acked: Vec<i64> = self
             .run_script(&self.inner.scripts.ack, queue, &args)
             .await?;
-        Ok(removed == 1)
+        Ok(acked.into_iter().map(|a| a == 1).collect())
     }
 
     async fn reject(
