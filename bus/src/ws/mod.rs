@@ -69,6 +69,10 @@ pub async fn connect(
         // Frames fed in one batch go out in one write; the buffer only
         // grows with bursts, so idle connections stay small.
         .write_buffer_size(WRITE_BUFFER)
+        // tungstenite's default read buffer is 128 KiB, zero-filled per
+        // connection: most of an idle connection's memory. It grows for a
+        // larger frame and keeps its size afterwards.
+        .read_buffer_size(READ_BUFFER)
         .on_failed_upgrade(move |err| {
             tracing::debug!(cause = %err, "websocket upgrade failed");
             cleanup.0.registry.unregister(cleanup.1);
@@ -82,6 +86,8 @@ fn refuse(status: StatusCode, message: &str) -> Response {
 
 /// Bytes of frames gathered before a socket write (a flush writes sooner).
 const WRITE_BUFFER: usize = 64 * 1024;
+/// Initial read buffer of a connection.
+const READ_BUFFER: usize = 8 * 1024;
 
 /// Close code sent to every client when the node shuts down.
 pub const SHUTDOWN_CLOSE: u16 = close::GOING_AWAY;
