@@ -104,6 +104,12 @@ pub async fn run_to_report(
             .notes
             .push(format!("shard {shard}/{shards} of the agents"));
     }
+    if let Some(at) = options.start_at {
+        report.notes.push(format!(
+            "started at --start-at {}",
+            humantime::format_rfc3339_millis(at)
+        ));
+    }
     FinishedRun {
         report,
         metrics: measured.result.metrics,
@@ -128,6 +134,9 @@ pub async fn measure(
         ws_urls: target.ws_urls.clone(),
         source_addresses: scenario.target.source_addresses.clone(),
     };
+    if let Some(at) = options.start_at {
+        runner::wait_until(at).await;
+    }
     let monitor = Monitor::start(
         target.http_urls.clone(),
         target.redis_url.clone(),

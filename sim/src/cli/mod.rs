@@ -10,9 +10,10 @@ mod baseline;
 mod capacity;
 mod check;
 mod run;
+mod start_at;
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use clap::{Args, Parser, Subcommand};
 
@@ -20,6 +21,7 @@ pub use self::baseline::baseline_command;
 pub use self::capacity::{CapacityArgs, capacity_command};
 pub use self::check::check_command;
 pub use self::run::run_command;
+pub use self::start_at::{MAX_LEAD, START_GRACE, check_start_at, parse_start_at};
 use crate::scenario::Scenario;
 
 /// Exit code of setup errors.
@@ -124,9 +126,17 @@ pub struct RunArgs {
     /// Stretch or shrink the phases to this total length.
     #[arg(long, value_parser = duration)]
     pub duration: Option<Duration>,
-    /// Run only the i-th of n slices of the agents.
+    /// Run only the i-th of n slices of the agents (those whose number
+    /// modulo n is i); `sim merge` combines the shards' reports.
     #[arg(long, value_parser = shard, default_value = "0/1")]
     pub shard: (u32, u32),
+    /// Begin the run (its connects and phases) at this wall-clock time, so
+    /// shards launched separately run together: Unix seconds (e.g.
+    /// 1767225600) or RFC 3339 in UTC (e.g. 2026-01-01T00:00:00Z). The bus
+    /// under test starts first, then the run waits; a time more than 2 s
+    /// past is an error.
+    #[arg(long, value_name = "TIME", value_parser = parse_start_at)]
+    pub start_at: Option<SystemTime>,
     /// The `bus` executable for spawn mode (default: next to `sim`, then
     /// PATH; or BUS_BIN).
     #[arg(long, env = "BUS_BIN")]

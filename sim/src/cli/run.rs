@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::{EXIT_SETUP, RunArgs, apply_overrides};
+use super::{EXIT_SETUP, RunArgs, apply_overrides, check_start_at};
 use crate::execute::{self, FinishedRun};
 use crate::report::{self, Report};
 use crate::runner::RunOptions;
@@ -24,6 +24,13 @@ pub async fn run_command(args: RunArgs) -> i32 {
         }
     };
     apply_overrides(&mut scenario, args.seed, args.duration);
+    if let Some(Err(e)) = args
+        .start_at
+        .map(|at| check_start_at(at, SystemTime::now()))
+    {
+        eprintln!("sim: {e}");
+        return EXIT_SETUP;
+    }
     let args = &RunArgs {
         jwt_secret: args
             .jwt_secret
@@ -66,6 +73,16 @@ pub async fn run_command(args: RunArgs) -> i32 {
             return EXIT_SETUP;
         }
     };
+    if let Some(Err(e)) = args
+        .start_at
+        .map(|at| check_start_at(at, SystemTime::now()))
+    {
+        eprintln!("sim: the bus under test started too late: {e}");
+        if let Err(e) = target.stop().await {
+            eprintln!("sim: stopping the bus under test: {e}");
+        }
+        return EXIT_SETUP;
+    }
     if !args.quiet {
         eprintln!(
             "sim: {} ({} agents, {:?}) against {}",
@@ -74,6 +91,14 @@ pub async fn run_command(args: RunArgs) -> i32 {
             scenario.total_duration(),
             target.description
         );
+        if let Some(at) = args.start_at {
+            let wait = at.duration_since(SystemTime::now()).unwrap_or_default();
+            eprintln!(
+                "sim: starting at {} (in {:.1} s)",
+                humantime::format_rfc3339_millis(at),
+                wait.as_secs_f64()
+            );
+        }
     }
     let code = run_against(args, Arc::new(scenario), &target).await;
     if let Err(e) = target.stop().await {
@@ -89,6 +114,7 @@ async fn run_against(args: &RunArgs, scenario: Arc<Scenario>, target: &RunningTa
         drain_max: args.drain,
         connect_concurrency: args.connect_concurrency,
         quiet: args.quiet,
+        start_at: args.start_at,
         ..RunOptions::default()
     };
     let file = args.scenario.display().to_string();

@@ -43,6 +43,10 @@ pub struct RunOptions {
     pub quiet: bool,
     /// How long an agent that leaves mid-run keeps reading.
     pub linger: Duration,
+    /// The wall-clock instant the run's zero is anchored to (`--start-at`),
+    /// so shards started apart share their phases; `None`: when the run
+    /// starts. Agents wait for their planned connects from there.
+    pub start_at: Option<SystemTime>,
 }
 
 impl Default for RunOptions {
@@ -55,6 +59,7 @@ impl Default for RunOptions {
             connect_concurrency: 256,
             quiet: false,
             linger: Duration::from_secs(1),
+            start_at: None,
         }
     }
 }
@@ -83,6 +88,15 @@ pub struct RunResult {
     pub connect_rate: Option<(u64, f64)>,
 }
 
+/// Sleeps until the wall-clock instant `at`; returns at once if it has
+/// passed. Callers that measure around a run (the bus's CPU, its health)
+/// wait with it first, so their figures cover the run alone.
+pub async fn wait_until(at: SystemTime) {
+    if let Ok(ahead) = at.duration_since(SystemTime::now()) {
+        tokio::time::sleep(ahead).await;
+    }
+}
+
 /// Runs `scenario` against `endpoints`.
 pub async fn run(
     scenario: Arc<Scenario>,
@@ -105,8 +119,8 @@ where
     F: FnOnce(Arc<RunContext>) -> Fut,
     Fut: std::future::Future<Output = T>,
 {
-    let started_at = SystemTime::now();
     let ctx = context(&scenario, endpoints, options);
+    let started_at = ctx.clock.start_time();
     let plan = ctx.plan.clone();
     let agents = plan.agents.len() as u64;
     let progress_stop = CancellationToken::new();
@@ -155,7 +169,9 @@ fn context(
         &endpoints.source_addresses,
         options.shard,
     ));
-    let clock = RunClock::new();
+    let clock = options
+        .start_at
+        .map_or_else(RunClock::new, RunClock::starting_at);
     let agents = scenario.total_agents() as usize;
     Arc::new(RunContext {
         scenario: scenario.clone(),
