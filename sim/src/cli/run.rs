@@ -118,17 +118,21 @@ async fn run_against(args: &RunArgs, scenario: Arc<Scenario>, target: &RunningTa
         ..RunOptions::default()
     };
     let file = args.scenario.display().to_string();
-    let FinishedRun { report, metrics } =
-        execute::run_to_report(scenario.clone(), &file, target, &options).await;
+    let FinishedRun {
+        report,
+        metrics,
+        shard,
+    } = execute::run_to_report(scenario.clone(), &file, target, &options).await;
     let dir = args.out.clone().unwrap_or_else(|| {
         report::default_dir(Path::new("reports"), &scenario.name, SystemTime::now())
     });
-    match report::write_all(&report, &metrics, &dir) {
-        Ok(_) => {}
-        Err(e) => {
-            eprintln!("sim: writing the report to {}: {e}", dir.display());
-            return 1;
-        }
+    if let Err(e) = report::write_all(&report, &metrics, &dir) {
+        eprintln!("sim: writing the report to {}: {e}", dir.display());
+        return 1;
+    }
+    if let Some(Err(e)) = shard.map(|record| record.write(&dir)) {
+        eprintln!("sim: {e}");
+        return 1;
     }
     if !args.quiet {
         print_summary(&report, &dir);

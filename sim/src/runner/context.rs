@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -124,13 +125,44 @@ impl Default for Counters {
     }
 }
 
+/// How many connects completed, and when the first and the last did
+/// (run-clock µs, so spans of shards compare).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectSpan {
+    pub connects: u64,
+    pub first_us: u64,
+    pub last_us: u64,
+}
+
+impl ConnectSpan {
+    /// Connects per second from the first to the last, when there were at
+    /// least two apart in time.
+    pub fn rate(&self) -> Option<f64> {
+        (self.connects > 1 && self.last_us > self.first_us)
+            .then(|| self.connects as f64 / ((self.last_us - self.first_us) as f64 / 1e6))
+    }
+
+    /// Both spans together (two shards' connects).
+    pub fn join(self, other: ConnectSpan) -> ConnectSpan {
+        ConnectSpan {
+            connects: self.connects + other.connects,
+            first_us: self.first_us.min(other.first_us),
+            last_us: self.last_us.max(other.last_us),
+        }
+    }
+}
+
 impl Counters {
-    /// Connects completed per second between the first and the last one.
-    pub fn connect_rate(&self) -> Option<(u64, f64)> {
-        let n = self.connected.load(Ordering::Relaxed);
+    /// The connects completed so far, on `clock`.
+    pub fn connect_span(&self, clock: &RunClock) -> Option<ConnectSpan> {
+        let connects = self.connected.load(Ordering::Relaxed);
         let first = self.first_connect_us.load(Ordering::Relaxed);
         let last = self.last_connect_us.load(Ordering::Relaxed);
-        (n > 1 && last > first).then(|| (n, n as f64 / ((last - first) as f64 / 1e6)))
+        (connects > 0 && first != u64::MAX).then(|| ConnectSpan {
+            connects,
+            first_us: clock.start_wall_us + first,
+            last_us: clock.start_wall_us + last,
+        })
     }
 
     pub fn add(counter: &AtomicU64, n: u64) {
@@ -169,17 +201,11 @@ impl BroadcastTracker {
         entry.1 = entry.1.max(latency_us);
     }
 
-    /// (first, last) latency of every broadcast seen.
-    pub fn drain(&self) -> Vec<(u64, u64)> {
+    /// (sender, seq) and (first, last) latency of every broadcast seen.
+    pub fn drain(&self) -> Vec<((u32, u64), (u64, u64))> {
         self.shards
             .iter()
-            .flat_map(|s| {
-                s.lock()
-                    .expect("lock")
-                    .drain()
-                    .map(|(_, v)| v)
-                    .collect::<Vec<_>>()
-            })
+            .flat_map(|s| s.lock().expect("lock").drain().collect::<Vec<_>>())
             .collect()
     }
 }
@@ -326,6 +352,11 @@ pub struct RunContext {
     pub online: Vec<AtomicBool>,
     /// What injected faults ask of the agents.
     pub faults: AgentFaults,
+    /// `(index, count)`: this process runs the agents whose id modulo
+    /// `count` is `index` (`(0, 1)`: all of them).
+    pub shard: (u32, u32),
+    /// Connects completed per bus node (indexed like `ws_urls`).
+    pub node_connects: Vec<AtomicU64>,
 }
 
 impl RunContext {
@@ -337,6 +368,11 @@ impl RunContext {
         if let Some(flag) = self.online.get(agent as usize) {
             flag.store(online, Ordering::Relaxed);
         }
+    }
+
+    /// Whether agent `id` runs in this process (its shard).
+    pub fn is_local_agent(&self, id: u32) -> bool {
+        id % self.shard.1.max(1) == self.shard.0
     }
 
     pub fn is_online(&self, agent: u32) -> bool {
