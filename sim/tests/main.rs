@@ -7,4 +7,5 @@ mod cli;
 mod deploy;
 mod ledger_faults;
 mod run_embedded;
+mod shards;
 mod snapshots;

@@ -140,7 +140,8 @@ async fn run_against(args: &RunArgs, scenario: Arc<Scenario>, target: &RunningTa
     report.verdicts.exit_code()
 }
 
-fn print_summary(report: &Report, dir: &Path) {
+/// Prints the verdict, the latency and delivery figures and the notes.
+pub(super) fn print_summary(report: &Report, dir: &Path) {
     println!();
     println!(
         "{} — {}",
