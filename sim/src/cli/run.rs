@@ -47,6 +47,14 @@ pub async fn run_command(args: RunArgs) -> i32 {
         TargetMode::External
     };
     let agents_here = scenario.total_agents().div_ceil(u64::from(args.shard.1));
+    if args.shard.1 > 1 && mode != TargetMode::External {
+        eprintln!(
+            "sim: warning: shard {}/{} starts a bus of its own ({} mode); the shards' agents reach each other only when every shard drives one bus (--target)",
+            args.shard.0,
+            args.shard.1,
+            mode.as_str()
+        );
+    }
     if let Some(problem) = target::descriptor_budget(agents_here, mode).problem() {
         eprintln!("sim: {problem}");
         return EXIT_SETUP;
