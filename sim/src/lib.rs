@@ -27,15 +27,21 @@
 //! - [`procstat`]: CPU and memory of processes (the simulator, bus nodes).
 //! - [`target`]: where the bus under test runs: embedded in this process,
 //!   spawned as child processes, or external; the open-file budget.
-//! - [`monitor`]: the bus's `/health` and Redis `INFO` polled during a run.
+//! - [`monitor`]: the bus's `/health` and connections and Redis `INFO`
+//!   polled during a run.
 //! - [`agent`]: one simulated agent, a real WebSocket client: connect,
 //!   subscribe, send on its open-model schedule, answer, work, account.
 //! - [`runner`]: the plan (who connects when and where), the agents' shared
-//!   context, phases and drain, the reconciled ledger.
+//!   context and clock, phases and drain, the ledger's evidence and its
+//!   reconciliation, and the record a shard writes for `sim merge`.
 //! - [`faults`]: a scenario's faults injected while it runs.
 //! - [`http_load`]: REST load through goose (`rest_client` groups).
 //! - [`execute`]: one scenario against a running bus, watched, faults
-//!   injected, with the queue ledger settled from the bus's counts.
+//!   injected, with the queue ledger settled from the bus's counts and
+//!   per-node figures.
+//! - [`merge`]: the shards of a sharded run (`sim run --shard i/n`) merged
+//!   into one report: histograms added, the ledger reconciled over every
+//!   shard's sends and windows, verdicts judged once.
 //! - [`capacity`]: load sweeps and searches for the highest healthy load.
 //! - [`cli`]: the `sim` command line.
 
@@ -46,6 +52,7 @@ pub mod cli;
 pub mod execute;
 pub mod faults;
 pub mod http_load;
+pub mod merge;
 pub mod metrics;
 pub mod monitor;
 pub mod procstat;

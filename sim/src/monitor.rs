@@ -1,6 +1,6 @@
 //! Watching the bus and Redis during a run: every bus node's `/health` and
-//! Redis's `INFO`, polled at a fixed interval in background tasks, kept as
-//! report samples.
+//! open connections (`/ws/stats`) and Redis's `INFO`, polled at a fixed
+//! interval in background tasks, kept as report samples.
 //!
 //! One task per node and one for Redis, so a slow or dead node never delays
 //! the others' samples. Each task takes at most one sample per interval
@@ -73,12 +73,15 @@ impl Drop for Monitor {
 }
 
 impl Monitor {
-    /// Starts polling `GET {url}/health` for every URL in `http_urls`, and
-    /// Redis `INFO` when `redis_url` is given, every `interval`; sample
-    /// times are seconds since `run_start`. Needs a Tokio runtime.
+    /// Starts polling `GET {url}/health` and `GET {url}/ws/stats` (with
+    /// `admin_token`, when the nodes check tokens) for every URL in
+    /// `http_urls`, and Redis `INFO` when `redis_url` is given, every
+    /// `interval`; sample times are seconds since `run_start`. Needs a Tokio
+    /// runtime.
     pub fn start(
         http_urls: Vec<String>,
         redis_url: Option<String>,
+        admin_token: Option<String>,
         run_start: Instant,
         interval: Duration,
     ) -> Monitor {
@@ -92,6 +95,7 @@ impl Monitor {
                     node: node_label(&url),
                     url,
                     probe: probe.clone(),
+                    admin_token: admin_token.clone(),
                 };
                 tokio::spawn(poller.run(run_start, interval, cancel.clone()))
             })
@@ -140,6 +144,7 @@ struct NodePoller {
     url: String,
     node: String,
     probe: HealthProbe,
+    admin_token: Option<String>,
 }
 
 impl NodePoller {
@@ -150,6 +155,7 @@ impl NodePoller {
         cancel: CancellationToken,
     ) -> Vec<HealthSample> {
         let mut samples = Vec::new();
+        let mut stats_readable = true;
         let mut ticks = tokio::time::interval(interval);
         ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
         loop {
@@ -158,11 +164,19 @@ impl NodePoller {
                 _ = ticks.tick() => {}
             }
             let at_s = run_start.elapsed().as_secs_f64();
-            let answer = tokio::select! {
-                _ = cancel.cancelled() => break,
-                answer = self.probe.check(&self.url) => answer,
+            // Both at once, so a poll takes no longer than before.
+            let stats = async {
+                if stats_readable {
+                    self.connections().await
+                } else {
+                    Err(None)
+                }
             };
-            let sample = match answer {
+            let (answer, stats) = tokio::select! {
+                _ = cancel.cancelled() => break,
+                both = async { tokio::join!(self.probe.check(&self.url), stats) } => both,
+            };
+            let mut sample = match answer {
                 Ok(response) => health_sample(at_s, &self.node, &response),
                 Err(err) => {
                     tracing::debug!(node = %self.node, cause = %err, "health poll failed");
@@ -171,12 +185,37 @@ impl NodePoller {
                         status: UNREACHABLE.to_owned(),
                         checks_ms: BTreeMap::new(),
                         node: Some(self.node.clone()),
+                        connections: None,
                     }
                 }
             };
+            match stats {
+                Ok(connections) => sample.connections = Some(connections),
+                // Refused (no operator credentials): stop asking.
+                Err(Some(401 | 403 | 404)) => stats_readable = false,
+                Err(_) => {}
+            }
             samples.push(sample);
         }
         samples
+    }
+
+    /// The node's open connections (`/ws/stats`); `Err(Some(status))` when
+    /// it answered with another status than 200.
+    async fn connections(&self) -> Result<u64, Option<u16>> {
+        let url = format!("{}/ws/stats", self.url.trim_end_matches('/'));
+        let (status, body) = self
+            .probe
+            .get_with_token(&url, self.admin_token.as_deref())
+            .await
+            .map_err(|_| None)?;
+        if status != 200 {
+            return Err(Some(status));
+        }
+        serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|stats| stats["registry"]["connections"].as_u64())
+            .ok_or(None)
     }
 }
 
@@ -192,11 +231,12 @@ fn health_sample(at_s: f64, node: &str, response: &HealthResponse) -> HealthSamp
             .map(|check| (check.check.as_str().to_owned(), check.latency_ms))
             .collect(),
         node: Some(node.to_owned()),
+        connections: None,
     }
 }
 
 /// `http://127.0.0.1:8080` → `127.0.0.1:8080`.
-fn node_label(http_url: &str) -> String {
+pub fn node_label(http_url: &str) -> String {
     let rest = http_url
         .split_once("://")
         .map_or(http_url, |(_, rest)| rest);
@@ -317,6 +357,7 @@ mod tests {
             status: status.to_owned(),
             checks_ms: BTreeMap::new(),
             node: Some("n".to_owned()),
+            connections: None,
         };
         let samples = [
             sample(0.0, "healthy"),
@@ -347,6 +388,7 @@ mod tests {
         let monitor = Monitor::start(
             bus.http_urls.clone(),
             bus.redis_url.clone(),
+            None,
             start,
             Duration::from_millis(200),
         );
@@ -362,12 +404,20 @@ mod tests {
             );
             assert!(sample.checks_ms.contains_key("ping"), "{sample:?}");
             assert!(
+                sample.connections.is_none_or(|c| c == 0),
+                "nobody connected: {sample:?}"
+            );
+            assert!(
                 sample
                     .node
                     .as_deref()
                     .is_some_and(|n| n.starts_with("127.0.0.1:"))
             );
         }
+        assert!(
+            result.health.iter().any(|s| s.connections == Some(0)),
+            "the node's connections were read: {result:#?}"
+        );
         assert!(result.redis.len() >= 5, "{result:#?}");
         assert!(
             result
@@ -383,6 +433,7 @@ mod tests {
         let port = testkit::free_port();
         let monitor = Monitor::start(
             vec![format!("http://127.0.0.1:{port}")],
+            None,
             None,
             Instant::now(),
             Duration::from_millis(100),

@@ -6,5 +6,7 @@ mod chaos;
 mod cli;
 mod deploy;
 mod ledger_faults;
+mod nodes;
 mod run_embedded;
+mod shards;
 mod snapshots;

@@ -283,6 +283,9 @@ impl<'a> Agent<'a> {
             r.ledger_mut().connections.connect_retries += u64::from(retries);
         });
         Counters::add(&ctx.counters.connected, 1);
+        if let Some(per_node) = ctx.node_connects.get(self.plan.node % ctx.ws_urls.len()) {
+            Counters::add(per_node, 1);
+        }
         let at_us = ctx.clock.start.elapsed().as_micros() as u64;
         ctx.counters
             .first_connect_us

@@ -214,9 +214,10 @@ impl Agent<'_> {
         } else {
             self.record(|r, at| r.record(Operation::PublishDelivery, latency, at));
         }
+        let local = self.ctx.is_local_agent(stamp.s);
         let w = &mut self.windows[window];
         if w.expects(stamp.w) {
-            w.delivered += 1;
+            w.count_delivery(local);
         }
     }
 

@@ -1,16 +1,69 @@
 //! What a receiving agent keeps to account for messages: per-stream order
 //! and duplicate detection, and the windows during which it was subscribed
 //! to a channel (only messages sent inside a window are expected).
+//!
+//! Channels and windows serialize compactly: a sharded run writes every
+//! window of its agents for `sim merge` to reconcile across shards.
 
 use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
 
 /// A channel of the ledger: a topic of a workspace, a workspace broadcast,
-/// or the global broadcast.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// or the global broadcast. Written as `t<workspace>.<topic>`,
+/// `w<workspace>` and `g`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
 pub enum ChannelKey {
     Topic { workspace: u32, topic: u32 },
     Workspace(u32),
     Global,
+}
+
+impl fmt::Display for ChannelKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ChannelKey::Topic { workspace, topic } => write!(f, "t{workspace}.{topic}"),
+            ChannelKey::Workspace(w) => write!(f, "w{w}"),
+            ChannelKey::Global => f.write_str("g"),
+        }
+    }
+}
+
+impl FromStr for ChannelKey {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("{s:?} is not a ledger channel (t<ws>.<topic>, w<ws> or g)");
+        match s.split_at_checked(1).ok_or_else(bad)? {
+            ("g", "") => Ok(ChannelKey::Global),
+            ("w", w) => w.parse().map(ChannelKey::Workspace).map_err(|_| bad()),
+            ("t", rest) => {
+                let (w, t) = rest.split_once('.').ok_or_else(bad)?;
+                Ok(ChannelKey::Topic {
+                    workspace: w.parse().map_err(|_| bad())?,
+                    topic: t.parse().map_err(|_| bad())?,
+                })
+            }
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl From<ChannelKey> for String {
+    fn from(key: ChannelKey) -> Self {
+        key.to_string()
+    }
+}
+
+impl TryFrom<String> for ChannelKey {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
 }
 
 /// Sequence tracking of one (sender, channel) stream: the highest sequence
@@ -65,22 +118,34 @@ impl StreamTracker {
 
 /// A stretch of time an agent was subscribed to some channels, and how many
 /// distinct messages sent inside it arrived.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Window {
     /// The channels it covers (several for a pattern).
     pub channels: Vec<ChannelKey>,
     /// Whether it is a pattern subscription (its own ledger class).
+    #[serde(default, skip_serializing_if = "is_false")]
     pub pattern: bool,
     /// Messages sent strictly after this instant (µs, run clock) are
     /// expected...
     pub start_us: u64,
     /// ...up to and including this one; `None` while open.
     pub end_us: Option<u64>,
-    /// Distinct expected messages that arrived.
+    /// Distinct expected messages that arrived, from any sender.
+    #[serde(default)]
     pub delivered: u64,
+    /// Of those, the ones whose sender ran in this process. A shard knows
+    /// only its own senders' sends, so on its own it can only owe these;
+    /// `sim merge` owes all of them.
+    #[serde(default)]
+    pub delivered_local: u64,
     /// The agent was made a slow consumer by a fault: its losses follow the
     /// bus's slow-consumer policy and are accounted apart.
+    #[serde(default, skip_serializing_if = "is_false")]
     pub slow: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl Window {
@@ -91,8 +156,16 @@ impl Window {
             start_us,
             end_us: None,
             delivered: 0,
+            delivered_local: 0,
             slow: false,
         }
+    }
+
+    /// Counts one expected message that arrived; `local`: its sender ran in
+    /// this process.
+    pub fn count_delivery(&mut self, local: bool) {
+        self.delivered += 1;
+        self.delivered_local += u64::from(local);
     }
 
     /// Whether a message sent at `sent_us` is one this window expects.
@@ -139,6 +212,36 @@ mod tests {
         );
         assert_eq!(t.observe(499), Arrival::OutOfOrder);
         assert_eq!(t.observe(499), Arrival::Duplicate);
+    }
+
+    #[test]
+    fn channels_and_windows_round_trip_compactly() {
+        let keys = [
+            ChannelKey::Topic {
+                workspace: 3,
+                topic: 17,
+            },
+            ChannelKey::Workspace(2),
+            ChannelKey::Global,
+        ];
+        let text: Vec<String> = keys.iter().map(ToString::to_string).collect();
+        assert_eq!(text, ["t3.17", "w2", "g"]);
+        for key in keys {
+            assert_eq!(key.to_string().parse::<ChannelKey>(), Ok(key));
+        }
+        for bad in ["", "x1", "t3", "t3.x", "w", "gg"] {
+            assert!(bad.parse::<ChannelKey>().is_err(), "{bad}");
+        }
+        let mut w = Window::new(keys.to_vec(), true, 5);
+        w.end_us = Some(9);
+        w.count_delivery(false);
+        w.count_delivery(true);
+        let json = serde_json::to_string(&w).unwrap();
+        assert_eq!(
+            json,
+            r#"{"channels":["t3.17","w2","g"],"pattern":true,"start_us":5,"end_us":9,"delivered":2,"delivered_local":1}"#
+        );
+        assert_eq!(serde_json::from_str::<Window>(&json).unwrap(), w);
     }
 
     #[test]

@@ -9,17 +9,21 @@
 mod baseline;
 mod capacity;
 mod check;
+mod merge;
 mod run;
+mod start_at;
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use clap::{Args, Parser, Subcommand};
 
 pub use self::baseline::baseline_command;
 pub use self::capacity::{CapacityArgs, capacity_command};
 pub use self::check::check_command;
+pub use self::merge::merge_command;
 pub use self::run::run_command;
+pub use self::start_at::{MAX_LEAD, START_GRACE, check_start_at, parse_start_at};
 use crate::scenario::Scenario;
 
 /// Exit code of setup errors.
@@ -37,6 +41,11 @@ pub struct Cli {
 pub enum Command {
     /// Runs a scenario and writes its report.
     Run(RunArgs),
+    /// Merges the reports of the shards of one run (`sim run --shard i/n`)
+    /// into one report, with one set of verdicts. Exits with the merged
+    /// verdict's code, 2 when the directories are not every shard of one
+    /// run.
+    Merge(MergeArgs),
     /// Finds the highest load that stays healthy (and below critical).
     Capacity(CapacityArgs),
     /// Checks a scenario file and prints what it would run.
@@ -73,6 +82,20 @@ pub struct CheckArgs {
     /// Also write the comparison as JUnit XML (one testcase per metric).
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MergeArgs {
+    /// The shards' report directories (`sim run --shard i/n --out DIR`),
+    /// one per shard, in any order.
+    #[arg(required = true, value_name = "DIR")]
+    pub shards: Vec<PathBuf>,
+    /// Where to write the merged report.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// No summary (the report is still written).
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -124,9 +147,17 @@ pub struct RunArgs {
     /// Stretch or shrink the phases to this total length.
     #[arg(long, value_parser = duration)]
     pub duration: Option<Duration>,
-    /// Run only the i-th of n slices of the agents.
+    /// Run only the i-th of n slices of the agents (those whose number
+    /// modulo n is i); `sim merge` combines the shards' reports.
     #[arg(long, value_parser = shard, default_value = "0/1")]
     pub shard: (u32, u32),
+    /// Begin the run (its connects and phases) at this wall-clock time, so
+    /// shards launched separately run together: Unix seconds (e.g.
+    /// 1767225600) or RFC 3339 in UTC (e.g. 2026-01-01T00:00:00Z). The bus
+    /// under test starts first, then the run waits; a time more than 2 s
+    /// past is an error.
+    #[arg(long, value_name = "TIME", value_parser = parse_start_at)]
+    pub start_at: Option<SystemTime>,
     /// The `bus` executable for spawn mode (default: next to `sim`, then
     /// PATH; or BUS_BIN).
     #[arg(long, env = "BUS_BIN")]
@@ -166,6 +197,7 @@ pub fn apply_overrides(scenario: &mut Scenario, seed: Option<u64>, length: Optio
 pub async fn dispatch(cli: Cli) -> i32 {
     match cli.command {
         Command::Run(args) => run_command(args).await,
+        Command::Merge(args) => merge_command(&args),
         Command::Capacity(args) => capacity_command(args).await,
         Command::Validate { scenario } => validate(&scenario),
         Command::Schema => {

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::{EXIT_SETUP, RunArgs, apply_overrides};
+use super::{EXIT_SETUP, RunArgs, apply_overrides, check_start_at};
 use crate::execute::{self, FinishedRun};
 use crate::report::{self, Report};
 use crate::runner::RunOptions;
@@ -24,6 +24,13 @@ pub async fn run_command(args: RunArgs) -> i32 {
         }
     };
     apply_overrides(&mut scenario, args.seed, args.duration);
+    if let Some(Err(e)) = args
+        .start_at
+        .map(|at| check_start_at(at, SystemTime::now()))
+    {
+        eprintln!("sim: {e}");
+        return EXIT_SETUP;
+    }
     let args = &RunArgs {
         jwt_secret: args
             .jwt_secret
@@ -40,6 +47,14 @@ pub async fn run_command(args: RunArgs) -> i32 {
         TargetMode::External
     };
     let agents_here = scenario.total_agents().div_ceil(u64::from(args.shard.1));
+    if args.shard.1 > 1 && mode != TargetMode::External {
+        eprintln!(
+            "sim: warning: shard {}/{} starts a bus of its own ({} mode); the shards' agents reach each other only when every shard drives one bus (--target)",
+            args.shard.0,
+            args.shard.1,
+            mode.as_str()
+        );
+    }
     if let Some(problem) = target::descriptor_budget(agents_here, mode).problem() {
         eprintln!("sim: {problem}");
         return EXIT_SETUP;
@@ -66,6 +81,16 @@ pub async fn run_command(args: RunArgs) -> i32 {
             return EXIT_SETUP;
         }
     };
+    if let Some(Err(e)) = args
+        .start_at
+        .map(|at| check_start_at(at, SystemTime::now()))
+    {
+        eprintln!("sim: the bus under test started too late: {e}");
+        if let Err(e) = target.stop().await {
+            eprintln!("sim: stopping the bus under test: {e}");
+        }
+        return EXIT_SETUP;
+    }
     if !args.quiet {
         eprintln!(
             "sim: {} ({} agents, {:?}) against {}",
@@ -74,6 +99,14 @@ pub async fn run_command(args: RunArgs) -> i32 {
             scenario.total_duration(),
             target.description
         );
+        if let Some(at) = args.start_at {
+            let wait = at.duration_since(SystemTime::now()).unwrap_or_default();
+            eprintln!(
+                "sim: starting at {} (in {:.1} s)",
+                humantime::format_rfc3339_millis(at),
+                wait.as_secs_f64()
+            );
+        }
     }
     let code = run_against(args, Arc::new(scenario), &target).await;
     if let Err(e) = target.stop().await {
@@ -89,20 +122,25 @@ async fn run_against(args: &RunArgs, scenario: Arc<Scenario>, target: &RunningTa
         drain_max: args.drain,
         connect_concurrency: args.connect_concurrency,
         quiet: args.quiet,
+        start_at: args.start_at,
         ..RunOptions::default()
     };
     let file = args.scenario.display().to_string();
-    let FinishedRun { report, metrics } =
-        execute::run_to_report(scenario.clone(), &file, target, &options).await;
+    let FinishedRun {
+        report,
+        metrics,
+        shard,
+    } = execute::run_to_report(scenario.clone(), &file, target, &options).await;
     let dir = args.out.clone().unwrap_or_else(|| {
         report::default_dir(Path::new("reports"), &scenario.name, SystemTime::now())
     });
-    match report::write_all(&report, &metrics, &dir) {
-        Ok(_) => {}
-        Err(e) => {
-            eprintln!("sim: writing the report to {}: {e}", dir.display());
-            return 1;
-        }
+    if let Err(e) = report::write_all(&report, &metrics, &dir) {
+        eprintln!("sim: writing the report to {}: {e}", dir.display());
+        return 1;
+    }
+    if let Some(Err(e)) = shard.map(|record| record.write(&dir)) {
+        eprintln!("sim: {e}");
+        return 1;
     }
     if !args.quiet {
         print_summary(&report, &dir);
@@ -110,7 +148,8 @@ async fn run_against(args: &RunArgs, scenario: Arc<Scenario>, target: &RunningTa
     report.verdicts.exit_code()
 }
 
-fn print_summary(report: &Report, dir: &Path) {
+/// Prints the verdict, the latency and delivery figures and the notes.
+pub(super) fn print_summary(report: &Report, dir: &Path) {
     println!();
     println!(
         "{} — {}",

@@ -94,6 +94,28 @@ impl Recorder {
         add_error_kind(&mut self.errors, kind, 1);
     }
 
+    /// A recorder rebuilt from what another one held: whole-run
+    /// histograms (which must have this recorder's bounds, 1 µs .. 1 h),
+    /// the per-second series, error counts and the ledger. `sim merge`
+    /// rebuilds each shard's recorder from its HDR logs and shard record.
+    pub fn from_parts(
+        histograms: impl IntoIterator<Item = (Operation, Histogram<u64>)>,
+        series: Vec<SecondBucket>,
+        errors: BTreeMap<String, u64>,
+        ledger: Ledger,
+    ) -> Self {
+        let mut recorder = Self {
+            series,
+            errors,
+            ledger,
+            ..Self::default()
+        };
+        for (op, histogram) in histograms {
+            recorder.histograms[op.index()] = Some(histogram);
+        }
+        recorder
+    }
+
     /// The ledger, to read.
     pub fn ledger(&self) -> &Ledger {
         &self.ledger

@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use hdrhistogram::Histogram;
+use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
 use serde::{Deserialize, Serialize};
 
 /// The series stops growing after this many seconds (24 h), so a runaway
@@ -21,7 +24,11 @@ const SECOND_HISTOGRAM_MAX_US: u64 = 60_000_000;
 /// 32-bit counts (about 10 KB). So the series costs at most ~10 KB per
 /// second of run per worker (~36 MB per hour per worker), bounded by
 /// [`MAX_SERIES_SECONDS`].
-#[derive(Debug, Clone, Default, PartialEq)]
+///
+/// Serializes losslessly (the histogram as base64 of its compressed HDR V2
+/// encoding), so shards of a run can hand their series to `sim merge`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(into = "BucketRecord", try_from = "BucketRecord")]
 pub struct SecondBucket {
     /// Messages sent in this second.
     pub sent: u64,
@@ -52,6 +59,61 @@ impl SecondBucket {
             mine.add(theirs)
                 .expect("per-second histograms share their bounds");
         }
+    }
+}
+
+/// A [`SecondBucket`] as it is written.
+#[derive(Debug, Serialize, Deserialize)]
+struct BucketRecord {
+    sent: u64,
+    delivered: u64,
+    errors: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    latency: Option<String>,
+}
+
+impl From<SecondBucket> for BucketRecord {
+    fn from(bucket: SecondBucket) -> Self {
+        let latency = bucket.latency.as_ref().and_then(|h| {
+            let mut bytes = Vec::new();
+            V2DeflateSerializer::new().serialize(h, &mut bytes).ok()?;
+            Some(STANDARD.encode(bytes))
+        });
+        Self {
+            sent: bucket.sent,
+            delivered: bucket.delivered,
+            errors: bucket.errors,
+            latency,
+        }
+    }
+}
+
+impl TryFrom<BucketRecord> for SecondBucket {
+    type Error = String;
+
+    fn try_from(record: BucketRecord) -> Result<Self, Self::Error> {
+        let latency = match record.latency {
+            None => None,
+            Some(text) => {
+                let bytes = STANDARD
+                    .decode(text)
+                    .map_err(|e| format!("a per-second histogram is not base64: {e}"))?;
+                let decoded: Histogram<u32> = Deserializer::new()
+                    .deserialize(&mut bytes.as_slice())
+                    .map_err(|e| format!("a per-second histogram does not decode: {e:?}"))?;
+                let mut histogram = new_second_histogram();
+                histogram
+                    .add(&decoded)
+                    .map_err(|e| format!("a per-second histogram is out of range: {e:?}"))?;
+                Some(histogram)
+            }
+        };
+        Ok(Self {
+            sent: record.sent,
+            delivered: record.delivered,
+            errors: record.errors,
+            latency,
+        })
     }
 }
 
@@ -166,6 +228,26 @@ mod tests {
             SeriesRow::from_bucket(0, &SecondBucket::default()).p99_ms,
             None
         );
+    }
+
+    #[test]
+    fn buckets_round_trip_through_json() {
+        let mut bucket = SecondBucket {
+            sent: 3,
+            delivered: 2,
+            errors: 1,
+            latency: None,
+        };
+        let json = serde_json::to_string(&bucket).unwrap();
+        assert_eq!(json, r#"{"sent":3,"delivered":2,"errors":1}"#);
+        assert_eq!(serde_json::from_str::<SecondBucket>(&json).unwrap(), bucket);
+        for us in [150, 2_000, 2_000, 90_000, 59_000_000] {
+            bucket.record_latency(us);
+        }
+        let json = serde_json::to_string(&bucket).unwrap();
+        assert_eq!(serde_json::from_str::<SecondBucket>(&json).unwrap(), bucket);
+        let garbled = json.replace("\"latency\":\"", "\"latency\":\"@");
+        assert!(serde_json::from_str::<SecondBucket>(&garbled).is_err());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use super::model::{HealthSample, Report, RunInfo, ScenarioInfo, SimulatorSelf};
+use super::model::{HealthSample, NodeFigures, Report, RunInfo, ScenarioInfo, SimulatorSelf};
 use crate::metrics::{MessageClass, Operation, Recorder, RunMetrics};
 use crate::scenario::Scenario;
 use crate::verdict::judge;
@@ -73,9 +73,18 @@ pub(crate) fn sample() -> (Report, RunMetrics) {
             status: (*status).to_owned(),
             checks_ms: [("ping".to_owned(), 0.4)].into_iter().collect(),
             node: None,
+            connections: None,
         })
         .collect();
     report.simulator = SimulatorSelf::new(1.5, 64 << 20, 990, 12);
+    report.nodes = vec![NodeFigures {
+        node: "127.0.0.1:8081".to_owned(),
+        agents: 12,
+        connects: 12,
+        peak_connections: Some(12),
+        cpu_percent: Some(12.5),
+        peak_rss_bytes: Some(24 << 20),
+    }];
     report.notes.push("a fixture note".to_owned());
     report.notes.push("<fixture> note".to_owned());
     (report, metrics)

@@ -65,6 +65,7 @@ mod tests {
         for heading in [
             "## Run",
             "## Connections",
+            "## Bus nodes",
             "## Latency (ms)",
             "## Delivery",
             "## Queue semantics",
@@ -78,6 +79,10 @@ mod tests {
         assert!(md.contains("| publish_delivery | 200 |"), "{md}");
         assert!(md.contains("not judged (simulator lag)"), "{md}");
         assert!(md.contains("| pubsub | 1000 | 990 | 10 | 1.000% |"), "{md}");
+        assert!(
+            md.contains("| 127.0.0.1:8081 | 12 | 12 | 12 | 12.5 | 24.0 MiB | 2.0 MiB |"),
+            "{md}"
+        );
         assert!(md.contains("degraded"), "{md}");
         assert!(md.contains("- a fixture note"), "{md}");
     }

@@ -12,8 +12,9 @@
 //!   between two healthy runs (counts, verdicts, latency [`Band`]s), for
 //!   regression checks.
 //!
-//! [`write_all`] writes them all, plus `hdr/<operation>.hlog` interval logs,
-//! into a directory such as the one [`default_dir`] names.
+//! [`write_all`] writes them all (the snapshot view as `snapshot.json`),
+//! plus `hdr/<operation>.hlog` interval logs, into a directory such as the
+//! one [`default_dir`] names.
 
 mod html;
 mod json;
@@ -35,8 +36,8 @@ pub use html::render_html;
 pub use json::{JsonReportError, parse_json, render_json};
 pub use markdown::render_markdown;
 pub use model::{
-    ConnectionSummary, FaultOutcome, HealthSample, OperationLatency, RedisSample, Report, RunInfo,
-    SCHEMA_VERSION, ScenarioInfo, SimulatorSelf,
+    ConnectionSummary, FaultOutcome, HealthSample, MergedFrom, NodeFigures, OperationLatency,
+    RedisSample, Report, RunInfo, SCHEMA_VERSION, ScenarioInfo, SimulatorSelf,
 };
 pub use snapshot::{
     AgentCounts, Band, ClassCounts, OperationFacts, P50_BAND_EDGES_MS, P99_BAND_EDGES_MS,
@@ -76,13 +77,17 @@ pub struct WrittenReport {
     pub markdown: PathBuf,
     /// `report.html`.
     pub html: PathBuf,
+    /// `snapshot.json`: the [`Snapshot`] view, what `sim check` baselines
+    /// and CI snapshots compare.
+    pub snapshot: PathBuf,
     /// `hdr/<operation>.hlog`, one per operation with samples.
     pub hdr_logs: Vec<PathBuf>,
 }
 
-/// Writes `report.json`, `report.md`, `report.html` and `hdr/*.hlog` into
-/// `dir` (created if needed). `metrics` must be the run's merged metrics:
-/// the HTML percentile curves and the interval logs need full histograms.
+/// Writes `report.json`, `report.md`, `report.html`, `snapshot.json` and
+/// `hdr/*.hlog` into `dir` (created if needed). `metrics` must be the run's
+/// merged metrics: the HTML percentile curves and the interval logs need
+/// full histograms.
 pub fn write_all(
     report: &Report,
     metrics: &RunMetrics,
@@ -101,6 +106,10 @@ pub fn write_all(
     let json = write("report.json", &render_json(report))?;
     let markdown = write("report.md", &render_markdown(report))?;
     let html = write("report.html", &render_html(report, metrics)?)?;
+    let mut snapshot_text =
+        serde_json::to_string_pretty(&Snapshot::of(report)).expect("a snapshot always serializes");
+    snapshot_text.push('\n');
+    let snapshot = write("snapshot.json", &snapshot_text)?;
     let run_length = Duration::try_from_secs_f64(report.run.duration_s).unwrap_or_default();
     let hdr_logs = write_interval_logs(
         metrics,
@@ -113,6 +122,7 @@ pub fn write_all(
         json,
         markdown,
         html,
+        snapshot,
         hdr_logs,
     })
 }
@@ -171,6 +181,11 @@ mod tests {
         assert!(md.contains("verdict: **CRITICAL**"));
         let html = std::fs::read_to_string(&written.html).unwrap();
         assert!(html.contains("<svg"));
+        let snapshot = std::fs::read_to_string(&written.snapshot).unwrap();
+        assert_eq!(
+            serde_json::from_str::<Snapshot>(&snapshot).unwrap(),
+            Snapshot::of(&report)
+        );
         let names: Vec<_> = written
             .hdr_logs
             .iter()

@@ -50,6 +50,58 @@ pub struct Report {
     /// Faults injected during the run and what they did.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub faults: Vec<FaultOutcome>,
+    /// Per bus node: agents, connections, and CPU and memory when the
+    /// simulator started the node (absent in reports written before).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<NodeFigures>,
+    /// The shards this report was merged from (`sim merge`); absent for a
+    /// run of one process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged: Option<MergedFrom>,
+}
+
+/// What one bus node carried during the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeFigures {
+    /// The node as `host:port`, the label its health samples carry.
+    pub node: String,
+    /// Agents the plan put on this node.
+    pub agents: u64,
+    /// Connections the agents opened to it (reconnects included).
+    pub connects: u64,
+    /// The most connections the node itself reported at once (its
+    /// `/ws/stats`, polled every second), counting every client; absent
+    /// when it could not be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_connections: Option<u64>,
+    /// CPU over the run, percent of one core: only for nodes the simulator
+    /// started (spawn mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_percent: Option<f64>,
+    /// Peak resident memory, for nodes the simulator started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_rss_bytes: Option<u64>,
+}
+
+impl NodeFigures {
+    /// Peak memory per connection at the peak, when both are known.
+    pub fn rss_bytes_per_connection(&self) -> Option<f64> {
+        match (self.peak_rss_bytes, self.peak_connections) {
+            (Some(rss), Some(connections)) if connections > 0 => {
+                Some(rss as f64 / connections as f64)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Where a merged report came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MergedFrom {
+    /// How many shards the run had (all of them were merged).
+    pub shards: u32,
+    /// The shards' report directories, by shard index.
+    pub sources: Vec<String>,
 }
 
 /// One injected fault and what was seen around it.
@@ -187,6 +239,10 @@ pub struct HealthSample {
     /// before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    /// The node's open connections at that moment (`/ws/stats`), when it
+    /// let the simulator read them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connections: Option<u64>,
 }
 
 impl HealthSample {
@@ -280,6 +336,8 @@ impl Report {
             simulator: SimulatorSelf::default(),
             notes: Vec::new(),
             faults: Vec::new(),
+            nodes: Vec::new(),
+            merged: None,
         }
     }
 

@@ -28,6 +28,7 @@ pub(super) fn all(report: &Report) -> Vec<Table> {
     [
         run_facts(report),
         connections(report),
+        nodes(report),
         latency(report),
         delivery(report),
         queue(report),
@@ -58,6 +59,46 @@ fn run_facts(report: &Report) -> Table {
     t.rows = rows
         .into_iter()
         .map(|(k, v)| vec![k.to_owned(), v])
+        .collect();
+    if let Some(merged) = &report.merged {
+        t.rows.insert(
+            1,
+            vec![
+                "merged from".to_owned(),
+                format!("{} shards: {}", merged.shards, merged.sources.join(", ")),
+            ],
+        );
+    }
+    t
+}
+
+fn nodes(report: &Report) -> Table {
+    let mut t = Table::new(
+        "Bus nodes",
+        &[
+            "node",
+            "agents",
+            "connects",
+            "peak connections",
+            "CPU (% of a core)",
+            "peak RSS",
+            "memory per connection",
+        ],
+    );
+    t.rows = report
+        .nodes
+        .iter()
+        .map(|n| {
+            vec![
+                n.node.clone(),
+                n.agents.to_string(),
+                n.connects.to_string(),
+                or_dash(n.peak_connections.map(|c| c.to_string())),
+                or_dash(n.cpu_percent.map(|c| format!("{c:.1}"))),
+                or_dash(n.peak_rss_bytes.map(|b| bytes(b as f64))),
+                or_dash(n.rss_bytes_per_connection().map(bytes)),
+            ]
+        })
         .collect();
     t
 }

@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -16,23 +17,46 @@ use crate::metrics::MetricsHub;
 use crate::scenario::Scenario;
 
 /// The run's clock: microseconds on a monotonic clock anchored to the wall
-/// clock at the start, so shards on one machine agree.
+/// clock at the start. Every timestamp agents exchange (a message's planned
+/// and sent instants, a subscription window's edges) is a run-clock value,
+/// so it reads as wall-clock µs: processes of one sharded run compare them
+/// directly, exactly on one machine and up to their clocks' offset (NTP)
+/// across machines.
 #[derive(Debug, Clone, Copy)]
 pub struct RunClock {
+    /// The run's zero on the monotonic clock (may lie in the future while
+    /// a run waits for its `--start-at`).
     pub start: Instant,
+    /// The same instant on the wall clock, µs since the Unix epoch.
     pub start_wall_us: u64,
 }
 
 impl RunClock {
+    /// A clock whose zero is now.
     pub fn new() -> Self {
-        let start_wall_us = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_micros() as u64)
-            .unwrap_or(0);
         Self {
             start: Instant::now(),
-            start_wall_us,
+            start_wall_us: wall_us(SystemTime::now()),
         }
+    }
+
+    /// A clock whose zero is the wall-clock instant `at` (past or future),
+    /// so shards started apart but given the same `at` share their zero.
+    pub fn starting_at(at: SystemTime) -> Self {
+        let (now_wall, now) = (SystemTime::now(), Instant::now());
+        let start = match at.duration_since(now_wall) {
+            Ok(ahead) => now + ahead,
+            Err(behind) => now.checked_sub(behind.duration()).unwrap_or(now),
+        };
+        Self {
+            start,
+            start_wall_us: wall_us(at),
+        }
+    }
+
+    /// The clock's zero on the wall clock.
+    pub fn start_time(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_micros(self.start_wall_us)
     }
 
     /// Now, in run-clock µs.
@@ -54,6 +78,13 @@ impl RunClock {
     pub fn offset(&self, us: u64) -> Duration {
         Duration::from_micros(us.saturating_sub(self.start_wall_us))
     }
+}
+
+/// µs since the Unix epoch (0 before it).
+pub fn wall_us(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
 }
 
 impl Default for RunClock {
@@ -94,13 +125,44 @@ impl Default for Counters {
     }
 }
 
+/// How many connects completed, and when the first and the last did
+/// (run-clock µs, so spans of shards compare).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectSpan {
+    pub connects: u64,
+    pub first_us: u64,
+    pub last_us: u64,
+}
+
+impl ConnectSpan {
+    /// Connects per second from the first to the last, when there were at
+    /// least two apart in time.
+    pub fn rate(&self) -> Option<f64> {
+        (self.connects > 1 && self.last_us > self.first_us)
+            .then(|| self.connects as f64 / ((self.last_us - self.first_us) as f64 / 1e6))
+    }
+
+    /// Both spans together (two shards' connects).
+    pub fn join(self, other: ConnectSpan) -> ConnectSpan {
+        ConnectSpan {
+            connects: self.connects + other.connects,
+            first_us: self.first_us.min(other.first_us),
+            last_us: self.last_us.max(other.last_us),
+        }
+    }
+}
+
 impl Counters {
-    /// Connects completed per second between the first and the last one.
-    pub fn connect_rate(&self) -> Option<(u64, f64)> {
-        let n = self.connected.load(Ordering::Relaxed);
+    /// The connects completed so far, on `clock`.
+    pub fn connect_span(&self, clock: &RunClock) -> Option<ConnectSpan> {
+        let connects = self.connected.load(Ordering::Relaxed);
         let first = self.first_connect_us.load(Ordering::Relaxed);
         let last = self.last_connect_us.load(Ordering::Relaxed);
-        (n > 1 && last > first).then(|| (n, n as f64 / ((last - first) as f64 / 1e6)))
+        (connects > 0 && first != u64::MAX).then(|| ConnectSpan {
+            connects,
+            first_us: clock.start_wall_us + first,
+            last_us: clock.start_wall_us + last,
+        })
     }
 
     pub fn add(counter: &AtomicU64, n: u64) {
@@ -139,17 +201,11 @@ impl BroadcastTracker {
         entry.1 = entry.1.max(latency_us);
     }
 
-    /// (first, last) latency of every broadcast seen.
-    pub fn drain(&self) -> Vec<(u64, u64)> {
+    /// (sender, seq) and (first, last) latency of every broadcast seen.
+    pub fn drain(&self) -> Vec<((u32, u64), (u64, u64))> {
         self.shards
             .iter()
-            .flat_map(|s| {
-                s.lock()
-                    .expect("lock")
-                    .drain()
-                    .map(|(_, v)| v)
-                    .collect::<Vec<_>>()
-            })
+            .flat_map(|s| s.lock().expect("lock").drain().collect::<Vec<_>>())
             .collect()
     }
 }
@@ -296,6 +352,11 @@ pub struct RunContext {
     pub online: Vec<AtomicBool>,
     /// What injected faults ask of the agents.
     pub faults: AgentFaults,
+    /// `(index, count)`: this process runs the agents whose id modulo
+    /// `count` is `index` (`(0, 1)`: all of them).
+    pub shard: (u32, u32),
+    /// Connects completed per bus node (indexed like `ws_urls`).
+    pub node_connects: Vec<AtomicU64>,
 }
 
 impl RunContext {
@@ -309,9 +370,46 @@ impl RunContext {
         }
     }
 
+    /// Whether agent `id` runs in this process (its shard).
+    pub fn is_local_agent(&self, id: u32) -> bool {
+        id % self.shard.1.max(1) == self.shard.0
+    }
+
     pub fn is_online(&self, agent: u32) -> bool {
         self.online
             .get(agent as usize)
             .is_some_and(|f| f.load(Ordering::Relaxed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_clock_can_start_in_the_future_or_the_past() {
+        let at = SystemTime::now() + Duration::from_secs(2);
+        let clock = RunClock::starting_at(at);
+        assert_eq!(clock.start_wall_us, wall_us(at));
+        let ahead = clock.start.saturating_duration_since(Instant::now());
+        assert!(
+            ahead > Duration::from_millis(1500) && ahead <= Duration::from_secs(2),
+            "{ahead:?}"
+        );
+        assert_eq!(
+            clock.now_us(),
+            clock.start_wall_us,
+            "no time passes before the start"
+        );
+
+        let past = SystemTime::now() - Duration::from_secs(3);
+        let clock = RunClock::starting_at(past);
+        let elapsed = clock.start.elapsed();
+        assert!(elapsed >= Duration::from_secs(3), "{elapsed:?}");
+        let drift = clock.now_us().abs_diff(wall_us(SystemTime::now()));
+        assert!(
+            drift < 1_000_000,
+            "run-clock µs read as wall-clock µs: {drift}"
+        );
     }
 }

@@ -1,12 +1,18 @@
 //! Reconciles what was sent with what arrived: for every subscription
 //! window, the messages sent on its channels inside the window are
-//! expected; what arrived is counted by the receivers.
+//! expected; what arrived is counted by the receivers. Also settles the
+//! queue class from the bus's own counts. `sim run` and `sim merge` both
+//! complete their metrics here, so a merged ledger is computed exactly as
+//! an unsharded one.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use std::time::Duration;
 
-use crate::agent::AgentOutcome;
+use serde::{Deserialize, Serialize};
+
+use super::evidence::Evidence;
 use crate::agent::tracking::{ChannelKey, Window};
-use crate::metrics::MessageClass;
+use crate::metrics::{Ledger, MessageClass, Operation, Recorder, RunMetrics};
 
 /// Expected and delivered counts per class, and apart from them those of
 /// agents that faults made slow consumers (their losses follow the bus's
@@ -15,6 +21,17 @@ use crate::metrics::MessageClass;
 pub struct Reconciled {
     pub classes: BTreeMap<MessageClass, (u64, u64)>,
     pub slow: (u64, u64),
+}
+
+/// Which deliveries count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counting {
+    /// All of them: the evidence holds every sender's sends (one process
+    /// ran every agent, or `sim merge` joined every shard's evidence).
+    All,
+    /// Only those from senders of this process: a shard on its own knows
+    /// only its own sends, so it can only owe, and count, those.
+    Local,
 }
 
 fn class_of(window: &Window) -> MessageClass {
@@ -27,33 +44,21 @@ fn class_of(window: &Window) -> MessageClass {
     }
 }
 
-/// Messages in `sorted` sent strictly after `start` and up to `end`.
-fn sent_between(sorted: &[u64], start: u64, end: u64) -> u64 {
-    let from = sorted.partition_point(|t| *t <= start);
-    let to = sorted.partition_point(|t| *t <= end);
-    to.saturating_sub(from) as u64
-}
-
-pub fn reconcile(outcomes: &[AgentOutcome]) -> Reconciled {
-    let mut sent: HashMap<ChannelKey, Vec<u64>> = HashMap::new();
-    for outcome in outcomes {
-        for (channel, at) in &outcome.sent {
-            sent.entry(*channel).or_default().push(*at);
-        }
-    }
-    for times in sent.values_mut() {
-        times.sort_unstable();
-    }
+pub fn reconcile(evidence: &Evidence, counting: Counting) -> Reconciled {
     let mut out = Reconciled::default();
-    for window in outcomes.iter().flat_map(|o| &o.windows) {
+    for window in &evidence.windows {
         let end = window.end_us.unwrap_or(u64::MAX);
         let expected: u64 = window
             .channels
             .iter()
-            .filter_map(|c| sent.get(c))
-            .map(|times| sent_between(times, window.start_us, end))
+            .filter_map(|c| evidence.sent.get(c))
+            .map(|times| times.between(window.start_us, end))
             .sum();
-        if expected == 0 && window.delivered == 0 {
+        let delivered = match counting {
+            Counting::All => window.delivered,
+            Counting::Local => window.delivered_local,
+        };
+        if expected == 0 && delivered == 0 {
             continue;
         }
         let entry = if window.slow {
@@ -62,14 +67,89 @@ pub fn reconcile(outcomes: &[AgentOutcome]) -> Reconciled {
             out.classes.entry(class_of(window)).or_default()
         };
         entry.0 += expected;
-        entry.1 += window.delivered;
+        entry.1 += delivered;
     }
     out
+}
+
+/// Completes what the agents recorded with the run-wide figures: one
+/// `broadcast_first` and `broadcast_last` sample per broadcast (recorded
+/// at `at`, the end of the run), and the expected and delivered counts of
+/// the pub/sub, pattern and broadcast classes. Returns the slow consumers'
+/// (expected, delivered), kept out of the classes.
+pub fn complete(
+    metrics: &mut RunMetrics,
+    evidence: &Evidence,
+    counting: Counting,
+    at: Duration,
+) -> (u64, u64) {
+    let mut extra = Recorder::new();
+    for b in &evidence.broadcasts {
+        extra.record(Operation::BroadcastFirst, b.first_us, at);
+        extra.record(Operation::BroadcastLast, b.last_us, at);
+    }
+    metrics.merge(&RunMetrics::from(extra));
+    let reconciled = reconcile(evidence, counting);
+    for (class, (expected, delivered)) in reconciled.classes {
+        let entry = metrics.ledger_mut().class_mut(class);
+        entry.expected += expected;
+        entry.delivered += delivered;
+    }
+    reconciled.slow
+}
+
+/// The bus's own counts of a scenario's queues at the end of a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueReading {
+    /// Jobs ready, being processed or delayed for a retry.
+    pub still_queued: u64,
+    /// Jobs in the dead-letter queues.
+    pub dead: u64,
+}
+
+/// Completes the queue ledger from the bus's reading: enqueued = acked +
+/// dead-lettered + still queued, or the difference is lost. Returns the
+/// note that says whether it reconciled.
+pub fn settle_queue(ledger: &mut Ledger, reading: QueueReading) -> String {
+    ledger.queue.still_queued = reading.still_queued;
+    ledger.queue.dead_lettered = ledger.queue.dead_lettered.max(reading.dead);
+    let q = ledger.queue;
+    let accounted = q.acked + q.dead_lettered + q.still_queued;
+    // Unconfirmed enqueues (error or no reply) may have landed: those that
+    // did are expected too, up to their number.
+    let landed = accounted
+        .saturating_sub(q.enqueued)
+        .min(q.enqueue_unconfirmed);
+    let class = ledger.class_mut(MessageClass::Queue);
+    class.expected = q.enqueued + landed;
+    class.delivered = accounted;
+    let reconciled = class.expected == class.delivered;
+    format!(
+        "queue ledger: {} enqueued{} = {} acked + {} dead-lettered + {} still queued{}",
+        q.enqueued,
+        if landed > 0 {
+            format!(
+                " (+ {landed} of {} unconfirmed enqueues that landed)",
+                q.enqueue_unconfirmed
+            )
+        } else {
+            String::new()
+        },
+        q.acked,
+        q.dead_lettered,
+        q.still_queued,
+        if reconciled {
+            " (reconciled)"
+        } else {
+            " (NOT reconciled)"
+        }
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::agent::AgentOutcome;
 
     fn topic(t: u32) -> ChannelKey {
         ChannelKey::Topic {
@@ -98,12 +178,70 @@ mod tests {
             sent: Vec::new(),
             windows: vec![late, pattern],
         };
-        let r = reconcile(&[publisher, subscriber]);
+        let r = reconcile(
+            &Evidence::gather(vec![publisher, subscriber], Vec::new()),
+            Counting::All,
+        );
         assert_eq!(
             r.classes[&MessageClass::Pubsub],
             (2, 1),
             "20 and 30 expected, one arrived: one lost"
         );
         assert_eq!(r.classes[&MessageClass::Pattern], (4, 4));
+    }
+
+    #[test]
+    fn a_shard_alone_owes_only_its_own_senders_messages() {
+        let channel = ChannelKey::Global;
+        // One broadcast from this shard (at 10) and one from another (at
+        // 20, not in this shard's evidence); both arrived.
+        let mut window = Window::new(vec![channel], false, 0);
+        window.count_delivery(true);
+        window.count_delivery(false);
+        let here = Evidence::gather(
+            vec![AgentOutcome {
+                sent: vec![(channel, 10)],
+                windows: vec![window],
+            }],
+            Vec::new(),
+        );
+        let local = reconcile(&here, Counting::Local);
+        assert_eq!(local.classes[&MessageClass::Broadcast], (1, 1));
+        let other = Evidence::gather(
+            vec![AgentOutcome {
+                sent: vec![(channel, 20)],
+                windows: Vec::new(),
+            }],
+            Vec::new(),
+        );
+        let mut all = here.clone();
+        all.merge(&other);
+        assert_eq!(
+            reconcile(&all, Counting::All).classes[&MessageClass::Broadcast],
+            (2, 2)
+        );
+        assert_eq!(
+            reconcile(&here, Counting::All).classes[&MessageClass::Broadcast],
+            (1, 2),
+            "a shard's evidence alone cannot reconcile every delivery"
+        );
+    }
+
+    #[test]
+    fn queues_settle_from_the_bus_reading() {
+        let mut ledger = Ledger::default();
+        ledger.queue.enqueued = 10;
+        ledger.queue.acked = 7;
+        ledger.queue.dead_lettered = 1;
+        let note = settle_queue(
+            &mut ledger,
+            QueueReading {
+                still_queued: 1,
+                dead: 2,
+            },
+        );
+        let q = ledger.class(MessageClass::Queue);
+        assert_eq!((q.expected, q.delivered), (10, 10), "{note}");
+        assert!(note.ends_with("(reconciled)"), "{note}");
     }
 }

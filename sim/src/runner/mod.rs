@@ -4,13 +4,19 @@
 //!
 //! - [`plan`]: who connects when, to which node, from which address.
 //! - [`context`]: what the agents share (clock, metrics hub, signals).
-//! - [`ledger`]: expected versus delivered, from windows and send logs.
+//! - [`evidence`]: the send logs and subscription windows a ledger is
+//!   reconciled from (a shard's, or several shards' together).
+//! - [`ledger`]: expected versus delivered, from the evidence; the queue
+//!   ledger settled from the bus's counts.
+//! - [`shard`]: what one shard of a sharded run writes for `sim merge`.
 //! - `progress`: the live display.
 
 pub mod context;
+pub mod evidence;
 pub mod ledger;
 pub mod plan;
 mod progress;
+pub mod shard;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -21,9 +27,11 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use self::context::{BroadcastTracker, Counters, RunClock, RunContext};
-use crate::agent::{self, AgentOutcome};
-use crate::metrics::{MetricsHub, Operation, RunMetrics};
+use self::context::{BroadcastTracker, ConnectSpan, Counters, RunClock, RunContext};
+use self::evidence::Evidence;
+use self::ledger::Counting;
+use crate::agent;
+use crate::metrics::{MetricsHub, RunMetrics};
 use crate::scenario::Scenario;
 
 /// How a run is driven (everything that is not in the scenario).
@@ -43,6 +51,10 @@ pub struct RunOptions {
     pub quiet: bool,
     /// How long an agent that leaves mid-run keeps reading.
     pub linger: Duration,
+    /// The wall-clock instant the run's zero is anchored to (`--start-at`),
+    /// so shards started apart share their phases; `None`: when the run
+    /// starts. Agents wait for their planned connects from there.
+    pub start_at: Option<SystemTime>,
 }
 
 impl Default for RunOptions {
@@ -55,6 +67,7 @@ impl Default for RunOptions {
             connect_concurrency: 256,
             quiet: false,
             linger: Duration::from_secs(1),
+            start_at: None,
         }
     }
 }
@@ -70,17 +83,39 @@ pub struct Endpoints {
 /// What a run measured.
 #[derive(Debug)]
 pub struct RunResult {
+    /// Everything measured, completed with the run-wide figures (broadcast
+    /// first/last, the reconciled classes). A shard counts only its own
+    /// senders' messages here ([`Counting::Local`]).
     pub metrics: RunMetrics,
+    /// What the agents recorded before that completion, and the evidence
+    /// it came from: with the histograms, what `sim merge` needs of a
+    /// shard to complete the shards' metrics together.
+    pub recorded: RunMetrics,
+    pub evidence: Evidence,
     /// Expected and delivered messages of agents that faults made slow
     /// consumers, kept out of the ledger's classes.
     pub slow_consumers: (u64, u64),
+    /// The run's zero (the `--start-at` instant, if one was given).
     pub started_at: SystemTime,
     /// From the start to the end of the drain.
     pub duration: Duration,
     /// Agents this process simulated.
     pub agents: u64,
-    /// Connects completed and their rate (per second, first to last).
-    pub connect_rate: Option<(u64, f64)>,
+    /// Connects completed, first to last.
+    pub connects: Option<ConnectSpan>,
+    /// Connects completed per bus node (indexed like the endpoints).
+    pub node_connects: Vec<u64>,
+    /// Agents planned per bus node.
+    pub node_agents: Vec<u64>,
+}
+
+/// Sleeps until the wall-clock instant `at`; returns at once if it has
+/// passed. Callers that measure around a run (the bus's CPU, its health)
+/// wait with it first, so their figures cover the run alone.
+pub async fn wait_until(at: SystemTime) {
+    if let Ok(ahead) = at.duration_since(SystemTime::now()) {
+        tokio::time::sleep(ahead).await;
+    }
 }
 
 /// Runs `scenario` against `endpoints`.
@@ -105,8 +140,8 @@ where
     F: FnOnce(Arc<RunContext>) -> Fut,
     Fut: std::future::Future<Output = T>,
 {
-    let started_at = SystemTime::now();
     let ctx = context(&scenario, endpoints, options);
+    let started_at = ctx.clock.start_time();
     let plan = ctx.plan.clone();
     let agents = plan.agents.len() as u64;
     let progress_stop = CancellationToken::new();
@@ -132,16 +167,44 @@ where
     let (outcomes, side) = tokio::join!(drive, beside(ctx.clone()));
     progress_stop.cancel();
     let _ = progress.await;
-    let (metrics, slow_consumers) = finish(&ctx, &outcomes);
+    let recorded = ctx.hub.merge();
+    let evidence = Evidence::gather(outcomes, ctx.broadcasts.drain());
+    let mut metrics = recorded.clone();
+    let counting = if options.shard.1 > 1 {
+        Counting::Local
+    } else {
+        Counting::All
+    };
+    let slow_consumers =
+        ledger::complete(&mut metrics, &evidence, counting, ctx.clock.start.elapsed());
     let result = RunResult {
         metrics,
+        recorded,
+        evidence,
         slow_consumers,
         started_at,
         duration: ctx.clock.start.elapsed(),
         agents,
-        connect_rate: ctx.counters.connect_rate(),
+        connects: ctx.counters.connect_span(&ctx.clock),
+        node_connects: ctx
+            .node_connects
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect(),
+        node_agents: node_agents(&plan, endpoints.ws_urls.len()),
     };
     (result, side)
+}
+
+/// How many of the plan's agents connect to each of `nodes` nodes.
+fn node_agents(plan: &plan::Plan, nodes: usize) -> Vec<u64> {
+    let mut counts = vec![0; nodes];
+    for agent in &plan.agents {
+        if let Some(count) = counts.get_mut(agent.node) {
+            *count += 1;
+        }
+    }
+    counts
 }
 
 fn context(
@@ -155,7 +218,9 @@ fn context(
         &endpoints.source_addresses,
         options.shard,
     ));
-    let clock = RunClock::new();
+    let clock = options
+        .start_at
+        .map_or_else(RunClock::new, RunClock::starting_at);
     let agents = scenario.total_agents() as usize;
     Arc::new(RunContext {
         scenario: scenario.clone(),
@@ -172,6 +237,12 @@ fn context(
         linger: options.linger,
         online: (0..agents).map(|_| Default::default()).collect(),
         faults: context::AgentFaults::new(agents),
+        shard: options.shard,
+        node_connects: endpoints
+            .ws_urls
+            .iter()
+            .map(|_| Default::default())
+            .collect(),
     })
 }
 
@@ -191,24 +262,4 @@ async fn drain(ctx: &RunContext, options: &RunOptions) {
             return;
         }
     }
-}
-
-/// Merges the recorders, reconciles the ledger and adds broadcast
-/// first/last latencies.
-fn finish(ctx: &RunContext, outcomes: &[AgentOutcome]) -> (RunMetrics, (u64, u64)) {
-    let mut metrics = ctx.hub.merge();
-    let at = ctx.clock.start.elapsed();
-    let mut extra = crate::metrics::Recorder::new();
-    for (first, last) in ctx.broadcasts.drain() {
-        extra.record(Operation::BroadcastFirst, first, at);
-        extra.record(Operation::BroadcastLast, last, at);
-    }
-    metrics.merge(&RunMetrics::from(extra));
-    let reconciled = ledger::reconcile(outcomes);
-    for (class, (expected, delivered)) in reconciled.classes {
-        let entry = metrics.ledger_mut().class_mut(class);
-        entry.expected += expected;
-        entry.delivered += delivered;
-    }
-    (metrics, reconciled.slow)
 }

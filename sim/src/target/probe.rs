@@ -76,11 +76,28 @@ impl HealthProbe {
 
     /// `GET url`: the status and the body (at most 1 MiB).
     pub async fn get(&self, url: &str) -> Result<(u16, Bytes), ProbeError> {
+        self.get_with_token(url, None).await
+    }
+
+    /// `GET url` with `Authorization: Bearer <token>` when a token is given
+    /// (the bus's operator routes want one when it checks tokens).
+    pub async fn get_with_token(
+        &self,
+        url: &str,
+        token: Option<&str>,
+    ) -> Result<(u16, Bytes), ProbeError> {
         let uri: hyper::Uri = url.parse()?;
+        let mut request = hyper::Request::get(uri);
+        if let Some(token) = token {
+            request = request.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let request = request
+            .body(Empty::new())
+            .map_err(|err| ProbeError::Request(err.to_string()))?;
         let exchange = async {
             let response = self
                 .client
-                .get(uri)
+                .request(request)
                 .await
                 .map_err(|err| ProbeError::Request(error_chain(&err)))?;
             let status = response.status().as_u16();

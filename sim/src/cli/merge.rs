@@ -1,0 +1,32 @@
+//! `sim merge`: the shards of one run combined into one report, written
+//! like a run's, with the verdict's exit code.
+
+use super::{EXIT_SETUP, MergeArgs, run::print_summary};
+use crate::execute::FinishedRun;
+use crate::merge;
+use crate::report;
+
+/// Runs `sim merge`; returns the exit code: the merged verdict's, 2 when
+/// the directories are not the complete shards of one run.
+pub fn merge_command(args: &MergeArgs) -> i32 {
+    let FinishedRun {
+        report, metrics, ..
+    } = match merge::merge_dirs(&args.shards) {
+        Ok(merged) => merged,
+        Err(e) => {
+            eprintln!("sim merge: {e}");
+            return EXIT_SETUP;
+        }
+    };
+    if let Err(e) = report::write_all(&report, &metrics, &args.out) {
+        eprintln!(
+            "sim merge: writing the report to {}: {e}",
+            args.out.display()
+        );
+        return 1;
+    }
+    if !args.quiet {
+        print_summary(&report, &args.out);
+    }
+    report.verdicts.exit_code()
+}

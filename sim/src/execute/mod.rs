@@ -1,0 +1,278 @@
+//! Running a scenario against a bus that is already up: the agents, the
+//! bus's `/health` and connections and Redis watched meanwhile, the
+//! scenario's faults injected, the queue ledger settled from the bus's own
+//! counts, and the bus nodes' CPU and memory ([`measure`]); and the whole
+//! run turned into a [`Report`] ([`run_to_report`]), with a
+//! [`ShardRecord`] when it was one shard of several. Shared by `sim run`,
+//! the capacity points and the snapshot and regression tests.
+//!
+//! - `queues`: the bus's counts of the scenario's queues.
+//! - `nodes`: per-node figures and the started nodes' CPU and memory.
+//! - `notes`: the notes derived from a run's figures (also used by `sim
+//!   merge`, so a merged report says the same things).
+
+mod nodes;
+mod notes;
+mod queues;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub use self::nodes::{NodeCost, node_costs};
+pub use self::notes::derived_notes;
+use crate::faults;
+use crate::http_load::{self, HttpLoad};
+use crate::metrics::RunMetrics;
+use crate::monitor::{Monitor, MonitorResult};
+use crate::procstat;
+use crate::report::{FaultOutcome, Report, RunInfo, ScenarioInfo, SimulatorSelf};
+use crate::runner::context::wall_us;
+use crate::runner::ledger::{self, QueueReading};
+use crate::runner::shard::{SHARD_FORMAT, ShardRecord};
+use crate::runner::{self, Endpoints, RunOptions, RunResult};
+use crate::scenario::{Behaviour, Scenario};
+use crate::target::RunningTarget;
+use crate::verdict;
+
+/// What one execution measured.
+#[derive(Debug)]
+pub struct Measured {
+    pub result: RunResult,
+    pub watched: MonitorResult,
+    /// CPU (percent of one core over the run) and peak RSS per spawned node.
+    pub bus_nodes: Vec<NodeCost>,
+    /// The bus's counts of the scenario's queues at the end (`None`
+    /// without queues).
+    pub queues: Option<QueueReading>,
+    /// What was seen that the figures cannot tell (a failed read, the REST
+    /// load's outcome).
+    pub observations: Vec<String>,
+    /// Facts derived from the figures (queue reconciliation, slow
+    /// consumers, connects, security).
+    pub notes: Vec<String>,
+    /// What each injected fault did.
+    pub faults: Vec<FaultOutcome>,
+}
+
+/// A finished run: its report, and the merged metrics the report's HTML
+/// plots and HDR logs need.
+#[derive(Debug)]
+pub struct FinishedRun {
+    /// Everything the run tells.
+    pub report: Report,
+    /// The full histograms behind the report's figures.
+    pub metrics: RunMetrics,
+    /// What `sim merge` needs of this run, when it was one shard of
+    /// several.
+    pub shard: Option<ShardRecord>,
+}
+
+/// Runs `scenario` (loaded from `file`, as the report should name it)
+/// against `target` and builds its report.
+pub async fn run_to_report(
+    scenario: Arc<Scenario>,
+    file: &str,
+    target: &RunningTarget,
+    options: &RunOptions,
+) -> FinishedRun {
+    let measured = measure(scenario.clone(), target, options).await;
+    let result = &measured.result;
+    let verdicts = verdict::judge(&result.metrics, &scenario.thresholds);
+    let mut report = Report::new(
+        ScenarioInfo::from_scenario(&scenario, file),
+        RunInfo::new(
+            result.started_at,
+            result.duration,
+            target.description.clone(),
+            target.broker.clone(),
+            target.node_count() as u32,
+        ),
+        &result.metrics,
+        verdicts,
+    );
+    report.health_timeline = measured.watched.health.clone();
+    report.redis_samples = measured.watched.redis.clone();
+    report.simulator = simulator_self(result);
+    report.notes.extend(measured.observations.iter().cloned());
+    report.notes.extend(measured.notes.iter().cloned());
+    report.faults = measured.faults.clone();
+    report.nodes = nodes::node_figures(
+        target,
+        result,
+        &measured.watched.health,
+        &measured.bus_nodes,
+    );
+    let (index, count) = options.shard;
+    if count > 1 {
+        report.notes.push(format!(
+            "shard {index}/{count} of the agents: its ledger counts only messages its own agents sent; `sim merge` reconciles every shard's"
+        ));
+    }
+    if let Some(at) = options.start_at {
+        report.notes.push(format!(
+            "started at --start-at {}",
+            humantime::format_rfc3339_millis(at)
+        ));
+    }
+    let shard = (count > 1).then(|| shard_record(&scenario, options, &measured));
+    FinishedRun {
+        report,
+        metrics: measured.result.metrics,
+        shard,
+    }
+}
+
+fn shard_record(scenario: &Scenario, options: &RunOptions, measured: &Measured) -> ShardRecord {
+    let result = &measured.result;
+    let recorded = result.recorded.recorder();
+    let start_us = wall_us(result.started_at);
+    ShardRecord {
+        format: SHARD_FORMAT,
+        index: options.shard.0,
+        count: options.shard.1,
+        scenario: ShardRecord::redact(scenario),
+        start_us,
+        end_us: start_us + result.duration.as_micros() as u64,
+        start_at: options.start_at.is_some(),
+        agents: result.agents,
+        connects: result.connects,
+        ledger: recorded.ledger().clone(),
+        errors: recorded.error_kinds().clone(),
+        series: recorded.series().to_vec(),
+        evidence: result.evidence.clone(),
+        queues: measured.queues,
+        observations: measured.observations.clone(),
+    }
+}
+
+fn simulator_self(result: &RunResult) -> SimulatorSelf {
+    let me = procstat::self_sample();
+    let ledger = result.metrics.ledger();
+    let delivered: u64 =
+        ledger.classes.values().map(|c| c.delivered).sum::<u64>() + ledger.queue.claimed;
+    SimulatorSelf::new(me.cpu_seconds, me.peak_rss_bytes, delivered, result.agents)
+}
+
+/// An operator token for the bus's REST routes, when it checks tokens.
+fn admin_token(secret: &str, subject: &str) -> String {
+    bus::auth::issue_token(
+        secret,
+        &bus::auth::Claims {
+            sub: subject.into(),
+            workspace: "ws-0".into(),
+            user: None,
+            topics: None,
+            global_broadcast: false,
+            admin: true,
+            exp: bus::auth::unix_now() + 24 * 3600,
+        },
+    )
+}
+
+/// Runs `scenario` against `target`.
+pub async fn measure(
+    scenario: Arc<Scenario>,
+    target: &RunningTarget,
+    options: &RunOptions,
+) -> Measured {
+    let endpoints = Endpoints {
+        ws_urls: target.ws_urls.clone(),
+        source_addresses: scenario.target.source_addresses.clone(),
+    };
+    if let Some(at) = options.start_at {
+        runner::wait_until(at).await;
+    }
+    let monitor = Monitor::start(
+        target.http_urls.clone(),
+        target.redis_url.clone(),
+        options
+            .jwt_secret
+            .as_deref()
+            .map(|s| admin_token(s, "sim-monitor")),
+        Instant::now(),
+        Duration::from_secs(1),
+    );
+    let before = nodes::sample_nodes(target);
+    let fault_plan = scenario.faults.clone();
+    let http = http_load_of(&scenario, target, options);
+    let (mut result, (mut faults, rest_notes)) =
+        runner::run_with(scenario.clone(), &endpoints, options, |ctx| async move {
+            let rest = async {
+                match http {
+                    Some(load) => http_load::run(load, ctx.hub.clone()).await,
+                    None => Ok(Vec::new()),
+                }
+            };
+            tokio::join!(faults::drive(fault_plan, ctx.clone(), target), rest)
+        })
+        .await;
+    let watched = monitor.stop().await;
+    faults::attach_health(&mut faults, &watched.health);
+    let bus_nodes = node_costs(target, &before, result.duration);
+    let (queues, mut observations) = queues::read_queues(&scenario, target).await;
+    match rest_notes {
+        Ok(rest) => observations.extend(rest),
+        Err(e) => observations.push(format!("the REST load (goose) failed: {e}")),
+    }
+    let mut notes = Vec::new();
+    match (queues, options.shard.1) {
+        (Some(reading), 1) => {
+            notes.push(ledger::settle_queue(result.metrics.ledger_mut(), reading));
+        }
+        (Some(reading), _) => notes.push(format!(
+            "queue ledger: settled by `sim merge` (producers and workers run in every shard); the bus held {} still queued and {} dead-lettered at this shard's end",
+            reading.still_queued, reading.dead
+        )),
+        (None, _) => {}
+    }
+    notes.extend(derived_notes(
+        result.metrics.ledger(),
+        result.connects,
+        result.slow_consumers,
+    ));
+    Measured {
+        result,
+        watched,
+        bus_nodes,
+        queues,
+        observations,
+        notes,
+        faults,
+    }
+}
+
+/// The goose load of the scenario's `rest_client` groups, if any: their
+/// users together, each thinking `1 / rate` between requests, on the first
+/// node, in workspace `ws-0`.
+fn http_load_of(
+    scenario: &Scenario,
+    target: &RunningTarget,
+    options: &RunOptions,
+) -> Option<HttpLoad> {
+    let groups: Vec<_> = scenario
+        .groups
+        .iter()
+        .filter(|g| g.behaviour == Behaviour::RestClient)
+        .collect();
+    let users: u32 = groups.iter().map(|g| g.count).sum();
+    if users == 0 || options.shard.0 != 0 {
+        return None;
+    }
+    let rate = groups
+        .iter()
+        .map(|g| g.rate)
+        .fold(f64::MAX, f64::min)
+        .max(0.01);
+    let token = options
+        .jwt_secret
+        .as_deref()
+        .map(|secret| admin_token(secret, "sim-rest"));
+    Some(HttpLoad {
+        base_url: target.http_urls.first()?.clone(),
+        users: users as usize,
+        think: Duration::from_secs_f64(1.0 / rate),
+        run_time: scenario.total_duration(),
+        workspace: "ws-0".into(),
+        token,
+    })
+}
