@@ -12,8 +12,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh >/dev/null
 cargo build --release --locked -p bus -p sim
-SIM=target/release/sim
-BUS=target/release/bus
+BIN=${CARGO_TARGET_DIR:-target}/release
+SIM=$BIN/sim
+BUS=$BIN/bus
 OUT=reports/bench
 mkdir -p "$OUT"
 what=${1:-all}
@@ -33,7 +34,7 @@ queues() {
 }
 
 criterion() {
-  cargo bench --locked -p bus -- --output-format bencher | tee "$OUT/criterion.txt"
+  cargo bench --locked -p bus --bench broker --bench hot_paths -- --output-format bencher | tee "$OUT/criterion.txt"
 }
 
 # 50,000 idle connections need several processes: a process may hold 20,000
@@ -61,7 +62,7 @@ idle() {
       --quiet --out "$dir/shard-$i" &
     shards+=($!)
   done
-  sleep $(( start - $(date +%s) + 20 ))
+  sleep $(( start - $(date +%s) + 15 ))
   for pid in "${pids[@]}"; do grep VmRSS "/proc/$pid/status" | awk -v p="$pid" '{print p, "connected", $2}'; done >>"$dir/rss.txt"
   for pid in "${shards[@]}"; do wait "$pid" || true; done
   "$SIM" merge "$dir/shard-0" "$dir/shard-1" "$dir/shard-2" --out "$dir/merged" || true

@@ -87,7 +87,7 @@ fn refuse(status: StatusCode, message: &str) -> Response {
 /// Bytes of frames gathered before a socket write (a flush writes sooner).
 const WRITE_BUFFER: usize = 64 * 1024;
 /// Initial read buffer of a connection.
-const READ_BUFFER: usize = 8 * 1024;
+const READ_BUFFER: usize = 4 * 1024;
 
 /// Close code sent to every client when the node shuts down.
 pub const SHUTDOWN_CLOSE: u16 = close::GOING_AWAY;
