@@ -179,7 +179,11 @@ pub async fn measure(
 /// The goose load of the scenario's `rest_client` groups, if any: their
 /// users together, each thinking `1 / rate` between requests, on the first
 /// node, in workspace `ws-0`.
-fn http_load_of(scenario: &Scenario, target: &RunningTarget, options: &RunOptions) -> Option<HttpLoad> {
+fn http_load_of(
+    scenario: &Scenario,
+    target: &RunningTarget,
+    options: &RunOptions,
+) -> Option<HttpLoad> {
     let groups: Vec<_> = scenario
         .groups
         .iter()
@@ -189,7 +193,11 @@ fn http_load_of(scenario: &Scenario, target: &RunningTarget, options: &RunOption
     if users == 0 || options.shard.0 != 0 {
         return None;
     }
-    let rate = groups.iter().map(|g| g.rate).fold(f64::MAX, f64::min).max(0.01);
+    let rate = groups
+        .iter()
+        .map(|g| g.rate)
+        .fold(f64::MAX, f64::min)
+        .max(0.01);
     let token = options.jwt_secret.as_deref().map(|secret| {
         bus::auth::issue_token(
             secret,

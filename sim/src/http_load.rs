@@ -39,7 +39,13 @@ struct Shared {
 
 impl Shared {
     /// Sends `method path` (with a JSON body) and records its latency.
-    async fn call(&self, user: &mut GooseUser, method: GooseMethod, path: &str, body: Option<serde_json::Value>) -> TransactionResult {
+    async fn call(
+        &self,
+        user: &mut GooseUser,
+        method: GooseMethod,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> TransactionResult {
         let mut builder = user.get_request_builder(&method, path)?;
         if let Some(token) = &self.token {
             builder = builder.bearer_auth(token);
@@ -87,8 +93,10 @@ impl Shared {
         match call {
             Call::Health => self.call(user, GooseMethod::Get, "/health", None).await,
             Call::Publish => {
-                let body = json!({"workspace": ws, "topic": "agent:rest", "payload": {"via": "rest"}});
-                self.call(user, GooseMethod::Post, "/publish", Some(body)).await
+                let body =
+                    json!({"workspace": ws, "topic": "agent:rest", "payload": {"via": "rest"}});
+                self.call(user, GooseMethod::Post, "/publish", Some(body))
+                    .await
             }
             Call::Enqueue => {
                 let path = format!("/queues/{ws}/rest/enqueue");
@@ -97,7 +105,8 @@ impl Shared {
             }
             Call::Claim => {
                 let path = format!("/queues/{ws}/rest/claim");
-                self.call(user, GooseMethod::Post, &path, Some(json!({"max": 1}))).await
+                self.call(user, GooseMethod::Post, &path, Some(json!({"max": 1})))
+                    .await
             }
         }
     }
@@ -133,7 +142,12 @@ pub async fn run(load: HttpLoad, hub: MetricsHub) -> Result<Vec<String>, String>
         .set_default(GooseDefault::Host, load.base_url.as_str())
         .and_then(|a| a.set_default(GooseDefault::Users, load.users))
         .and_then(|a| a.set_default(GooseDefault::IncreaseRate, "100"))
-        .and_then(|a| a.set_default(GooseDefault::RunTime, load.run_time.as_secs().max(1) as usize))
+        .and_then(|a| {
+            a.set_default(
+                GooseDefault::RunTime,
+                load.run_time.as_secs().max(1) as usize,
+            )
+        })
         .and_then(|a| a.set_default(GooseDefault::Quiet, 1))
         .and_then(|a| a.set_default(GooseDefault::NoPrintMetrics, true))
         .and_then(|a| a.set_default(GooseDefault::NoErrorSummary, true))

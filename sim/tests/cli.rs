@@ -168,9 +168,18 @@ fn schema_prints_the_json_schema() {
 #[test]
 fn rest_clients_run_through_goose_beside_the_agents() {
     let out = tempfile::tempdir().unwrap();
-    let output = sim(&["run", scenario("rest.toml").to_str().unwrap(), "--duration", "4s", "--quiet", "--out", out.path().to_str().unwrap()]);
-    let report: Value = serde_json::from_str(&std::fs::read_to_string(out.path().join("report.json")).unwrap())
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stderr)));
+    let output = sim(&[
+        "run",
+        scenario("rest.toml").to_str().unwrap(),
+        "--duration",
+        "4s",
+        "--quiet",
+        "--out",
+        out.path().to_str().unwrap(),
+    ]);
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("report.json")).unwrap())
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stderr)));
     let http = report["latencies"]
         .as_array()
         .unwrap()
@@ -178,8 +187,32 @@ fn rest_clients_run_through_goose_beside_the_agents() {
         .find(|l| l["operation"] == "http_request")
         .expect("http_request latencies in the report");
     assert!(http["summary"]["count"].as_u64().unwrap() > 50, "{http}");
-    assert!(report["latencies"].as_array().unwrap().iter().any(|l| l["operation"] == "publish_delivery"));
-    let notes: Vec<&str> = report["notes"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
-    assert!(notes.iter().any(|n| n.starts_with("rest (goose) GET /health")), "{notes:?}");
-    assert!(!report["errors"].as_object().unwrap().keys().any(|k| k.starts_with("http_")), "{}", report["errors"]);
+    assert!(
+        report["latencies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["operation"] == "publish_delivery")
+    );
+    let notes: Vec<&str> = report["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.starts_with("rest (goose) GET /health")),
+        "{notes:?}"
+    );
+    assert!(
+        !report["errors"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .any(|k| k.starts_with("http_")),
+        "{}",
+        report["errors"]
+    );
 }
