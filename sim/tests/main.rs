@@ -6,4 +6,5 @@ mod chaos;
 mod cli;
 mod ledger_faults;
 mod run_embedded;
+mod scenario_props;
 mod snapshots;
