@@ -48,13 +48,13 @@ fuzz_target!(|data: &[u8]| {
 /// What the session does with a frame's names before anything else.
 fn resolve_names(frame: &ClientFrame) {
     match frame {
-        ClientFrame::Subscribe { topics, .. } => topics.iter().for_each(topic),
-        ClientFrame::Psubscribe { patterns, .. } => patterns.iter().for_each(pattern),
+        ClientFrame::Subscribe { topics, .. } => topics.iter().for_each(|t| topic(t)),
+        ClientFrame::Psubscribe { patterns, .. } => patterns.iter().for_each(|p| pattern(p)),
         ClientFrame::Unsubscribe {
             topics, patterns, ..
         } => {
-            topics.iter().for_each(topic);
-            patterns.iter().for_each(pattern);
+            topics.iter().for_each(|t| topic(t));
+            patterns.iter().for_each(|p| pattern(p));
         }
         ClientFrame::Publish { topic: t, .. } => topic(t),
         ClientFrame::Send { to, .. } => {
@@ -70,13 +70,13 @@ fn resolve_names(frame: &ClientFrame) {
     }
 }
 
-fn topic(wire: &String) {
+fn topic(wire: &str) {
     if let Ok(channel) = names::resolve_topic(SCOPE, wire) {
         assert_eq!(channel.workspace().unwrap_or("w1"), "w1", "{wire} escaped");
     }
 }
 
-fn pattern(wire: &String) {
+fn pattern(wire: &str) {
     if let Ok(channel_pattern) = names::resolve_pattern(SCOPE, wire) {
         assert!(channel_pattern.starts_with("topic:w1/"), "{wire} escaped");
         assert_eq!(names::wire_pattern(&channel_pattern), wire);
