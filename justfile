@@ -28,3 +28,10 @@ check scenario="smoke":
     cargo build --release --locked -p sim -p bus
     target/release/sim run scenarios/ci/{{scenario}}.toml --out reports/check-{{scenario}} --quiet || test $? -ge 10
     target/release/sim check reports/check-{{scenario}} --baseline reports/baselines/ci-{{scenario}}@memory.json --tolerance 1.0 --latency-floor-ms 25
+
+# Fuzz one target for a while (nightly and cargo-fuzz; see docs/FUZZING.md),
+# e.g. `just fuzz frame_decode 600`. Targets: frame_decode, scenario_parse,
+# glob_match.
+fuzz target="frame_decode" seconds="600":
+    fuzz/seed.sh
+    cargo +nightly fuzz run -O {{target}} fuzz/corpus/{{target}} -- -max_total_time={{seconds}} -timeout=5 -print_final_stats=1

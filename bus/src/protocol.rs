@@ -85,8 +85,12 @@ pub enum ClientFrame {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<RequestId>,
         queue: String,
-        /// One message...
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        /// One message (`null` is a payload too)...
+        #[serde(
+            default,
+            deserialize_with = "present",
+            skip_serializing_if = "Option::is_none"
+        )]
         payload: Option<serde_json::Value>,
         #[serde(default)]
         priority: u8,
@@ -132,9 +136,23 @@ pub enum ClientFrame {
     Ping {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<RequestId>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        /// Echoed in the pong as sent, `null` included.
+        #[serde(
+            default,
+            deserialize_with = "present",
+            skip_serializing_if = "Option::is_none"
+        )]
         data: Option<serde_json::Value>,
     },
+}
+
+/// Reads a field that is present as `Some`, even when its value is `null`
+/// (plain `Option` would turn `null` into `None`, i.e. "absent"). With
+/// `#[serde(default)]` an absent field stays `None`.
+fn present<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(deserializer).map(Some)
 }
 
 fn one() -> usize {
@@ -323,7 +341,11 @@ pub enum ServerFrame {
     Pong {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<RequestId>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(
+            default,
+            deserialize_with = "present",
+            skip_serializing_if = "Option::is_none"
+        )]
         data: Option<serde_json::Value>,
     },
     Error {
@@ -428,7 +450,16 @@ pub fn decode(text: &str) -> Result<ClientFrame, DecodeError> {
     if !text.trim_start().starts_with('{') {
         return Err(not_object("a frame must start with `{`".into()));
     }
-    let envelope: Envelope = serde_json::from_str(text).map_err(|e| not_object(e.to_string()))?;
+    let envelope: Envelope = serde_json::from_str(text).map_err(|e| match e.classify() {
+        // Valid JSON, but `op` or `id` given twice: which one counts would
+        // be a guess, so the frame is refused as malformed.
+        serde_json::error::Category::Data => DecodeError {
+            id: None,
+            code: ErrorCode::BadFrame,
+            message: e.to_string(),
+        },
+        _ => not_object(e.to_string()),
+    })?;
     let id = envelope.id.filter(|v| v.is_string() || v.is_number());
     let fail = |code, message: String| DecodeError {
         id: id.clone(),
@@ -453,77 +484,4 @@ pub fn decode(text: &str) -> Result<ClientFrame, DecodeError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn decodes_every_op() {
-        let frames = [
-            json!({"op":"subscribe","id":1,"topics":["a"]}),
-            json!({"op":"psubscribe","patterns":["a*"]}),
-            json!({"op":"unsubscribe","topics":["a"]}),
-            json!({"op":"publish","topic":"a","payload":{"x":1}}),
-            json!({"op":"send","to":"b","payload":1,"mode":"both"}),
-            json!({"op":"broadcast","scope":"global","payload":1}),
-            json!({"op":"enqueue","queue":"jobs","payload":1,"priority":3}),
-            json!({"op":"dequeue","queue":"jobs","max":5,"wait_ms":100}),
-            json!({"op":"ack","queue":"jobs","message_id":"m"}),
-            json!({"op":"reject","queue":"jobs","message_id":"m","reason":"r"}),
-            json!({"op":"ping","id":"p"}),
-        ];
-        for (frame, op) in frames.iter().zip(CLIENT_OPS) {
-            let decoded = decode(&frame.to_string()).unwrap();
-            assert_eq!(decoded.op(), op);
-        }
-    }
-
-    #[test]
-    fn errors_have_precise_codes_and_keep_the_id() {
-        let err = decode("{not json").unwrap_err();
-        assert_eq!(err.code, ErrorCode::BadJson);
-        let err = decode(r#"{"op":"fly","id":7}"#).unwrap_err();
-        assert_eq!((err.code, err.id), (ErrorCode::UnknownOp, Some(json!(7))));
-        let err = decode(r#"{"op":"publish","id":"x"}"#).unwrap_err();
-        assert_eq!(err.code, ErrorCode::BadFrame);
-        assert!(err.message.contains("topic"), "{}", err.message);
-        let err = decode(r#"{"op":"subscribe","topics":"a"}"#).unwrap_err();
-        assert_eq!(err.code, ErrorCode::BadFrame);
-        let err = decode(r#"{"op":"ping","extra":1}"#).unwrap_err();
-        assert_eq!(err.code, ErrorCode::BadFrame);
-        let err = decode(r#"{"id":1}"#).unwrap_err();
-        assert_eq!(err.code, ErrorCode::BadFrame);
-        let err = decode("[1,2]").unwrap_err();
-        assert_eq!(err.code, ErrorCode::BadJson);
-    }
-
-    #[test]
-    fn message_frames_wrap_the_published_bytes() {
-        let m = AgentMessage::new("t", json!({"a": [1, 2]}));
-        let text = message_frame(Some("x*"), &m.to_json());
-        let frame: ServerFrame = serde_json::from_str(&text).unwrap();
-        assert_eq!(
-            frame,
-            ServerFrame::Message {
-                pattern: Some("x*".into()),
-                message: m
-            }
-        );
-    }
-
-    #[test]
-    fn ok_replies_flatten_their_result() {
-        let frame = ServerFrame::ok(
-            Some(json!("r1")),
-            "publish",
-            OkResult {
-                receivers: Some(2),
-                ..Default::default()
-            },
-        );
-        let v: serde_json::Value = serde_json::from_str(&frame.to_text()).unwrap();
-        assert_eq!(v, json!({"op":"ok","id":"r1","re":"publish","receivers":2}));
-        let back: ServerFrame = serde_json::from_value(v).unwrap();
-        assert_eq!(back, frame);
-    }
-}
+mod tests;

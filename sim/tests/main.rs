@@ -8,5 +8,6 @@ mod deploy;
 mod ledger_faults;
 mod nodes;
 mod run_embedded;
+mod scenario_props;
 mod shards;
 mod snapshots;

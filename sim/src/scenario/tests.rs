@@ -350,3 +350,22 @@ fn readme_example_loads() {
     assert_eq!(s.name, "example");
     assert_eq!(s.total_duration(), std::time::Duration::from_secs(45));
 }
+
+/// Found while writing the scenario property tests: phases whose durations
+/// add up past `Duration::MAX` panicked in `total_duration` ("overflow when
+/// adding durations") instead of failing validation.
+#[test]
+fn phases_longer_than_the_longest_run_are_rejected() {
+    let huge = r#"duration = "18446744073709551615s""#;
+    let second = format!("{BASE}[[phases]]\nname = \"more\"\nkind = \"steady\"\n{huge}\n");
+    assert_error(
+        &second,
+        "18:12",
+        "phases[1].duration",
+        "longer than 30days (the longest run)",
+    );
+    let one = replaced(r#"duration = "10s""#, r#"duration = "31days""#);
+    assert_error(&one, "5:12", "phases[0].duration", "the longest run");
+    let exactly = replaced(r#"duration = "10s""#, r#"duration = "30days""#);
+    Scenario::parse(&exactly, "ok.toml").unwrap();
+}

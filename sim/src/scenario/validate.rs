@@ -1,6 +1,7 @@
 //! The rules of a valid scenario that serde cannot express: ranges, per-behaviour requirements, cross references.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use super::error::FieldPath;
 use super::group::{Behaviour, Group, PayloadBytes};
@@ -101,10 +102,16 @@ fn check_target(target: &Target, path: &FieldPath) -> Check {
     Ok(())
 }
 
+/// The longest run the phases may add up to. Run offsets become instants
+/// and 10 ms planning steps, so an unbounded total would overflow (a sum of
+/// huge durations used to panic here).
+const MAX_RUN_LENGTH: Duration = Duration::from_secs(30 * 24 * 3600);
+
 fn check_phases(phases: &[Phase], path: &FieldPath) -> Check {
     if phases.is_empty() {
         fail(path.clone(), "at least one phase is needed")?;
     }
+    let mut total = Duration::ZERO;
     for (i, phase) in phases.iter().enumerate() {
         let at = path.index(i);
         if phase.name.trim().is_empty() {
@@ -112,6 +119,16 @@ fn check_phases(phases: &[Phase], path: &FieldPath) -> Check {
         }
         if phase.duration.get().is_zero() {
             fail(at.key("duration"), "must be longer than 0s")?;
+        }
+        match total.checked_add(phase.duration.get()) {
+            Some(sum) if sum <= MAX_RUN_LENGTH => total = sum,
+            _ => fail(
+                at.key("duration"),
+                format!(
+                    "the phases up to this one last longer than {} (the longest run)",
+                    humantime::format_duration(MAX_RUN_LENGTH)
+                ),
+            )?,
         }
         if let Some(agents) = phase.agents {
             in_range(at.key("agents"), agents, 0.0, 1.0)?;
@@ -338,12 +355,7 @@ fn check_faults(scenario: &Scenario, path: &FieldPath) -> Check {
     Ok(())
 }
 
-fn check_fault(
-    fault: &Fault,
-    scenario: &Scenario,
-    at: &FieldPath,
-    total: std::time::Duration,
-) -> Check {
+fn check_fault(fault: &Fault, scenario: &Scenario, at: &FieldPath, total: Duration) -> Check {
     if fault.at.get() >= total {
         fail(
             at.key("at"),
