@@ -115,8 +115,7 @@ fn queue(c: &mut Criterion, rt: &Runtime, backends: &Backends) {
                             .await
                             .expect("claim");
                         assert_eq!(claimed.len(), BATCH);
-                        let ids: Vec<String> =
-                            claimed.into_iter().map(|c| c.message.id).collect();
+                        let ids: Vec<String> = claimed.into_iter().map(|c| c.message.id).collect();
                         let acked = broker.ack_many(queue, &ids).await.expect("ack");
                         assert!(acked.into_iter().all(|a| a));
                     }

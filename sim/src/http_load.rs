@@ -40,23 +40,15 @@ struct Shared {
 }
 
 impl Shared {
-<<<<<<< HEAD
     /// Sends `method path` (with a JSON body); returns the response's
     /// JSON body, or the error kind (`http_<status>`, `http_failed`).
-=======
-    /// Sends `method path` (with a JSON body) and records its latency.
->>>>>>> fuzz
     async fn call(
         &self,
         user: &mut GooseUser,
         method: GooseMethod,
         path: &str,
         body: Option<serde_json::Value>,
-<<<<<<< HEAD
     ) -> Result<Result<serde_json::Value, String>, Box<TransactionError>> {
-=======
-    ) -> TransactionResult {
->>>>>>> fuzz
         let mut builder = user.get_request_builder(&method, path)?;
         if let Some(token) = &self.token {
             builder = builder.bearer_auth(token);
@@ -116,16 +108,11 @@ impl Shared {
             Call::Publish => {
                 let body =
                     json!({"workspace": ws, "topic": "agent:rest", "payload": {"via": "rest"}});
-<<<<<<< HEAD
                 (
                     Operation::HttpPublish,
                     self.call(user, GooseMethod::Post, "/publish", Some(body))
                         .await?,
                 )
-=======
-                self.call(user, GooseMethod::Post, "/publish", Some(body))
-                    .await
->>>>>>> fuzz
             }
             Call::Enqueue => {
                 let path = format!("/queues/{ws}/rest/enqueue");
@@ -136,7 +123,6 @@ impl Shared {
                         .await?,
                 )
             }
-<<<<<<< HEAD
             Call::ClaimAck => {
                 let claim = format!("/queues/{ws}/rest/claim");
                 let mut outcome = self
@@ -158,12 +144,6 @@ impl Shared {
                         .await?;
                 }
                 (Operation::HttpClaimAck, outcome)
-=======
-            Call::Claim => {
-                let path = format!("/queues/{ws}/rest/claim");
-                self.call(user, GooseMethod::Post, &path, Some(json!({"max": 1})))
-                    .await
->>>>>>> fuzz
             }
         };
         self.record(operation, started, outcome.err());
