@@ -213,11 +213,14 @@ pub fn client_frame() -> impl Strategy<Value = ClientFrame> {
                 wait_ms,
             }
         }),
-        (id(), text(), text()).prop_map(|(id, queue, message_id)| ClientFrame::Ack {
-            id,
-            queue,
-            message_id
-        }),
+        (id(), text(), proptest::option::of(text()), texts()).prop_map(
+            |(id, queue, message_id, message_ids)| ClientFrame::Ack {
+                id,
+                queue,
+                message_id,
+                message_ids
+            }
+        ),
         (id(), text(), text(), text(), any::<bool>()).prop_map(
             |(id, queue, message_id, reason, requeue)| ClientFrame::Reject {
                 id,
@@ -285,10 +288,15 @@ fn ok_result() -> impl Strategy<Value = OkResult> {
             proptest::option::of(proptest::collection::vec(job(), 0..3)),
             proptest::option::of(any::<bool>()),
             proptest::option::of(outcome),
+            proptest::collection::vec(any::<bool>(), 0..4),
         ),
     )
         .prop_map(
-            |((topics, patterns, receivers), (stored, message_ids), (jobs, acked, outcome))| {
+            |(
+                (topics, patterns, receivers),
+                (stored, message_ids),
+                (jobs, acked, outcome, acks),
+            )| {
                 OkResult {
                     topics,
                     patterns,
@@ -297,6 +305,7 @@ fn ok_result() -> impl Strategy<Value = OkResult> {
                     message_ids,
                     jobs,
                     acked,
+                    acks,
                     outcome,
                 }
             },
