@@ -114,12 +114,19 @@ fn has_topics(b: Behaviour) -> bool {
     matches!(b, Behaviour::Publisher | Behaviour::Subscriber)
 }
 
-/// Messages per second all sending groups offer together.
+/// Messages per second all sending groups offer together. A queue
+/// producer's send is an enqueue of `batch` jobs, so it counts `batch`.
 pub fn offered_rate(scenario: &Scenario) -> f64 {
     scenario
         .groups
         .iter()
-        .map(|g| f64::from(g.count) * g.rate)
+        .map(|g| {
+            let per_send = match g.behaviour {
+                Behaviour::QueueProducer => f64::from(g.batch.max(1)),
+                _ => 1.0,
+            };
+            f64::from(g.count) * g.rate * per_send
+        })
         .sum()
 }
 
@@ -343,6 +350,19 @@ mod tests {
                 .iter()
                 .all(|g| g.payload_bytes.bounds() == (4096, 4096))
         );
+    }
+
+    #[test]
+    fn batched_producers_offer_jobs_not_enqueues() {
+        let s = Scenario::load(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../scenarios/bench/queue-throughput.toml"
+        ))
+        .unwrap();
+        // 10 producers, 60 enqueues/s each, 50 jobs per enqueue.
+        assert!((offered_rate(&s) - 30_000.0).abs() < 1e-6);
+        let half = Vary::Rate.apply(&s, 15_000.0);
+        assert!((offered_rate(&half) - 15_000.0).abs() < 1e-6);
     }
 
     #[test]
