@@ -440,8 +440,7 @@ impl<'a> Agent<'a> {
         loop {
             let leaving = linger_until.is_some();
             let reading = !ctx.faults.is_slow(self.plan.id);
-            let due = self.next_due(leaving).min(leave.unwrap_or(far_future()));
-            let due = linger_until.map_or(due, |l| due.min(l));
+            let due = round_due(self.next_due(leaving), leave, linger_until);
             tokio::select! {
                 biased;
                 _ = ctx.stop.cancelled() => return End::Stopped,
@@ -571,6 +570,21 @@ impl<'a> Agent<'a> {
     }
 }
 
+/// What a serve round sleeps until: the agent's own next timer and, until
+/// it has passed, the leave instant; while lingering, the end of lingering.
+/// The (past) leave instant is no timer then: it would fire at once on
+/// every round and spin the agent.
+fn round_due(
+    own: tokio::time::Instant,
+    leave: Option<tokio::time::Instant>,
+    linger_until: Option<tokio::time::Instant>,
+) -> tokio::time::Instant {
+    match linger_until {
+        Some(l) => own.min(l),
+        None => own.min(leave.unwrap_or(far_future())),
+    }
+}
+
 fn far_future() -> tokio::time::Instant {
     tokio::time::Instant::now() + Duration::from_secs(3600)
 }
@@ -582,3 +596,6 @@ pub fn subscribes(behaviour: Behaviour) -> bool {
         Behaviour::Subscriber | Behaviour::PatternSubscriber
     )
 }
+
+#[cfg(test)]
+mod tests;
