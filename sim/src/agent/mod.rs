@@ -437,13 +437,23 @@ impl<'a> Agent<'a> {
         let mut faults = ctx.faults.subscribe();
         let storm = ctx.faults.storm_generation(self.plan.id);
         let mut linger_until: Option<tokio::time::Instant> = None;
+        // One stop future and one timer for the whole session, re-armed
+        // only when the due instant moves: a round per frame costs no timer
+        // registration.
+        let stopped = ctx.stop.cancelled();
+        tokio::pin!(stopped);
+        let timer = tokio::time::sleep_until(far_future());
+        tokio::pin!(timer);
         loop {
             let leaving = linger_until.is_some();
             let reading = !ctx.faults.is_slow(self.plan.id);
             let due = round_due(self.next_due(leaving), leave, linger_until);
+            if due != timer.deadline() && !(is_far(due) && is_far(timer.deadline())) {
+                timer.as_mut().reset(due);
+            }
             tokio::select! {
                 biased;
-                _ = ctx.stop.cancelled() => return End::Stopped,
+                _ = &mut stopped => return End::Stopped,
                 _ = faults.changed() => {
                     if ctx.faults.storm_generation(self.plan.id) != storm {
                         return End::Storm;
@@ -477,7 +487,7 @@ impl<'a> Agent<'a> {
                     }
                     Counters::add(&ctx.counters.received, texts);
                 }
-                _ = tokio::time::sleep_until(due) => {
+                _ = &mut timer => {
                     let now = tokio::time::Instant::now();
                     if linger_until.is_some_and(|l| now >= l) {
                         return End::Left;
@@ -587,6 +597,12 @@ fn round_due(
 
 fn far_future() -> tokio::time::Instant {
     tokio::time::Instant::now() + Duration::from_secs(3600)
+}
+
+/// Whether `t` is "no timer" ([`far_future`], give or take when it was
+/// taken).
+fn is_far(t: tokio::time::Instant) -> bool {
+    t > tokio::time::Instant::now() + Duration::from_secs(1800)
 }
 
 /// Whether this group's agents subscribe to topics or patterns on connect.
