@@ -95,9 +95,11 @@ async fn read_loop(
     started: Instant,
 ) {
     let close = session.entry.close.clone();
+    let closed = close.cancelled();
+    tokio::pin!(closed);
     loop {
         let next = tokio::select! {
-            _ = close.cancelled() => return,
+            _ = &mut closed => return,
             _ = inbox_wake.notified() => {
                 session.pump_inbox().await;
                 continue;
@@ -164,10 +166,13 @@ async fn write_loop(
 ) {
     let mut batch = Vec::with_capacity(WRITE_BATCH);
     let mut pings = tokio::time::interval_at(Instant::now() + liveness.interval, liveness.interval);
+    // One close future for the connection's life, not one per write.
+    let closed = entry.close.cancelled();
+    tokio::pin!(closed);
     loop {
         tokio::select! {
             biased;
-            _ = entry.close.cancelled() => break,
+            _ = &mut closed => break,
             n = rx.recv_many(&mut batch, WRITE_BATCH) => {
                 if n == 0 {
                     break;
