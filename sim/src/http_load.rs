@@ -17,6 +17,10 @@ use serde_json::json;
 
 use crate::metrics::{MetricsHub, Operation};
 
+/// The topic REST users publish to. Agents whose patterns match it ignore
+/// it (it carries no measurement stamp), rather than count it misrouted.
+pub const REST_TOPIC: &str = "agent:sim-rest";
+
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct HttpLoad {
@@ -107,7 +111,7 @@ impl Shared {
             }
             Call::Publish => {
                 let body =
-                    json!({"workspace": ws, "topic": "agent:rest", "payload": {"via": "rest"}});
+                    json!({"workspace": ws, "topic": REST_TOPIC, "payload": {"via": "rest"}});
                 (
                     Operation::HttpPublish,
                     self.call(user, GooseMethod::Post, "/publish", Some(body))
@@ -142,6 +146,11 @@ impl Shared {
                             Some(json!({"message_id": id})),
                         )
                         .await?;
+                    if let Ok(body) = &outcome
+                        && body["acked"] != serde_json::Value::Bool(true)
+                    {
+                        outcome = Err("http_ack_not_found".to_owned());
+                    }
                 }
                 (Operation::HttpClaimAck, outcome)
             }
@@ -195,9 +204,10 @@ pub async fn run(load: HttpLoad, hub: MetricsHub) -> Result<Vec<String>, String>
         .execute()
         .await
         .map_err(|e| e.to_string())?;
-    Ok(metrics
-        .requests
-        .iter()
+    let mut requests: Vec<_> = metrics.requests.iter().collect();
+    requests.sort_by(|a, b| a.0.cmp(b.0));
+    Ok(requests
+        .into_iter()
         .map(|(name, r)| {
             format!(
                 "rest (goose) {name}: {} ok, {} failed, mean {:.2} ms",

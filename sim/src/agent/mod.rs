@@ -370,6 +370,15 @@ impl<'a> Agent<'a> {
                     claimed,
                     tries: tries + 1,
                 }),
+                InFlight::AckBatch(acks) => {
+                    for (message, claimed, tries) in acks {
+                        self.retry_later(WorkKind::Ack {
+                            id: message,
+                            claimed,
+                            tries: tries + 1,
+                        });
+                    }
+                }
                 InFlight::Reject { message, tries } => self.retry_later(WorkKind::Reject {
                     id: message,
                     tries: tries + 1,
@@ -448,7 +457,8 @@ impl<'a> Agent<'a> {
             let leaving = linger_until.is_some();
             let reading = !ctx.faults.is_slow(self.plan.id);
             let due = round_due(self.next_due(leaving), leave, linger_until);
-            if due != timer.deadline() && !(is_far(due) && is_far(timer.deadline())) {
+            let armed = timer.deadline();
+            if due < armed || (due > armed && !(is_far(due) && is_far(armed))) {
                 timer.as_mut().reset(due);
             }
             tokio::select! {

@@ -170,6 +170,10 @@ impl Agent<'_> {
         if message.topic.ends_with(":inbox") {
             return self.on_direct(message, false);
         }
+        if message.topic == crate::http_load::REST_TOPIC {
+            // REST users' traffic (rest_client groups) reaching a pattern.
+            return;
+        }
         let class = match (pattern, message.topic.as_ref()) {
             (Some(_), _) => MessageClass::Pattern,
             (None, "broadcast") => MessageClass::Broadcast,

@@ -197,12 +197,15 @@ pub struct PointRun {
     pub load: f64,
     /// Verdict of the agents' measurements (connects not judged).
     pub status: Status,
-    /// The operation whose percentiles are shown (most samples).
+    /// The operation whose percentiles are shown (most samples; ties go to
+    /// the earlier in [`Operation::ALL`]). The verdict covers every
+    /// operation.
     pub operation: Option<Operation>,
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub p999_ms: f64,
-    /// Messages sent per second during the steady phase.
+    /// Sends per second during the steady phase (an enqueue of a batch is
+    /// one send; the load axis counts its jobs).
     pub offered_per_s: f64,
     /// Deliveries (and queue claims) per second during the steady phase.
     pub delivered_per_s: f64,

@@ -153,20 +153,19 @@ fn steady_verdicts(measured: &Measured, scenario: &Scenario) -> Verdicts {
 fn summarise(load: f64, scenario: &Scenario, measured: &Measured, connect: Duration) -> PointRun {
     let metrics = &measured.result.metrics;
     let verdicts = steady_verdicts(measured, scenario);
-    // The operation a point shows: the worst judged, then the busiest.
-    let status_of = |op: Operation| {
-        verdicts
-            .operations
-            .iter()
-            .find(|o| o.operation == op)
-            .map(|o| o.status)
-            .unwrap_or_default()
-    };
+    // The operation a point shows (and the curve and knee use): the
+    // busiest, ties going to the earlier one (queue_wait before
+    // queue_process), so every point of a set-up shows the same one.
     let operation = metrics
         .operations()
         .into_iter()
         .filter(|op| op.is_judged() && *op != Operation::Connect)
-        .max_by_key(|op| (status_of(*op), metrics.summary(*op).map_or(0, |s| s.count)));
+        .min_by_key(|op| {
+            (
+                std::cmp::Reverse(metrics.summary(*op).map_or(0, |s| s.count)),
+                op.index(),
+            )
+        });
     let summary = operation.and_then(|op| metrics.summary(op));
     let steady_s = scenario
         .total_duration()
