@@ -2,7 +2,7 @@
 //! (embedded on memory, embedded on Redis, an external bus process).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use serde_json::Value;
 use testkit::TestRedis;
@@ -95,28 +95,10 @@ fn smoke_on_the_embedded_bus_on_redis() {
 
 #[test]
 fn smoke_against_a_separately_started_bus() {
-    let bus = sim::target::find_bus_binary(None).expect("the bus binary (cargo build -p bus)");
-    let mut child = Command::new(bus)
-        .args(["--broker", "memory", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("bus listening on ")
-        .expect("the ready line")
-        .to_owned();
-    let url = format!("ws://{addr}");
-    let (report, code, _) = run_smoke(&["--target", &url]);
-    let _ = child.kill();
-    let _ = child.wait();
+    let bus = crate::support::Bus::start();
+    let (report, code, _) = run_smoke(&["--target", &bus.url]);
+    let addr = bus.addr.clone();
+    drop(bus);
     assert_consistent(&report, code);
     assert!(report["run"]["target"].as_str().unwrap().contains(&addr));
 }

@@ -11,3 +11,4 @@ mod run_embedded;
 mod scenario_props;
 mod shards;
 mod snapshots;
+mod support;

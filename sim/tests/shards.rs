@@ -5,6 +5,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+
+use crate::support::Bus;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
@@ -13,46 +15,6 @@ const SIM: &str = env!("CARGO_BIN_EXE_sim");
 
 fn smoke() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/ci/smoke.toml")
-}
-
-/// A `bus` process on the memory broker, killed on drop.
-struct Bus {
-    child: Child,
-    url: String,
-}
-
-impl Bus {
-    fn start() -> Bus {
-        let bus = sim::target::find_bus_binary(None).expect("the bus binary (cargo build -p bus)");
-        let mut child = Command::new(bus)
-            .args(["--broker", "memory", "--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-            &mut line,
-        )
-        .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("bus listening on ")
-            .expect("the ready line")
-            .to_owned();
-        Bus {
-            child,
-            url: format!("ws://{addr}"),
-        }
-    }
-}
-
-impl Drop for Bus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn sim(args: &[&str]) -> Command {

@@ -1,0 +1,47 @@
+//! Shared by the integration tests.
+
+use std::process::{Child, Command, Stdio};
+
+/// A `bus` process on the memory broker, killed on drop.
+pub struct Bus {
+    child: Child,
+    /// `ws://HOST:PORT`.
+    pub url: String,
+    /// `HOST:PORT` it listens on.
+    pub addr: String,
+}
+
+impl Bus {
+    pub fn start() -> Bus {
+        let bus = sim::target::find_bus_binary(None).expect("the bus binary (cargo build -p bus)");
+        let mut child = Command::new(bus)
+            .args(["--broker", "memory", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("bus listening on ")
+            .expect("the ready line")
+            .to_owned();
+        Bus {
+            child,
+            url: format!("ws://{addr}"),
+            addr,
+        }
+    }
+}
+
+impl Drop for Bus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
