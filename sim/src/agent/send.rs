@@ -15,41 +15,13 @@ use super::wire::{self, Stamp};
 use super::{Agent, InFlight};
 use crate::metrics::{MessageClass, Operation};
 use crate::runner::context::Counters;
-use crate::runner::plan::workspace_name;
+use crate::runner::plan::{Subscriptions, workspace_name};
 use crate::scenario::{Behaviour, BroadcastScope, Delivery, TopicDistribution};
 
 /// How long an agent waits for its subscribe reply.
 const SETUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Agent<'_> {
-    /// Topic ids this agent subscribes to: spread round-robin for uniform
-    /// popularity, drawn by popularity for Zipf.
-    fn chosen_topics(&mut self) -> Vec<u32> {
-        let ids = &self.ctx.plan.group_topics[self.plan.group];
-        if ids.is_empty() {
-            return Vec::new();
-        }
-        let per_agent = (self.group.topics.per_agent as usize).clamp(1, ids.len());
-        match self.group.topics.distribution {
-            TopicDistribution::Uniform => (0..per_agent)
-                .map(|j| ids[(self.plan.index as usize * per_agent + j) % ids.len()])
-                .collect(),
-            TopicDistribution::Zipf => {
-                let mut chosen = Vec::with_capacity(per_agent);
-                for _ in 0..per_agent * 20 {
-                    let id = ids[self.pick_index(ids.len())];
-                    if !chosen.contains(&id) {
-                        chosen.push(id);
-                    }
-                    if chosen.len() == per_agent {
-                        break;
-                    }
-                }
-                chosen
-            }
-        }
-    }
-
     /// An index into `n` topics by the group's distribution.
     fn pick_index(&mut self, n: usize) -> usize {
         match self.group.topics.distribution {
@@ -60,6 +32,26 @@ impl Agent<'_> {
         }
     }
 
+    /// The frame that subscribes this agent on connect, written from its
+    /// plan's [`Subscriptions`] (as its windows are), if it subscribes.
+    pub(super) fn subscribe_frame(&self) -> Option<String> {
+        let frame = match &self.plan.subscriptions {
+            Subscriptions::None => return None,
+            Subscriptions::Topics(ids) => {
+                let names: Vec<&str> = ids
+                    .iter()
+                    .map(|id| self.ctx.plan.topics.name(*id))
+                    .collect();
+                serde_json::json!({"op":"subscribe","id":"setup","topics":names})
+            }
+            Subscriptions::Patterns(patterns) => {
+                let globs: Vec<&str> = patterns.iter().map(|p| p.glob.as_str()).collect();
+                serde_json::json!({"op":"psubscribe","id":"setup","patterns":globs})
+            }
+        };
+        Some(frame.to_string())
+    }
+
     /// Subscribes (topics or patterns) and waits for the reply; windows open
     /// at the reply, when the bus is known to deliver.
     pub(super) async fn subscribe(
@@ -67,24 +59,10 @@ impl Agent<'_> {
         sink: &mut SplitSink<Socket, Message>,
         stream: &mut SplitStream<Socket>,
     ) -> bool {
-        let frame = match self.group.behaviour {
-            Behaviour::Subscriber => {
-                let names: Vec<String> = self
-                    .chosen_topics()
-                    .iter()
-                    .map(|id| self.ctx.plan.topics.name(*id).to_owned())
-                    .collect();
-                serde_json::json!({"op":"subscribe","id":"setup","topics":names})
-            }
-            Behaviour::PatternSubscriber => {
-                serde_json::json!({"op":"psubscribe","id":"setup","patterns":self.group.patterns})
-            }
-            Behaviour::Adversary => {
-                serde_json::json!({"op":"psubscribe","id":"setup","patterns":["*"]})
-            }
-            _ => return true,
+        let Some(frame) = self.subscribe_frame() else {
+            return true;
         };
-        if sink.send(Message::text(frame.to_string())).await.is_err() {
+        if sink.send(Message::text(frame)).await.is_err() {
             return false;
         }
         self.subscribing = true;
@@ -109,43 +87,25 @@ impl Agent<'_> {
         true
     }
 
-    fn open_subscription_windows(&mut self) {
+    /// Opens a window per subscribed topic or pattern, from the plan's
+    /// [`Subscriptions`]: exactly what [`Self::subscribe_frame`] asked for.
+    pub(super) fn open_subscription_windows(&mut self) {
         let now = self.now_us();
-        let ws = self.plan.workspace;
-        match self.group.behaviour {
-            Behaviour::Subscriber => {
-                for topic in self.chosen_topics() {
-                    self.open_window(
-                        ChannelKey::Topic {
-                            workspace: ws,
-                            topic,
-                        },
-                        None,
-                        now,
-                    );
+        let workspace = self.plan.workspace;
+        let topic = |topic| ChannelKey::Topic { workspace, topic };
+        match &self.plan.subscriptions {
+            Subscriptions::None => {}
+            Subscriptions::Topics(ids) => {
+                for id in ids {
+                    self.open_window(topic(*id), None, now);
                 }
             }
-            Behaviour::PatternSubscriber | Behaviour::Adversary => {
-                let globs = match self.group.behaviour {
-                    Behaviour::Adversary => vec!["*".to_owned()],
-                    _ => self.group.patterns.clone(),
-                };
-                for glob in globs {
-                    let channels = self
-                        .ctx
-                        .plan
-                        .topics
-                        .matching(&glob)
-                        .into_iter()
-                        .map(|topic| ChannelKey::Topic {
-                            workspace: ws,
-                            topic,
-                        })
-                        .collect();
-                    self.open_window(ChannelKey::Global, Some((&glob, channels)), now);
+            Subscriptions::Patterns(patterns) => {
+                for p in patterns.iter() {
+                    let channels = p.topics.iter().map(|t| topic(*t)).collect();
+                    self.open_window(ChannelKey::Global, Some((&p.glob, channels)), now);
                 }
             }
-            _ => {}
         }
     }
 

@@ -27,3 +27,100 @@ fn before_leaving_the_leave_instant_is_a_timer() {
     let send = now + Duration::from_millis(20);
     assert_eq!(round_due(send, Some(leave), None), send);
 }
+
+/// The subscribe frame an agent sends (decoded by the bus's own decoder)
+/// and the windows the ledger opens for it name exactly the same topics,
+/// for every topic distribution and `per_agent` (up to every topic), and
+/// the same patterns for pattern subscribers.
+#[test]
+fn the_ledger_expects_exactly_what_each_agent_subscribed_to() {
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+
+    use bus::protocol::ClientFrame;
+
+    use super::Agent;
+    use super::tracking::ChannelKey;
+    use crate::runner::{Endpoints, RunOptions, context};
+    use crate::scenario::Scenario;
+
+    for distribution in ["uniform", "zipf"] {
+        for per_agent in [1, 2, 3, 6, 7] {
+            let text = format!(
+                r#"
+name = "subs"
+[[phases]]
+name = "s"
+kind = "steady"
+duration = "1s"
+[[groups]]
+name = "subscribers"
+count = 30
+behaviour = "subscriber"
+workspaces = 3
+topics = {{ count = 7, distribution = "{distribution}", per_agent = {per_agent} }}
+[[groups]]
+name = "auditors"
+count = 3
+behaviour = "pattern_subscriber"
+patterns = ["agent:topic-1*", "agent:topic-?"]
+[[groups]]
+name = "publishers"
+count = 2
+behaviour = "publisher"
+rate = 1.0
+topics = {{ count = 7, distribution = "{distribution}" }}
+"#
+            );
+            let scenario = Arc::new(Scenario::parse(&text, "subs.toml").unwrap());
+            let endpoints = Endpoints {
+                ws_urls: vec!["ws://127.0.0.1:9/ws/connect".into()],
+                source_addresses: Vec::new(),
+            };
+            let ctx = context(&scenario, &endpoints, &RunOptions::default());
+            let case = format!("{distribution}, per_agent {per_agent}");
+            for plan in &ctx.plan.agents {
+                let group = &scenario.groups[plan.group];
+                let mut agent = Agent::new(plan, group, &ctx);
+                let Some(frame) = agent.subscribe_frame() else {
+                    continue;
+                };
+                agent.open_subscription_windows();
+                let windowed: BTreeSet<String> = agent
+                    .windows
+                    .iter()
+                    .filter(|w| !w.pattern)
+                    .flat_map(|w| w.channels.iter())
+                    .map(|c| match c {
+                        ChannelKey::Topic { topic, .. } => ctx.plan.topics.name(*topic).to_owned(),
+                        other => panic!("{case}: a topic window on {other}"),
+                    })
+                    .collect();
+                match bus::protocol::decode(&frame).unwrap() {
+                    ClientFrame::Subscribe { topics, .. } => {
+                        let subscribed: BTreeSet<String> = topics.into_iter().collect();
+                        assert_eq!(subscribed.len(), per_agent.min(7), "{case}: {frame}");
+                        assert_eq!(subscribed, windowed, "{case}: agent {}", plan.name);
+                    }
+                    ClientFrame::Psubscribe { patterns, .. } => {
+                        let globs: BTreeSet<&String> = agent.patterns.keys().collect();
+                        assert_eq!(globs, patterns.iter().collect(), "{case}");
+                        for glob in &patterns {
+                            let w = &agent.windows[agent.patterns[glob]];
+                            let topics: Vec<u32> = w
+                                .channels
+                                .iter()
+                                .filter_map(|c| match c {
+                                    ChannelKey::Topic { topic, .. } => Some(*topic),
+                                    _ => None,
+                                })
+                                .collect();
+                            assert_eq!(topics, ctx.plan.topics.matching(glob), "{case}: {glob}");
+                        }
+                    }
+                    other => panic!("{case}: not a subscription: {other:?}"),
+                }
+            }
+        }
+    }
+}

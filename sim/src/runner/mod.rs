@@ -207,7 +207,8 @@ fn node_agents(plan: &plan::Plan, nodes: usize) -> Vec<u64> {
     counts
 }
 
-fn context(
+/// The shared context of a run of `scenario` (agents are not started).
+pub(crate) fn context(
     scenario: &Arc<Scenario>,
     endpoints: &Endpoints,
     options: &RunOptions,

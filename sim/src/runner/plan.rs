@@ -1,11 +1,22 @@
 //! The validated plan of a run: every agent with its group, workspace, node,
-//! source address and connect/leave times, and the table of topics.
+//! source address, connect/leave times and subscriptions, and the table of
+//! topics.
+//!
+//! **Who should receive what is decided here, once.** An agent's
+//! [`Subscriptions`] are drawn when the plan is built; the agent writes its
+//! subscribe frame from them and the ledger opens its windows from them,
+//! so what the ledger expects an agent to receive is exactly what it
+//! subscribed to (never a second draw of the same random choice).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::scenario::{Behaviour, Scenario};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use crate::scenario::{Behaviour, Group, Scenario, TopicDistribution};
 
 /// Resolution of the agent-count schedule.
 const STEP: Duration = Duration::from_millis(10);
@@ -36,6 +47,32 @@ pub struct AgentPlan {
     pub source: Option<IpAddr>,
     pub sessions: Vec<Session>,
     pub seed: u64,
+    /// What it subscribes to on every connect (beyond its inbox, workspace
+    /// and the global broadcast, which every agent gets).
+    pub subscriptions: Subscriptions,
+}
+
+/// What an agent subscribes to on connect: the one record its subscribe
+/// frame and its ledger windows are both made from.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Subscriptions {
+    /// Nothing beyond the defaults.
+    #[default]
+    None,
+    /// These topics (ids in the plan's [`TopicTable`]), distinct.
+    Topics(Vec<u32>),
+    /// These glob patterns, shared by the agents of a group.
+    Patterns(Arc<[PatternSubscription]>),
+}
+
+/// One `psubscribe` pattern and the plan's topics it matches (with the
+/// bus's own matcher), which its window expects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatternSubscription {
+    /// The wire glob, as sent.
+    pub glob: String,
+    /// Ids of the plan's topics it matches.
+    pub topics: Vec<u32>,
 }
 
 impl AgentPlan {
@@ -152,6 +189,11 @@ pub fn build(scenario: &Scenario, nodes: usize, sources: &[IpAddr], shard: (u32,
         };
         group_topics.push(ids);
     }
+    let group_patterns: Vec<Arc<[PatternSubscription]>> = scenario
+        .groups
+        .iter()
+        .map(|group| patterns_of(group, &topics))
+        .collect();
     let mut agents = Vec::new();
     let mut members: HashMap<(usize, u32), Vec<u32>> = HashMap::new();
     let mut id = 0u32;
@@ -168,6 +210,16 @@ pub fn build(scenario: &Scenario, nodes: usize, sources: &[IpAddr], shard: (u32,
             // REST clients are goose users, not WebSocket agents.
             let websocket = group.behaviour != Behaviour::RestClient;
             if websocket && id % shard.1 == shard.0 {
+                let seed = scenario.seed ^ (u64::from(id) + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                let subscriptions = match group.behaviour {
+                    Behaviour::Subscriber => {
+                        Subscriptions::Topics(topics_of(group, index, seed, &group_topics[g]))
+                    }
+                    Behaviour::PatternSubscriber | Behaviour::Adversary => {
+                        Subscriptions::Patterns(group_patterns[g].clone())
+                    }
+                    _ => Subscriptions::None,
+                };
                 agents.push(AgentPlan {
                     id,
                     group: g,
@@ -177,7 +229,8 @@ pub fn build(scenario: &Scenario, nodes: usize, sources: &[IpAddr], shard: (u32,
                     node: id as usize % nodes.max(1),
                     source: (!sources.is_empty()).then(|| sources[id as usize % sources.len()]),
                     sessions,
-                    seed: scenario.seed ^ (u64::from(id) + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                    seed,
+                    subscriptions,
                 });
             }
             id += 1;
@@ -191,6 +244,64 @@ pub fn build(scenario: &Scenario, nodes: usize, sources: &[IpAddr], shard: (u32,
         first_id,
         run_length: scenario.total_duration(),
     }
+}
+
+/// Salt of the topic choice's generator, so it draws apart from the
+/// agent's own generator (same seed, other numbers).
+const TOPIC_CHOICE_SALT: u64 = 0x7091_C5E1_EC70_0001;
+
+/// The `per_agent` distinct topics (of the group's `ids`) agent `index`
+/// subscribes to: round-robin for uniform popularity; for Zipf, drawn by
+/// popularity without replacement (Efraimidis–Spirakis: each topic gets
+/// the key `u^(1/weight)`, the highest keys win), so an agent always gets
+/// exactly `per_agent` topics, the hot ones more often.
+fn topics_of(group: &Group, index: u32, seed: u64, ids: &[u32]) -> Vec<u32> {
+    if ids.is_empty() {
+        return Vec::new();
+    }
+    let per_agent = (group.topics.per_agent as usize).clamp(1, ids.len());
+    match group.topics.distribution {
+        TopicDistribution::Uniform => (0..per_agent)
+            .map(|j| ids[(index as usize * per_agent + j) % ids.len()])
+            .collect(),
+        TopicDistribution::Zipf => {
+            let mut rng = SmallRng::seed_from_u64(seed ^ TOPIC_CHOICE_SALT);
+            let s = group.topics.zipf_exponent;
+            let mut keyed: Vec<(f64, u32)> = ids
+                .iter()
+                .enumerate()
+                .map(|(rank, id)| {
+                    let weight = 1.0 / ((rank + 1) as f64).powf(s);
+                    let u: f64 = rng.random_range(f64::MIN_POSITIVE..1.0);
+                    (u.powf(1.0 / weight), *id)
+                })
+                .collect();
+            keyed.sort_by(|a, b| b.0.total_cmp(&a.0));
+            keyed
+                .into_iter()
+                .take(per_agent)
+                .map(|(_, id)| id)
+                .collect()
+        }
+    }
+}
+
+/// The patterns a group's agents psubscribe to, each with the topics it
+/// matches: the group's `patterns` for pattern subscribers, `*` for
+/// adversaries (who try to see everything), none for the others.
+fn patterns_of(group: &Group, topics: &TopicTable) -> Arc<[PatternSubscription]> {
+    let globs: Vec<String> = match group.behaviour {
+        Behaviour::PatternSubscriber => group.patterns.clone(),
+        Behaviour::Adversary => vec!["*".to_owned()],
+        _ => Vec::new(),
+    };
+    globs
+        .into_iter()
+        .map(|glob| PatternSubscription {
+            topics: topics.matching(&glob),
+            glob,
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -268,5 +379,45 @@ rate = 1.0
         let plan = build(&s, 1, &[], (0, 1));
         assert_eq!(plan.topics.matching("agent:topic-1*").len(), 1);
         assert_eq!(plan.topics.matching("*").len(), 10);
+    }
+
+    #[test]
+    fn zipf_subscribers_get_distinct_topics_the_hot_ones_most() {
+        let s = Scenario::parse(
+            r#"
+name = "z"
+[[phases]]
+name = "s"
+kind = "steady"
+duration = "1s"
+[[groups]]
+name = "subs"
+count = 2000
+behaviour = "subscriber"
+topics = { count = 20, distribution = "zipf", zipf_exponent = 1.2, per_agent = 3 }
+"#,
+            "z.toml",
+        )
+        .unwrap();
+        let plan = build(&s, 1, &[], (0, 1));
+        let mut hits = vec![0u32; 20];
+        for a in &plan.agents {
+            let Subscriptions::Topics(ids) = &a.subscriptions else {
+                panic!("a subscriber without topics");
+            };
+            let mut distinct = ids.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            assert_eq!(distinct.len(), 3, "{ids:?}");
+            for id in ids {
+                hits[*id as usize] += 1;
+            }
+        }
+        assert!(hits[0] > hits[5] && hits[5] > hits[19], "{hits:?}");
+        let again = build(&s, 1, &[], (0, 1));
+        assert_eq!(
+            plan.agents[7].subscriptions, again.agents[7].subscriptions,
+            "the seed fixes the choice"
+        );
     }
 }
