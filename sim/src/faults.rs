@@ -64,7 +64,6 @@ fn agent_names(ids: &[u32], ctx: &RunContext) -> Vec<String> {
 
 async fn inject(fault: &Fault, ctx: &RunContext, target: &RunningTarget) -> FaultOutcome {
     let start = ctx.clock.instant(fault.at.get());
-    tokio::time::sleep_until(start).await;
     let duration = fault.duration.get();
     let disconnects_before = ctx.counters.disconnects.load(Ordering::Relaxed);
     let mut outcome = FaultOutcome {
@@ -77,6 +76,10 @@ async fn inject(fault: &Fault, ctx: &RunContext, target: &RunningTarget) -> Faul
         disconnects: 0,
         bus_health: Vec::new(),
     };
+    if !ctx.hold_until(start).await {
+        outcome.error = Some("not applied: the run was interrupted before its time".into());
+        return outcome;
+    }
     let result = apply(fault, ctx, target, duration, &mut outcome).await;
     if let Err(e) = result {
         outcome.error = Some(e);
@@ -90,12 +93,13 @@ async fn inject(fault: &Fault, ctx: &RunContext, target: &RunningTarget) -> Faul
     ) {
         outcome.resumed_after_s = resume_time(ctx).await;
     }
-    tokio::time::sleep_until(start + duration + AFTERMATH).await;
+    ctx.hold_until(start + duration + AFTERMATH).await;
     outcome.disconnects = ctx.counters.disconnects.load(Ordering::Relaxed) - disconnects_before;
     outcome
 }
 
-/// Does the fault, waits out its duration, undoes it.
+/// Does the fault, waits out its duration (less if the run is
+/// interrupted), undoes it.
 async fn apply(
     fault: &Fault,
     ctx: &RunContext,
@@ -108,13 +112,13 @@ async fn apply(
         FaultKind::RedisRestart => {
             outcome.affected = vec!["redis".into()];
             target.stop_redis().await.map_err(err)?;
-            tokio::time::sleep(duration).await;
+            ctx.hold(duration).await;
             target.start_redis().await.map_err(err)?;
         }
         FaultKind::RedisPause => {
             outcome.affected = vec!["redis".into()];
             target.pause_redis(true).map_err(err)?;
-            tokio::time::sleep(duration).await;
+            ctx.hold(duration).await;
             target.pause_redis(false).map_err(err)?;
         }
         FaultKind::NodeKill => {
@@ -124,7 +128,7 @@ async fn apply(
                     .affected
                     .push(target.kill_node(*i).await.map_err(err)?);
             }
-            tokio::time::sleep(duration).await;
+            ctx.hold(duration).await;
             for i in &nodes {
                 target.restart_node(*i).await.map_err(err)?;
             }
@@ -132,7 +136,7 @@ async fn apply(
         FaultKind::NetworkCut => {
             outcome.affected = vec!["network".into()];
             target.cut_network(true).map_err(err)?;
-            tokio::time::sleep(duration).await;
+            ctx.hold(duration).await;
             target.cut_network(false).map_err(err)?;
         }
         FaultKind::SlowConsumers => {
@@ -143,7 +147,7 @@ async fn apply(
             );
             outcome.affected = agent_names(&agents, ctx);
             ctx.faults.set_slow(&agents, true);
-            tokio::time::sleep(duration).await;
+            ctx.hold(duration).await;
             ctx.faults.set_slow(&agents, false);
         }
         FaultKind::ReconnectStorm => {
@@ -164,7 +168,7 @@ async fn apply(
             let agents = agents_of(fault, ctx, &[Behaviour::QueueWorker]);
             outcome.affected = agent_names(&agents, ctx);
             ctx.faults.set_crash(&agents, true);
-            tokio::time::sleep(duration).await;
+            ctx.hold(duration).await;
             ctx.faults.set_crash(&agents, false);
         }
     }

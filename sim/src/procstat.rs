@@ -80,9 +80,77 @@ fn clock_ticks_per_second() -> f64 {
     })
 }
 
+/// The whole machine's CPU counters (`/proc/stat`'s `cpu` line), in clock
+/// ticks summed over every core: the busy share between two samples is
+/// `busy` grown over `total` grown.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MachineSample {
+    /// Ticks spent doing anything but idling or waiting for I/O.
+    pub busy: u64,
+    /// All ticks.
+    pub total: u64,
+}
+
+impl MachineSample {
+    /// Percent of the machine (all cores) busy from `earlier` to `self`;
+    /// `None` when no tick passed.
+    pub fn busy_percent_since(&self, earlier: &MachineSample) -> Option<f64> {
+        let total = self.total.checked_sub(earlier.total)?;
+        let busy = self.busy.saturating_sub(earlier.busy);
+        (total > 0).then(|| 100.0 * busy as f64 / total as f64)
+    }
+}
+
+/// The machine's CPU counters now (`None` without `/proc`).
+pub fn machine_sample() -> Option<MachineSample> {
+    parse_machine(&std::fs::read_to_string("/proc/stat").ok()?)
+}
+
+/// Cores this process may run on (what `busy_percent` is a share of).
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+fn parse_machine(stat: &str) -> Option<MachineSample> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest counted in user).
+    let total: u64 = ticks.iter().take(8).sum();
+    let idle = ticks.get(3)? + ticks.get(4).copied().unwrap_or(0);
+    Some(MachineSample {
+        busy: total.saturating_sub(idle),
+        total,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_machine_line_gives_busy_and_total_ticks() {
+        let stat = "cpu  100 5 50 800 40 3 2 0 0 0\ncpu0 50 2 25 400 20 1 1 0 0 0\n";
+        let s = parse_machine(stat).unwrap();
+        assert_eq!(
+            s,
+            MachineSample {
+                busy: 160,
+                total: 1000
+            }
+        );
+        let later = MachineSample {
+            busy: 260,
+            total: 1200,
+        };
+        assert_eq!(later.busy_percent_since(&s), Some(50.0));
+        assert_eq!(s.busy_percent_since(&s), None);
+        assert!(machine_sample().is_some());
+    }
+
     use std::time::{Duration, Instant};
 
     #[test]

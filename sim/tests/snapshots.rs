@@ -21,8 +21,8 @@ use sim::scenario::{BrokerKind, Scenario};
 use sim::target::{RunningTarget, TargetOptions};
 use testkit::TestRedis;
 
-/// One scenario run at a time, across the tests of this file.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// One scenario run at a time, across the tests that run load.
+use crate::support::HEAVY as SERIAL;
 
 /// The latency floor the regression test gives `sim check`. The committed
 /// baselines come from release builds; these runs are debug builds on a

@@ -2,6 +2,11 @@
 
 use std::process::{Child, Command, Stdio};
 
+/// Held by the tests that run real load and judge its latency (the shipped
+/// and generated scenarios, the snapshots), so they never share the CPU
+/// with each other.
+pub static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A `bus` process on the memory broker, killed on drop.
 pub struct Bus {
     child: Child,

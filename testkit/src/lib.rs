@@ -89,6 +89,10 @@ impl RedisServer {
         if !self.extra_args.iter().any(|a| a == "--appendonly") {
             cmd.args(["--appendonly", "no"]);
         }
+        // Its own process group: a Ctrl-C at the terminal reaches the
+        // program that started it, which stops it in its own time, and not
+        // redis-server directly.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         cmd.args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

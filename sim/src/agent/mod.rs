@@ -31,7 +31,7 @@ use self::schedule::Schedule;
 use self::socket::{Endpoint, Socket};
 use self::tracking::{ChannelKey, Streams, Window};
 use crate::metrics::{MessageClass, Operation};
-use crate::runner::context::{Counters, RunContext};
+use crate::runner::context::{Counters, NodeTraffic, RunContext};
 use crate::runner::plan::{AgentPlan, Session};
 use crate::scenario::{Behaviour, Group};
 
@@ -43,8 +43,13 @@ const READ_BURST: u32 = 64;
 /// What an agent hands back when the run ends, for the ledger.
 #[derive(Debug, Default)]
 pub struct AgentOutcome {
-    /// Every message it published or broadcast: channel and send instant.
+    /// Every message it published or broadcast that the bus confirmed:
+    /// channel and send instant.
     pub sent: Vec<(ChannelKey, u64)>,
+    /// Publishes and broadcasts whose outcome is unknown (an error reply or
+    /// none before the connection ended): the bus may have taken them, so
+    /// the ledger owes them only where they arrived.
+    pub unconfirmed: Vec<(ChannelKey, u64)>,
     /// Its subscription windows, closed.
     pub windows: Vec<Window>,
 }
@@ -112,7 +117,10 @@ struct Agent<'a> {
     /// Direct requests awaiting a response: seq → planned µs.
     outstanding: HashMap<u64, u64>,
     streams: Streams,
-    pattern_streams: Streams,
+    /// Per pattern window: a message matching two of an agent's patterns
+    /// arrives once per pattern (as Redis sends it), and each copy is owed
+    /// to its own window, so each pattern tracks its streams apart.
+    pattern_streams: HashMap<usize, Streams>,
     /// Open windows: exact channel → index, pattern → index.
     windows: Vec<Window>,
     /// Subscribing: deliveries on these may arrive before the bus's reply
@@ -128,6 +136,10 @@ struct Agent<'a> {
     last_claimed_priority: Option<u8>,
     /// Frames to write at the end of this turn.
     outbox: Vec<String>,
+    /// Text frames written and `message` frames read in this session,
+    /// added to the node's [`NodeTraffic`] when it ends.
+    frames_written: u64,
+    messages_received: u64,
     outcome: AgentOutcome,
 }
 
@@ -211,7 +223,7 @@ impl<'a> Agent<'a> {
             in_flight: HashMap::new(),
             outstanding: HashMap::new(),
             streams: Streams::default(),
-            pattern_streams: Streams::default(),
+            pattern_streams: HashMap::new(),
             windows: Vec::new(),
             subscribing: false,
             exact: HashMap::new(),
@@ -221,6 +233,8 @@ impl<'a> Agent<'a> {
             dequeue_pending: false,
             last_claimed_priority: None,
             outbox: Vec::new(),
+            frames_written: 0,
+            messages_received: 0,
             outcome: AgentOutcome::default(),
         }
     }
@@ -283,8 +297,8 @@ impl<'a> Agent<'a> {
             r.ledger_mut().connections.connect_retries += u64::from(retries);
         });
         Counters::add(&ctx.counters.connected, 1);
-        if let Some(per_node) = ctx.node_connects.get(self.plan.node % ctx.ws_urls.len()) {
-            Counters::add(per_node, 1);
+        if let Some(node) = self.node_traffic() {
+            Counters::add(&node.connects, 1);
         }
         let at_us = ctx.clock.start.elapsed().as_micros() as u64;
         ctx.counters
@@ -339,21 +353,53 @@ impl<'a> Agent<'a> {
         self.open_window(ChannelKey::Global, None, now);
         if !self.subscribe(&mut sink, &mut stream).await {
             self.close_windows();
+            self.account_traffic();
             return End::Lost;
         }
+        self.ctx.set_subscribed(self.plan.id, true);
         self.resume_schedule(session);
         let leave = session.leave_at.map(|t| self.ctx.clock.instant(t));
         let end = self.serve(&mut sink, &mut stream, leave).await;
+        self.ctx.set_subscribed(self.plan.id, false);
         self.forget_unanswered();
         self.close_windows();
         let _ = sink.send(Message::Close(None)).await;
         self.dequeue_pending = false;
+        self.account_traffic();
         end
     }
 
+    /// A publish or broadcast whose outcome became unknown: no longer owed
+    /// outright, owed where it arrived.
+    fn unconfirm(&mut self, channel: ChannelKey, sent_us: u64) {
+        let sent = &mut self.outcome.sent;
+        if let Some(i) = sent.iter().rposition(|e| *e == (channel, sent_us)) {
+            sent.swap_remove(i);
+            self.outcome.unconfirmed.push((channel, sent_us));
+        }
+    }
+
+    /// This agent's node's traffic counters.
+    fn node_traffic(&self) -> Option<&'a NodeTraffic> {
+        let ctx = self.ctx;
+        ctx.node_traffic
+            .get(self.plan.node % ctx.ws_urls.len().max(1))
+    }
+
+    /// Adds the session's frames to its node's traffic.
+    fn account_traffic(&mut self) {
+        if let Some(node) = self.node_traffic() {
+            Counters::add(&node.frames_sent, std::mem::take(&mut self.frames_written));
+            Counters::add(
+                &node.messages_received,
+                std::mem::take(&mut self.messages_received),
+            );
+        }
+    }
+
     /// Requests that got no reply before the session ended have an unknown
-    /// outcome: publishes are not counted as sent (a message the bus may
-    /// never have taken is not expected), enqueues are counted unconfirmed,
+    /// outcome: publishes are counted unconfirmed (owed only where they
+    /// arrived), enqueues are counted unconfirmed,
     /// acks and rejects are tried again on the next connection (acks are
     /// idempotent; work not yet done stays queued for it too).
     fn forget_unanswered(&mut self) {
@@ -383,16 +429,7 @@ impl<'a> Agent<'a> {
                     id: message,
                     tries: tries + 1,
                 }),
-                InFlight::Published(channel, sent_us) => {
-                    if let Some(i) = self
-                        .outcome
-                        .sent
-                        .iter()
-                        .rposition(|e| *e == (channel, sent_us))
-                    {
-                        self.outcome.sent.swap_remove(i);
-                    }
-                }
+                InFlight::Published(channel, sent_us) => self.unconfirm(channel, sent_us),
                 InFlight::Enqueue(jobs) => unconfirmed += u64::from(jobs),
                 _ => {}
             }
@@ -523,6 +560,7 @@ impl<'a> Agent<'a> {
     async fn flush(&mut self, sink: &mut SplitSink<Socket, Message>) -> Result<(), ()> {
         for frame in self.outbox.drain(..) {
             sink.feed(Message::text(frame)).await.map_err(|_| ())?;
+            self.frames_written += 1;
         }
         sink.flush().await.map_err(|_| ())
     }

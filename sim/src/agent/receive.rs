@@ -47,17 +47,8 @@ impl Agent<'_> {
         }
         match self.request_of(frame) {
             Some(InFlight::Attack) => self.attack_answered(Some(&code)),
-            // It was never published: nobody should expect it.
-            Some(InFlight::Published(channel, sent_us)) => {
-                if let Some(i) = self
-                    .outcome
-                    .sent
-                    .iter()
-                    .rposition(|e| *e == (channel, sent_us))
-                {
-                    self.outcome.sent.swap_remove(i);
-                }
-            }
+            // It may not have been published: owed only where it arrived.
+            Some(InFlight::Published(channel, sent_us)) => self.unconfirm(channel, sent_us),
             Some(InFlight::Request(seq)) if self.outstanding.remove(&seq).is_some() => {
                 self.ledger(MessageClass::Direct, |l| l.expected -= 1);
             }
@@ -165,6 +156,7 @@ impl Agent<'_> {
 
     fn on_message(&mut self, message: &MessageView<'_>, pattern: Option<&str>) {
         let now = self.now_us();
+        self.messages_received += 1;
         Counters::add(&self.ctx.counters.delivered, 1);
         self.record(|r, at| r.count_delivered(at));
         if message.topic.ends_with(":inbox") {
@@ -199,7 +191,7 @@ impl Agent<'_> {
             return self.ledger(class, |l| l.misrouted += 1);
         };
         let streams = if pattern.is_some() {
-            &mut self.pattern_streams
+            self.pattern_streams.entry(window).or_default()
         } else {
             &mut self.streams
         };

@@ -65,6 +65,7 @@ impl Agent<'_> {
         if sink.send(Message::text(frame)).await.is_err() {
             return false;
         }
+        self.frames_written += 1;
         self.subscribing = true;
         let reply = tokio::time::timeout(SETUP_TIMEOUT, async {
             while let Some(Ok(msg)) = stream.next().await {

@@ -1,9 +1,10 @@
 //! The `sim` command line: parsing (clap) and the commands. Each command
 //! returns its process exit code; `main.rs` only sets up logging and exits.
 //!
-//! Exit codes: 0 healthy, 10 warning, 11 critical (see [`crate::verdict`]),
-//! 2 for setup errors (invalid scenario, unreachable bus, bad flags), 1 for
-//! anything else that went wrong. `sim check` exits 0 when nothing
+//! Exit codes: 0 healthy, 10 warning, 11 critical, 12 inconclusive, 13
+//! interrupted, 1 integrity check failed (see [`crate::verdict`]), 2 for
+//! setup errors (invalid scenario, unreachable bus, bad flags), 1 for
+//! anything else that went wrong too. `sim check` exits 0 when nothing
 //! regressed, 3 on a regression and 2 on bad input (see [`crate::check`]).
 
 mod baseline;
@@ -24,7 +25,7 @@ pub use self::check::check_command;
 pub use self::merge::merge_command;
 pub use self::run::run_command;
 pub use self::start_at::{MAX_LEAD, START_GRACE, check_start_at, parse_start_at};
-use crate::scenario::Scenario;
+use crate::scenario::{LoadScale, Scenario};
 
 /// Exit code of setup errors.
 pub const EXIT_SETUP: i32 = 2;
@@ -144,9 +145,19 @@ pub struct RunArgs {
     /// Override the scenario's seed.
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Stretch or shrink the phases to this total length.
+    /// Stretch or shrink the phases (and the faults' instants) to this
+    /// total length. The run then drains for up to `--drain` (5 s by
+    /// default, less once deliveries go quiet), so it takes a little
+    /// longer than this.
     #[arg(long, value_parser = duration)]
     pub duration: Option<Duration>,
+    /// Multiply every group's agent count by F (rounded, at least one agent
+    /// per group), e.g. 0.1 for a tenth of the agents.
+    #[arg(long, value_name = "F", default_value_t = 1.0)]
+    pub scale_agents: f64,
+    /// Multiply every group's message rate by F.
+    #[arg(long, value_name = "F", default_value_t = 1.0)]
+    pub scale_rate: f64,
     /// Run only the i-th of n slices of the agents (those whose number
     /// modulo n is i); `sim merge` combines the shards' reports.
     #[arg(long, value_parser = shard, default_value = "0/1")]
@@ -177,20 +188,29 @@ pub struct RunArgs {
     pub quiet: bool,
 }
 
-/// Applies `--seed` and `--duration` to a loaded scenario.
-pub fn apply_overrides(scenario: &mut Scenario, seed: Option<u64>, length: Option<Duration>) {
+/// Applies `--seed`, `--duration`, `--scale-agents` and `--scale-rate` to
+/// a loaded scenario; returns how its load was changed (for the report),
+/// or why the changed scenario is not valid.
+pub fn apply_overrides(
+    scenario: &mut Scenario,
+    seed: Option<u64>,
+    length: Option<Duration>,
+    agents: f64,
+    rate: f64,
+) -> Result<Option<LoadScale>, String> {
     if let Some(seed) = seed {
         scenario.seed = seed;
     }
-    if let Some(length) = length {
-        let total = scenario.total_duration().as_secs_f64();
-        if total > 0.0 {
-            let factor = length.as_secs_f64() / total;
-            for phase in &mut scenario.phases {
-                phase.duration.0 = phase.duration.0.mul_f64(factor);
-            }
-        }
+    let scale = LoadScale {
+        agents,
+        rate,
+        duration_s: length.map(|l| l.as_secs_f64()),
+    };
+    if scale.is_identity() {
+        return Ok(None);
     }
+    scenario.scale(&scale)?;
+    Ok(Some(scale))
 }
 
 /// Runs the parsed command line; returns the exit code.
@@ -247,8 +267,13 @@ mod tests {
             "/../scenarios/quickstart.toml"
         ))
         .unwrap();
-        apply_overrides(&mut s, Some(9), Some(Duration::from_secs(10)));
+        let scale = apply_overrides(&mut s, Some(9), Some(Duration::from_secs(10)), 0.5, 2.0)
+            .unwrap()
+            .unwrap();
+        assert_eq!(scale.duration_s, Some(10.0));
         assert_eq!(s.seed, 9);
+        assert_eq!(s.groups[0].count, 450, "900 subscribers halved");
+        assert_eq!(s.groups[1].rate, 4.0, "publishers at twice 2/s");
         let total = s.total_duration().as_secs_f64();
         assert!((total - 10.0).abs() < 0.01, "{total}");
     }

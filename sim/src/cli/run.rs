@@ -11,8 +11,11 @@ use super::{EXIT_SETUP, RunArgs, apply_overrides, check_start_at};
 use crate::execute::{self, FinishedRun};
 use crate::report::{self, Report};
 use crate::runner::RunOptions;
-use crate::scenario::{FaultKind, Scenario, TargetMode};
+use crate::scenario::{FaultKind, LoadScale, Scenario, TargetMode};
 use crate::target::{self, RunningTarget, TargetOptions};
+use crate::verdict::trust;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
 
 /// Runs `sim run`; returns the exit code.
 pub async fn run_command(args: RunArgs) -> i32 {
@@ -23,7 +26,19 @@ pub async fn run_command(args: RunArgs) -> i32 {
             return e.exit_code();
         }
     };
-    apply_overrides(&mut scenario, args.seed, args.duration);
+    let scale = match apply_overrides(
+        &mut scenario,
+        args.seed,
+        args.duration,
+        args.scale_agents,
+        args.scale_rate,
+    ) {
+        Ok(scale) => scale,
+        Err(e) => {
+            eprintln!("sim: {e}");
+            return EXIT_SETUP;
+        }
+    };
     if let Some(Err(e)) = args
         .start_at
         .map(|at| check_start_at(at, SystemTime::now()))
@@ -108,15 +123,22 @@ pub async fn run_command(args: RunArgs) -> i32 {
             );
         }
     }
-    let code = run_against(args, Arc::new(scenario), &target).await;
+    let code = run_against(args, Arc::new(scenario), scale, &target).await;
     if let Err(e) = target.stop().await {
         eprintln!("sim: stopping the bus under test: {e}");
     }
     code
 }
 
-async fn run_against(args: &RunArgs, scenario: Arc<Scenario>, target: &RunningTarget) -> i32 {
+async fn run_against(
+    args: &RunArgs,
+    scenario: Arc<Scenario>,
+    scale: Option<LoadScale>,
+    target: &RunningTarget,
+) -> i32 {
     let options = RunOptions {
+        scale,
+        interrupt: interrupt_on_signals(args.quiet),
         shard: args.shard,
         jwt_secret: args.jwt_secret.clone(),
         drain_max: args.drain,
@@ -145,17 +167,42 @@ async fn run_against(args: &RunArgs, scenario: Arc<Scenario>, target: &RunningTa
     if !args.quiet {
         print_summary(&report, &dir);
     }
-    report.verdicts.exit_code()
+    trust::exit_code(&report.verdicts, &report.integrity)
+}
+
+/// A token cancelled on the first SIGINT or SIGTERM: the run stops its
+/// schedule, drains briefly and reports what it measured. Later signals
+/// only say that it is stopping.
+pub(super) fn interrupt_on_signals(quiet: bool) -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        let Ok(mut terminate) = signal(SignalKind::terminate()) else {
+            return;
+        };
+        let mut first = true;
+        loop {
+            let name = tokio::select! {
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+                _ = terminate.recv() => "SIGTERM",
+            };
+            if first || !quiet {
+                eprintln!(
+                    "\nsim: {name}: stopping the schedule, draining for at most {:?}, then writing the report of what was measured",
+                    crate::runner::INTERRUPTED_DRAIN
+                );
+            }
+            first = false;
+            cancel.cancel();
+        }
+    });
+    token
 }
 
 /// Prints the verdict, the latency and delivery figures and the notes.
 pub(super) fn print_summary(report: &Report, dir: &Path) {
     println!();
-    println!(
-        "{} — {}",
-        report.scenario.name,
-        report.verdicts.overall.as_str().to_uppercase()
-    );
+    println!("{} — {}", report.scenario.name, report::headline(report));
     println!(
         "connections {}/{}   duration {:.1}s   target {}",
         report.connections.achieved,
@@ -171,7 +218,7 @@ pub(super) fn print_summary(report: &Report, dir: &Path) {
         let verdict = report
             .verdicts
             .operation(l.operation)
-            .map_or("-", |v| v.status.as_str());
+            .map_or("-".to_owned(), report::verdict_label);
         println!(
             "{:<18} {:>8} {:>9.2} {:>9.2} {:>9.2}  {verdict}",
             l.operation.as_str(),
@@ -195,6 +242,9 @@ pub(super) fn print_summary(report: &Report, dir: &Path) {
     }
     for note in &report.notes {
         println!("note: {note}");
+    }
+    for line in report::integrity_lines(report) {
+        println!("{line}");
     }
     println!("report: {}", dir.display());
 }

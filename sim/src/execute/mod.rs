@@ -10,10 +10,16 @@
 //! - `nodes`: per-node figures and the started nodes' CPU and memory.
 //! - `notes`: the notes derived from a run's figures (also used by `sim
 //!   merge`, so a merged report says the same things).
+//! - `witness`: the bus's own counts and subscriptions, read beside the
+//!   agents'.
+//! - `integrity`: whether the run's numbers can be trusted, from the
+//!   simulator's own load, the witness and an interruption.
 
+mod integrity;
 mod nodes;
 mod notes;
 mod queues;
+mod witness;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,7 +29,7 @@ pub use self::notes::derived_notes;
 use crate::faults;
 use crate::http_load::{self, HttpLoad};
 use crate::metrics::RunMetrics;
-use crate::monitor::{Monitor, MonitorResult};
+use crate::monitor::{Monitor, MonitorResult, node_label};
 use crate::procstat;
 use crate::report::{FaultOutcome, Report, RunInfo, ScenarioInfo, SimulatorSelf};
 use crate::runner::context::wall_us;
@@ -52,6 +58,8 @@ pub struct Measured {
     pub notes: Vec<String>,
     /// What each injected fault did.
     pub faults: Vec<FaultOutcome>,
+    /// The bus's own counts beside the agents', per node (or why not).
+    pub witness: integrity::Witness,
 }
 
 /// A finished run: its report, and the merged metrics the report's HTML
@@ -77,7 +85,8 @@ pub async fn run_to_report(
 ) -> FinishedRun {
     let measured = measure(scenario.clone(), target, options).await;
     let result = &measured.result;
-    let verdicts = verdict::judge(&result.metrics, &scenario.thresholds);
+    let mut verdicts = verdict::judge(&result.metrics, &scenario.thresholds);
+    let integrity = integrity::assess(&scenario, result, &measured.witness, &mut verdicts);
     let mut report = Report::new(
         ScenarioInfo::from_scenario(&scenario, file),
         RunInfo::new(
@@ -90,9 +99,11 @@ pub async fn run_to_report(
         &result.metrics,
         verdicts,
     );
+    report.scenario.scale = options.scale;
     report.health_timeline = measured.watched.health.clone();
     report.redis_samples = measured.watched.redis.clone();
     report.simulator = simulator_self(result);
+    report.integrity = integrity;
     report.notes.extend(measured.observations.iter().cloned());
     report.notes.extend(measured.notes.iter().cloned());
     report.faults = measured.faults.clone();
@@ -150,7 +161,16 @@ fn simulator_self(result: &RunResult) -> SimulatorSelf {
     let ledger = result.metrics.ledger();
     let delivered: u64 =
         ledger.classes.values().map(|c| c.delivered).sum::<u64>() + ledger.queue.claimed;
-    SimulatorSelf::new(me.cpu_seconds, me.peak_rss_bytes, delivered, result.agents)
+    let load = &result.self_load;
+    SimulatorSelf {
+        cpu_percent: Some(load.cpu_percent),
+        cores: Some(procstat::cores() as u32),
+        machine_busy_percent: load.machine_busy_percent,
+        scheduling_lag_p99_ms: Some(load.lag_ms_at(0.99)),
+        scheduling_lag_max_ms: Some(load.lag_ms_at(1.0)),
+        samples: load.samples.clone(),
+        ..SimulatorSelf::new(me.cpu_seconds, me.peak_rss_bytes, delivered, result.agents)
+    }
 }
 
 /// An operator token for the bus's REST routes, when it checks tokens.
@@ -193,19 +213,50 @@ pub async fn measure(
         Duration::from_secs(1),
     );
     let before = nodes::sample_nodes(target);
+    let witnessed = witness::applies(target);
+    let counts_before = match witnessed {
+        true => witness::read_all(target).await,
+        false => Err("the bus is external: other clients may share it".to_owned()),
+    };
     let fault_plan = scenario.faults.clone();
     let http = http_load_of(&scenario, target, options);
-    let (mut result, (mut faults, rest_notes)) =
+    let audit_token = options
+        .jwt_secret
+        .as_deref()
+        .map(|s| admin_token(s, "sim-witness"));
+    let (mut result, (mut faults, rest_notes, audits)) =
         runner::run_with(scenario.clone(), &endpoints, options, |ctx| async move {
-            let rest = async {
-                match http {
-                    Some(load) => http_load::run(load, ctx.hub.clone()).await,
-                    None => Ok(Vec::new()),
+            let audit = async {
+                match witness::audit_instant(&ctx.plan) {
+                    Some(at) if witnessed => {
+                        witness::audit(&ctx, target, audit_token.as_deref(), at).await
+                    }
+                    _ => Vec::new(),
                 }
             };
-            tokio::join!(faults::drive(fault_plan, ctx.clone(), target), rest)
+            let rest = async {
+                let Some(load) = http else {
+                    return Ok(Vec::new());
+                };
+                tokio::select! {
+                    outcome = http_load::run(load, ctx.hub.clone()) => outcome,
+                    _ = ctx.interrupted.cancelled() => Ok(vec![
+                        "the REST load (goose) was stopped early: the run was interrupted".to_owned(),
+                    ]),
+                }
+            };
+            tokio::join!(faults::drive(fault_plan, ctx.clone(), target), rest, audit)
         })
         .await;
+    let witness = match counts_before {
+        Ok(before) => witness::read_all_closed(target, &before)
+            .await
+            .map(|after| {
+                let labels: Vec<String> = target.http_urls.iter().map(|u| node_label(u)).collect();
+                witness::rows(&labels, &before, &after, &result.node_traffic, &audits)
+            }),
+        Err(why) => Err(why),
+    };
     let watched = monitor.stop().await;
     faults::attach_health(&mut faults, &watched.health);
     let bus_nodes = node_costs(target, &before, result.duration);
@@ -238,6 +289,7 @@ pub async fn measure(
         observations,
         notes,
         faults,
+        witness,
     }
 }
 

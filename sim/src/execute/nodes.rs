@@ -70,7 +70,7 @@ pub fn node_figures(
             let cost = costs.iter().find(|c| c.node == i);
             NodeFigures {
                 agents: result.node_agents.get(i).copied().unwrap_or(0),
-                connects: result.node_connects.get(i).copied().unwrap_or(0),
+                connects: result.node_traffic.get(i).map_or(0, |t| t.connects),
                 peak_connections: health
                     .iter()
                     .filter(|s| s.node.as_deref() == Some(node.as_str()))

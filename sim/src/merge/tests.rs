@@ -175,6 +175,7 @@ fn a_message_sent_in_one_shard_and_received_in_another_is_owed_once() {
     publisher.evidence = Evidence::gather(
         vec![AgentOutcome {
             sent: vec![(topic, START_US + 10), (topic, START_US + 20)],
+            unconfirmed: Vec::new(),
             windows: Vec::new(),
         }],
         Vec::new(),
@@ -185,6 +186,7 @@ fn a_message_sent_in_one_shard_and_received_in_another_is_owed_once() {
     subscriber.evidence = Evidence::gather(
         vec![AgentOutcome {
             sent: Vec::new(),
+            unconfirmed: Vec::new(),
             windows: vec![window],
         }],
         vec![((3, 1), (700, 900))],

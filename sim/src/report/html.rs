@@ -25,12 +25,13 @@ pub fn render_html(report: &Report, metrics: &RunMetrics) -> Result<String, Repo
     let mut out = String::new();
     let title = escape(&report.scenario.name);
     let status = report.overall();
+    let headline = escape(&tables::headline(report));
     let _ = write!(
         out,
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <title>sim report: {title}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n\
-         <h1>{title} {}</h1>\n",
-        badge(status)
+         <h1>{title} <span class=\"status {}\">{headline}</span></h1>\n",
+        status.as_str()
     );
     if !report.scenario.description.is_empty() {
         let _ = writeln!(out, "<p>{}</p>", escape(&report.scenario.description));
@@ -74,7 +75,7 @@ fn badge(status: Status) -> String {
     format!(
         "<span class=\"status {}\">{}</span>",
         status.as_str(),
-        tables::headline(status)
+        status.as_str().to_uppercase()
     )
 }
 

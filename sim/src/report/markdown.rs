@@ -14,7 +14,7 @@ pub fn render_markdown(report: &Report) -> String {
         out,
         "# {} — verdict: **{}**\n",
         report.scenario.name,
-        tables::headline(report.overall())
+        tables::headline(report)
     );
     if !report.scenario.description.is_empty() {
         let _ = writeln!(out, "{}\n", report.scenario.description);

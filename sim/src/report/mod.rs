@@ -37,12 +37,13 @@ pub use json::{JsonReportError, parse_json, render_json};
 pub use markdown::render_markdown;
 pub use model::{
     ConnectionSummary, FaultOutcome, HealthSample, MergedFrom, NodeFigures, OperationLatency,
-    RedisSample, Report, RunInfo, SCHEMA_VERSION, ScenarioInfo, SimulatorSelf,
+    RedisSample, Report, RunInfo, SCHEMA_VERSION, ScenarioInfo, SelfSample, SimulatorSelf,
 };
 pub use snapshot::{
     AgentCounts, Band, ClassCounts, OperationFacts, P50_BAND_EDGES_MS, P99_BAND_EDGES_MS,
     QueueCounts, Snapshot,
 };
+pub use tables::{headline, integrity_lines, verdict_label};
 
 use crate::metrics::{HlogError, RunMetrics, write_interval_logs};
 

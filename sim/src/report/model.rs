@@ -6,7 +6,8 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::{LatencySummary, Ledger, Operation, RunMetrics, SeriesRow};
-use crate::scenario::Scenario;
+use crate::scenario::{LoadScale, Scenario};
+use crate::verdict::trust::Integrity;
 use crate::verdict::{Status, Verdicts};
 
 /// Version of the report format; bumped on incompatible changes so `sim
@@ -54,6 +55,11 @@ pub struct Report {
     /// simulator started the node (absent in reports written before).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub nodes: Vec<NodeFigures>,
+    /// Whether the run's numbers can be trusted: the simulator's own load,
+    /// the bus's counts beside the agents', an interruption (reports
+    /// written before it existed read as trusted).
+    #[serde(default)]
+    pub integrity: Integrity,
     /// The shards this report was merged from (`sim merge`); absent for a
     /// run of one process.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -142,6 +148,10 @@ pub struct ScenarioInfo {
     pub content_hash: String,
     /// The seed used.
     pub seed: u64,
+    /// How the run's load differed from the file (command-line scaling);
+    /// absent when it ran as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale: Option<LoadScale>,
 }
 
 impl ScenarioInfo {
@@ -153,6 +163,7 @@ impl ScenarioInfo {
             file: file.into(),
             content_hash: scenario.content_hash(),
             seed: scenario.seed,
+            scale: None,
         }
     }
 }
@@ -265,9 +276,24 @@ pub struct RedisSample {
     pub connected_clients: u64,
 }
 
+/// One second of the simulator's own figures.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SelfSample {
+    /// Seconds since the run started (end of the second).
+    pub at_s: f64,
+    /// CPU of the simulator process in that second, percent of one core.
+    pub cpu_percent: f64,
+    /// The whole machine's busy share in that second, percent of all
+    /// cores (`None` without `/proc/stat`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine_busy_percent: Option<f64>,
+    /// The latest the runtime woke the probe in that second, ms.
+    pub max_lag_ms: f64,
+}
+
 /// What the simulator itself cost, so a reader can tell whether the
 /// simulator or the bus was the bottleneck.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SimulatorSelf {
     /// User + system CPU time of the simulator process.
     pub cpu_seconds: f64,
@@ -278,6 +304,24 @@ pub struct SimulatorSelf {
     pub cpu_us_per_delivered_message: Option<f64>,
     /// Peak memory per simulated agent (absent without agents).
     pub memory_bytes_per_agent: Option<f64>,
+    /// CPU over the run, percent of one core.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_percent: Option<f64>,
+    /// Cores the simulator could run on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cores: Option<u32>,
+    /// The whole machine's busy share over the run, percent of all cores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine_busy_percent: Option<f64>,
+    /// How late the simulator's runtime woke a 10 ms probe, p99 and max,
+    /// ms: above a few ms it could not keep its own schedule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduling_lag_p99_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduling_lag_max_ms: Option<f64>,
+    /// The same, per second.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<SelfSample>,
 }
 
 impl SimulatorSelf {
@@ -289,6 +333,7 @@ impl SimulatorSelf {
             cpu_us_per_delivered_message: (delivered > 0)
                 .then(|| cpu_seconds * 1e6 / delivered as f64),
             memory_bytes_per_agent: (agents > 0).then(|| peak_rss_bytes as f64 / agents as f64),
+            ..Self::default()
         }
     }
 }
@@ -337,6 +382,7 @@ impl Report {
             notes: Vec::new(),
             faults: Vec::new(),
             nodes: Vec::new(),
+            integrity: Integrity::default(),
             merged: None,
         }
     }

@@ -3,7 +3,8 @@
 use super::model::Report;
 use super::text::{bytes, ms, or_dash, percent};
 use crate::metrics::MessageClass;
-use crate::verdict::Status;
+use crate::verdict::trust::IntegrityStatus;
+use crate::verdict::{OperationVerdict, Status, min_samples};
 
 /// A titled table of text cells.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,6 +28,8 @@ impl Table {
 pub(super) fn all(report: &Report) -> Vec<Table> {
     [
         run_facts(report),
+        integrity(report),
+        witness(report),
         connections(report),
         nodes(report),
         latency(report),
@@ -54,7 +57,7 @@ fn run_facts(report: &Report) -> Table {
         ("target", r.target.clone()),
         ("broker", r.broker.clone()),
         ("bus nodes", r.bus_nodes.to_string()),
-        ("overall verdict", report.overall().to_string()),
+        ("overall verdict", headline(report).to_lowercase()),
     ];
     t.rows = rows
         .into_iter()
@@ -154,7 +157,7 @@ fn latency(report: &Report) -> Table {
             )
         });
         let status = match verdict {
-            Some(v) => v.status.to_string(),
+            Some(v) => verdict_label(v),
             None if !entry.judged => "not judged (simulator lag)".to_owned(),
             None => "–".to_owned(),
         };
@@ -203,7 +206,10 @@ fn delivery(report: &Report) -> Table {
             counts.duplicated.to_string(),
             counts.out_of_order.to_string(),
             counts.misrouted.to_string(),
-            or_dash(verdict.map(|v| v.status.to_string())),
+            or_dash(verdict.map(|v| match v.inconclusive {
+                true => format!("{} (inconclusive)", v.status),
+                false => v.status.to_string(),
+            })),
         ]);
     }
     t
@@ -279,6 +285,9 @@ fn simulator(report: &Report) -> Table {
         "Simulator",
         &[
             "CPU (s)",
+            "CPU (% of a core)",
+            "machine busy",
+            "scheduling lag p99 / max (ms)",
             "peak RSS",
             "CPU µs per delivered message",
             "memory per agent",
@@ -286,8 +295,16 @@ fn simulator(report: &Report) -> Table {
     );
     let s = &report.simulator;
     if s.cpu_seconds > 0.0 || s.peak_rss_bytes > 0 {
+        let cores = s.cores.map_or(String::new(), |c| format!(" of {c} cores"));
         t.rows.push(vec![
             format!("{:.2}", s.cpu_seconds),
+            or_dash(s.cpu_percent.map(|c| format!("{c:.0}"))),
+            or_dash(s.machine_busy_percent.map(|b| format!("{b:.0}%{cores}"))),
+            or_dash(
+                s.scheduling_lag_p99_ms
+                    .zip(s.scheduling_lag_max_ms)
+                    .map(|(p, m)| format!("{} / {}", ms(p), ms(m))),
+            ),
             bytes(s.peak_rss_bytes as f64),
             or_dash(s.cpu_us_per_delivered_message.map(|v| format!("{v:.1}"))),
             or_dash(s.memory_bytes_per_agent.map(bytes)),
@@ -296,7 +313,145 @@ fn simulator(report: &Report) -> Table {
     t
 }
 
-/// The headline: the overall status in capitals, for titles.
-pub(super) fn headline(status: Status) -> String {
-    status.as_str().to_uppercase()
+fn integrity(report: &Report) -> Table {
+    let mut t = Table::new("Integrity", &["", ""]);
+    let i = &report.integrity;
+    t.rows
+        .push(vec!["status".into(), integrity_status(report).into()]);
+    if let Some(at) = i.interrupted_at_s {
+        t.rows.push(vec![
+            "interrupted".into(),
+            format!("at {at:.1} s (SIGINT or SIGTERM): the figures cover the run until then"),
+        ]);
+    }
+    if let Some(why) = &i.saturation {
+        t.rows.push(vec!["simulator".into(), why.clone()]);
+        if i.status == IntegrityStatus::Trusted {
+            t.rows.push(vec![
+                "".into(),
+                "every verdict is healthy, and the simulator's delays only add to latency: they stand".into(),
+            ]);
+        }
+        if let Some(advice) = i.advice() {
+            t.rows.push(vec!["what to do".into(), advice.into()]);
+        }
+    }
+    for finding in &i.findings {
+        t.rows.push(vec!["disagreement".into(), finding.clone()]);
+    }
+    if let Some(why) = &i.witness_missing {
+        t.rows
+            .push(vec!["bus witness".into(), format!("none: {why}")]);
+    }
+    t
+}
+
+fn witness(report: &Report) -> Table {
+    let mut t = Table::new(
+        "Bus witness",
+        &[
+            "node",
+            "frames the agents wrote",
+            "frames the bus read",
+            "deliveries the bus made",
+            "messages the agents read",
+            "subscriptions audited",
+            "audit mismatches",
+        ],
+    );
+    t.rows = report
+        .integrity
+        .witness
+        .iter()
+        .map(|w| {
+            vec![
+                w.node.clone(),
+                w.agents_frames_sent.to_string(),
+                w.bus_frames_in.to_string(),
+                w.bus_deliveries.to_string(),
+                w.agents_messages_received.to_string(),
+                w.audited.to_string(),
+                w.audit_mismatches.to_string(),
+            ]
+        })
+        .collect();
+    t
+}
+
+/// The integrity outcome in words.
+fn integrity_status(report: &Report) -> &'static str {
+    match report.integrity.status {
+        IntegrityStatus::Trusted if report.integrity.witness.is_empty() => "trusted",
+        IntegrityStatus::Trusted => "trusted: the bus's own counts agree with the agents'",
+        IntegrityStatus::Inconclusive => {
+            "inconclusive: the simulator could not keep its schedule; bad figures are not judged"
+        }
+        IntegrityStatus::Failed => {
+            "FAILED: the bus's counts and the agents' disagree; no verdict on the bus"
+        }
+    }
+}
+
+/// A latency verdict in words: its status, and whether it is inconclusive
+/// or stands on too few samples.
+pub fn verdict_label(v: &OperationVerdict) -> String {
+    let mut label = v.status.to_string();
+    if v.inconclusive {
+        label.push_str(" (inconclusive)");
+    }
+    if v.few_samples {
+        label.push_str(&format!(
+            " (few samples: {} for a p{}, at least {} needed)",
+            v.samples,
+            v.percentile,
+            min_samples(v.percentile)
+        ));
+    }
+    label
+}
+
+/// The headline: the overall verdict in capitals, or what stands in for
+/// it when the run cannot be judged (integrity failed, inconclusive),
+/// marked when it was interrupted.
+pub fn headline(report: &Report) -> String {
+    let base = match report.integrity.status {
+        IntegrityStatus::Failed => "INTEGRITY CHECK FAILED".to_owned(),
+        _ if report.verdicts.overall < Status::Critical && report.verdicts.is_inconclusive() => {
+            "INCONCLUSIVE".to_owned()
+        }
+        _ => report.overall().as_str().to_uppercase(),
+    };
+    match report.integrity.interrupted_at_s {
+        Some(_) => format!("{base} (INTERRUPTED)"),
+        None => base,
+    }
+}
+
+/// What the console says about the run's integrity after the summary:
+/// nothing when it is trusted and ran to its end.
+pub fn integrity_lines(report: &Report) -> Vec<String> {
+    let i = &report.integrity;
+    let mut lines = Vec::new();
+    if let Some(at) = i.interrupted_at_s {
+        lines.push(format!(
+            "INTERRUPTED at {at:.1} s: the report holds what was measured until then (exit code 13)"
+        ));
+    }
+    if let Some(why) = &i.saturation {
+        match i.status {
+            IntegrityStatus::Inconclusive => lines.push(format!(
+                "INCONCLUSIVE (exit code 12): {why}; the verdicts marked inconclusive may be the simulator's own delay"
+            )),
+            _ => lines.push(format!(
+                "note: {why}; every verdict is healthy, so they stand (the simulator's delays only add to latency)"
+            )),
+        }
+        if let Some(advice) = i.advice() {
+            lines.push(format!("  what to do: {advice}"));
+        }
+    }
+    for finding in &i.findings {
+        lines.push(format!("INTEGRITY CHECK FAILED: {finding}"));
+    }
+    lines
 }

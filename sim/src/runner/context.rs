@@ -344,22 +344,81 @@ pub struct RunContext {
     pub draining: AtomicBool,
     /// Cancelled after the drain: every agent closes.
     pub stop: CancellationToken,
+    /// Cancelled when the run is interrupted (SIGINT, SIGTERM): the
+    /// schedule stops and faults not yet begun are not applied.
+    pub interrupted: CancellationToken,
     /// How long an agent that leaves mid-run keeps reading before it closes.
     pub linger: Duration,
     /// Which agents (by id) are connected now, so direct chatters talk to
     /// peers that are there (messages to absent agents wait in inboxes,
     /// which measures the inbox, not the bus's latency).
     pub online: Vec<AtomicBool>,
+    /// Which agents (by id) are connected with their subscriptions
+    /// confirmed by the bus: the ones whose subscriptions the witness may
+    /// compare with the bus's.
+    pub subscribed: Vec<AtomicBool>,
     /// What injected faults ask of the agents.
     pub faults: AgentFaults,
     /// `(index, count)`: this process runs the agents whose id modulo
     /// `count` is `index` (`(0, 1)`: all of them).
     pub shard: (u32, u32),
-    /// Connects completed per bus node (indexed like `ws_urls`).
-    pub node_connects: Vec<AtomicU64>,
+    /// What the agents did with each bus node (indexed like `ws_urls`).
+    pub node_traffic: Vec<NodeTraffic>,
+}
+
+/// What the agents did with one bus node, beside which the node's own
+/// counts are put (the bus as a second witness). Agents add a session's
+/// figures when it ends, not per frame.
+#[derive(Debug, Default)]
+pub struct NodeTraffic {
+    /// Connects completed.
+    pub connects: AtomicU64,
+    /// Text frames written to it (every op).
+    pub frames_sent: AtomicU64,
+    /// `message` frames read from it (pub/sub, pattern, broadcast and live
+    /// direct deliveries).
+    pub messages_received: AtomicU64,
+}
+
+/// Totals of one node's [`NodeTraffic`] at the end of a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrafficTotals {
+    /// Connects completed.
+    pub connects: u64,
+    /// Text frames written to the node.
+    pub frames_sent: u64,
+    /// `message` frames read from it.
+    pub messages_received: u64,
+}
+
+impl NodeTraffic {
+    /// The totals so far.
+    pub fn totals(&self) -> TrafficTotals {
+        TrafficTotals {
+            connects: self.connects.load(Ordering::Relaxed),
+            frames_sent: self.frames_sent.load(Ordering::Relaxed),
+            messages_received: self.messages_received.load(Ordering::Relaxed),
+        }
+    }
 }
 
 impl RunContext {
+    /// Sleeps `duration`, or less if the run is interrupted meanwhile;
+    /// false when it was.
+    pub async fn hold(&self, duration: Duration) -> bool {
+        self.hold_until(tokio::time::Instant::now() + duration)
+            .await
+    }
+
+    /// Sleeps until `at`, or less if the run is interrupted meanwhile;
+    /// false when it was.
+    pub async fn hold_until(&self, at: tokio::time::Instant) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep_until(at) => true,
+            _ = self.interrupted.cancelled() => false,
+        }
+    }
+
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
     }
@@ -373,6 +432,18 @@ impl RunContext {
     /// Whether agent `id` runs in this process (its shard).
     pub fn is_local_agent(&self, id: u32) -> bool {
         id % self.shard.1.max(1) == self.shard.0
+    }
+
+    pub fn set_subscribed(&self, agent: u32, subscribed: bool) {
+        if let Some(flag) = self.subscribed.get(agent as usize) {
+            flag.store(subscribed, Ordering::Relaxed);
+        }
+    }
+
+    pub fn is_subscribed(&self, agent: u32) -> bool {
+        self.subscribed
+            .get(agent as usize)
+            .is_some_and(|f| f.load(Ordering::Relaxed))
     }
 
     pub fn is_online(&self, agent: u32) -> bool {

@@ -20,6 +20,11 @@ use crate::agent::tracking::{ChannelKey, Window};
 pub struct Evidence {
     /// When each message was sent (run-clock µs), per channel.
     pub sent: BTreeMap<ChannelKey, SendTimes>,
+    /// Sends whose outcome is unknown (an error reply or none), per
+    /// channel: owed to a window only as far as its deliveries exceed the
+    /// confirmed sends.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub unconfirmed: BTreeMap<ChannelKey, SendTimes>,
     /// Every subscription window, closed.
     pub windows: Vec<Window>,
     /// First and last arrival of each broadcast, in (sender, seq) order.
@@ -101,18 +106,25 @@ impl Evidence {
     /// The evidence of one process's agents and broadcast tracker.
     pub fn gather(outcomes: Vec<AgentOutcome>, broadcasts: Vec<((u32, u64), (u64, u64))>) -> Self {
         let mut sent: HashMap<ChannelKey, Vec<u64>> = HashMap::new();
+        let mut unconfirmed: HashMap<ChannelKey, Vec<u64>> = HashMap::new();
         let mut windows = Vec::new();
         for outcome in outcomes {
             for (channel, at) in outcome.sent {
                 sent.entry(channel).or_default().push(at);
             }
+            for (channel, at) in outcome.unconfirmed {
+                unconfirmed.entry(channel).or_default().push(at);
+            }
             windows.extend(outcome.windows);
         }
-        let mut evidence = Self {
-            sent: sent
-                .into_iter()
+        let by_channel = |map: HashMap<ChannelKey, Vec<u64>>| {
+            map.into_iter()
                 .map(|(k, v)| (k, SendTimes::from(v)))
-                .collect(),
+                .collect()
+        };
+        let mut evidence = Self {
+            sent: by_channel(sent),
+            unconfirmed: by_channel(unconfirmed),
             windows,
             broadcasts: Vec::new(),
         };
@@ -133,6 +145,12 @@ impl Evidence {
     pub fn merge(&mut self, other: &Evidence) {
         for (channel, times) in &other.sent {
             self.sent
+                .entry(*channel)
+                .or_default()
+                .extend(times.as_slice());
+        }
+        for (channel, times) in &other.unconfirmed {
+            self.unconfirmed
                 .entry(*channel)
                 .or_default()
                 .extend(times.as_slice());
@@ -192,6 +210,7 @@ mod tests {
         let a = Evidence::gather(
             vec![AgentOutcome {
                 sent: vec![(topic(1), 30), (topic(1), 10)],
+                unconfirmed: Vec::new(),
                 windows: vec![Window::new(vec![topic(1)], false, 0)],
             }],
             vec![((7, 1), (100, 400))],
@@ -199,6 +218,7 @@ mod tests {
         let b = Evidence::gather(
             vec![AgentOutcome {
                 sent: vec![(topic(1), 20), (topic(2), 5)],
+                unconfirmed: Vec::new(),
                 windows: vec![Window::new(vec![topic(2)], false, 0)],
             }],
             vec![((7, 1), (50, 300)), ((7, 2), (60, 70))],

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::evidence::Evidence;
+use super::evidence::{Evidence, SendTimes};
 use crate::agent::tracking::{ChannelKey, Window};
 use crate::metrics::{Ledger, MessageClass, Operation, Recorder, RunMetrics};
 
@@ -48,16 +48,23 @@ pub fn reconcile(evidence: &Evidence, counting: Counting) -> Reconciled {
     let mut out = Reconciled::default();
     for window in &evidence.windows {
         let end = window.end_us.unwrap_or(u64::MAX);
-        let expected: u64 = window
-            .channels
-            .iter()
-            .filter_map(|c| evidence.sent.get(c))
-            .map(|times| times.between(window.start_us, end))
-            .sum();
+        let sent_in = |sends: &BTreeMap<ChannelKey, SendTimes>| -> u64 {
+            window
+                .channels
+                .iter()
+                .filter_map(|c| sends.get(c))
+                .map(|times| times.between(window.start_us, end))
+                .sum()
+        };
+        let confirmed = sent_in(&evidence.sent);
         let delivered = match counting {
             Counting::All => window.delivered,
             Counting::Local => window.delivered_local,
         };
+        // Sends of unknown outcome are owed where they arrived: as many as
+        // the window's deliveries exceed its confirmed sends.
+        let maybe = sent_in(&evidence.unconfirmed);
+        let expected = confirmed + maybe.min(delivered.saturating_sub(confirmed));
         if expected == 0 && delivered == 0 {
             continue;
         }
@@ -167,6 +174,7 @@ mod tests {
                 (topic(1), 30),
                 (topic(2), 25),
             ],
+            unconfirmed: Vec::new(),
             windows: Vec::new(),
         };
         let mut late = Window::new(vec![topic(1)], false, 15);
@@ -176,6 +184,7 @@ mod tests {
         pattern.delivered = 4;
         let subscriber = AgentOutcome {
             sent: Vec::new(),
+            unconfirmed: Vec::new(),
             windows: vec![late, pattern],
         };
         let r = reconcile(
@@ -191,6 +200,35 @@ mod tests {
     }
 
     #[test]
+    fn unconfirmed_sends_are_owed_only_where_they_arrived() {
+        // Two confirmed sends and two whose replies were lost; one of those
+        // landed. Delivered never exceeds expected, and nothing is lost.
+        let publisher = AgentOutcome {
+            sent: vec![(topic(1), 10), (topic(1), 20)],
+            unconfirmed: vec![(topic(1), 30), (topic(1), 40)],
+            windows: Vec::new(),
+        };
+        let mut w = Window::new(vec![topic(1)], false, 0);
+        w.delivered = 3;
+        let mut short = Window::new(vec![topic(1)], false, 0);
+        short.delivered = 1;
+        let subscriber = AgentOutcome {
+            sent: Vec::new(),
+            unconfirmed: Vec::new(),
+            windows: vec![w, short],
+        };
+        let r = reconcile(
+            &Evidence::gather(vec![publisher, subscriber], Vec::new()),
+            Counting::All,
+        );
+        assert_eq!(
+            r.classes[&MessageClass::Pubsub],
+            (2 + 3, 3 + 1),
+            "3 of 2 confirmed + 1 unconfirmed; the second window lost a confirmed one"
+        );
+    }
+
+    #[test]
     fn a_shard_alone_owes_only_its_own_senders_messages() {
         let channel = ChannelKey::Global;
         // One broadcast from this shard (at 10) and one from another (at
@@ -201,6 +239,7 @@ mod tests {
         let here = Evidence::gather(
             vec![AgentOutcome {
                 sent: vec![(channel, 10)],
+                unconfirmed: Vec::new(),
                 windows: vec![window],
             }],
             Vec::new(),
@@ -210,6 +249,7 @@ mod tests {
         let other = Evidence::gather(
             vec![AgentOutcome {
                 sent: vec![(channel, 20)],
+                unconfirmed: Vec::new(),
                 windows: Vec::new(),
             }],
             Vec::new(),

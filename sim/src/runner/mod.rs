@@ -9,6 +9,8 @@
 //! - [`ledger`]: expected versus delivered, from the evidence; the queue
 //!   ledger settled from the bus's counts.
 //! - [`shard`]: what one shard of a sharded run writes for `sim merge`.
+//! - [`self_load`]: the simulator's own scheduling lag and CPU, to tell
+//!   when it could not keep its schedule.
 //! - `progress`: the live display.
 
 pub mod context;
@@ -16,6 +18,7 @@ pub mod evidence;
 pub mod ledger;
 pub mod plan;
 mod progress;
+pub mod self_load;
 pub mod shard;
 
 use std::net::IpAddr;
@@ -27,12 +30,15 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use self::context::{BroadcastTracker, ConnectSpan, Counters, RunClock, RunContext};
+use self::context::{
+    BroadcastTracker, ConnectSpan, Counters, NodeTraffic, RunClock, RunContext, TrafficTotals,
+};
 use self::evidence::Evidence;
 use self::ledger::Counting;
+use self::self_load::{SelfLoad, SelfWatch};
 use crate::agent;
 use crate::metrics::{MetricsHub, RunMetrics};
-use crate::scenario::Scenario;
+use crate::scenario::{LoadScale, Scenario};
 
 /// How a run is driven (everything that is not in the scenario).
 #[derive(Debug, Clone)]
@@ -55,7 +61,17 @@ pub struct RunOptions {
     /// so shards started apart share their phases; `None`: when the run
     /// starts. Agents wait for their planned connects from there.
     pub start_at: Option<SystemTime>,
+    /// How the scenario's load was changed from its file (`--duration`,
+    /// `--scale-agents`, `--scale-rate`), for the report.
+    pub scale: Option<LoadScale>,
+    /// Cancelled on SIGINT or SIGTERM: the schedule stops, deliveries drain
+    /// for at most [`INTERRUPTED_DRAIN`], and the run ends with what it
+    /// measured so far.
+    pub interrupt: CancellationToken,
 }
+
+/// Longest drain of an interrupted run.
+pub const INTERRUPTED_DRAIN: Duration = Duration::from_secs(2);
 
 impl Default for RunOptions {
     fn default() -> Self {
@@ -68,6 +84,8 @@ impl Default for RunOptions {
             quiet: false,
             linger: Duration::from_secs(1),
             start_at: None,
+            scale: None,
+            interrupt: CancellationToken::new(),
         }
     }
 }
@@ -101,10 +119,18 @@ pub struct RunResult {
     pub duration: Duration,
     /// Agents this process simulated.
     pub agents: u64,
+    /// When the run was interrupted (SIGINT or SIGTERM), from its start;
+    /// `None` when it ran to its end.
+    pub interrupted_at: Option<Duration>,
+    /// Whether the drain ended because deliveries went quiet (not because
+    /// its time was up with messages still arriving).
+    pub drained_quiet: bool,
+    /// What the simulator measured of itself: scheduling lag, CPU.
+    pub self_load: SelfLoad,
     /// Connects completed, first to last.
     pub connects: Option<ConnectSpan>,
-    /// Connects completed per bus node (indexed like the endpoints).
-    pub node_connects: Vec<u64>,
+    /// What the agents did with each bus node (indexed like the endpoints).
+    pub node_traffic: Vec<TrafficTotals>,
     /// Agents planned per bus node.
     pub node_agents: Vec<u64>,
 }
@@ -146,14 +172,22 @@ where
     let agents = plan.agents.len() as u64;
     let progress_stop = CancellationToken::new();
     let progress = progress::spawn(ctx.clone(), agents, options.quiet, progress_stop.clone());
+    let watch = SelfWatch::start(ctx.clock.start);
     let mut tasks = JoinSet::new();
     for agent_plan in plan.agents.iter().cloned() {
         tasks.spawn(agent::run(agent_plan, ctx.clone()));
     }
     let drive = async {
-        tokio::time::sleep_until(ctx.clock.instant(plan.run_length)).await;
+        let interrupted_at = tokio::select! {
+            _ = tokio::time::sleep_until(ctx.clock.instant(plan.run_length)) => None,
+            _ = ctx.interrupted.cancelled() => Some(ctx.clock.start.elapsed()),
+        };
         ctx.draining.store(true, Ordering::Relaxed);
-        drain(&ctx, options).await;
+        let drain_max = match interrupted_at {
+            Some(_) => options.drain_max.min(INTERRUPTED_DRAIN),
+            None => options.drain_max,
+        };
+        let drained_quiet = drain(&ctx, drain_max, options.drain_quiet).await;
         ctx.stop.cancel();
         let mut outcomes = Vec::with_capacity(plan.agents.len());
         while let Some(joined) = tasks.join_next().await {
@@ -162,9 +196,11 @@ where
                 Err(e) => tracing::error!(cause = %e, "an agent task failed"),
             }
         }
-        outcomes
+        (outcomes, interrupted_at, drained_quiet)
     };
-    let (outcomes, side) = tokio::join!(drive, beside(ctx.clone()));
+    let ((outcomes, interrupted_at, drained_quiet), side) =
+        tokio::join!(drive, beside(ctx.clone()));
+    let self_load = watch.stop().await;
     progress_stop.cancel();
     let _ = progress.await;
     let recorded = ctx.hub.merge();
@@ -185,12 +221,11 @@ where
         started_at,
         duration: ctx.clock.start.elapsed(),
         agents,
+        interrupted_at,
+        drained_quiet,
+        self_load,
         connects: ctx.counters.connect_span(&ctx.clock),
-        node_connects: ctx
-            .node_connects
-            .iter()
-            .map(|c| c.load(Ordering::Relaxed))
-            .collect(),
+        node_traffic: ctx.node_traffic.iter().map(NodeTraffic::totals).collect(),
         node_agents: node_agents(&plan, endpoints.ws_urls.len()),
     };
     (result, side)
@@ -235,11 +270,13 @@ pub(crate) fn context(
         connects: Semaphore::new(options.connect_concurrency.max(1)),
         draining: Default::default(),
         stop: CancellationToken::new(),
+        interrupted: options.interrupt.child_token(),
         linger: options.linger,
         online: (0..agents).map(|_| Default::default()).collect(),
+        subscribed: (0..agents).map(|_| Default::default()).collect(),
         faults: context::AgentFaults::new(agents),
         shard: options.shard,
-        node_connects: endpoints
+        node_traffic: endpoints
             .ws_urls
             .iter()
             .map(|_| Default::default())
@@ -247,9 +284,10 @@ pub(crate) fn context(
     })
 }
 
-/// Waits until nothing arrives any more (or the drain time is up).
-async fn drain(ctx: &RunContext, options: &RunOptions) {
-    let deadline = tokio::time::Instant::now() + options.drain_max;
+/// Waits until nothing arrives any more (or the drain time is up); true
+/// when it went quiet.
+async fn drain(ctx: &RunContext, drain_max: Duration, drain_quiet: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + drain_max;
     let step = Duration::from_millis(50);
     let mut last = ctx.counters.received.load(Ordering::Relaxed);
     let mut quiet_since = tokio::time::Instant::now();
@@ -259,8 +297,9 @@ async fn drain(ctx: &RunContext, options: &RunOptions) {
         if now != last {
             last = now;
             quiet_since = tokio::time::Instant::now();
-        } else if quiet_since.elapsed() >= options.drain_quiet {
-            return;
+        } else if quiet_since.elapsed() >= drain_quiet {
+            return true;
         }
     }
+    false
 }

@@ -13,6 +13,7 @@
 mod duration;
 mod error;
 mod group;
+mod scale;
 mod schedule;
 mod schema;
 mod validate;
@@ -31,6 +32,7 @@ pub use error::{FieldPath, Invalid, PathSegment, ScenarioError};
 pub use group::{
     Arrival, Behaviour, BroadcastScope, Delivery, Group, PayloadBytes, TopicDistribution, Topics,
 };
+pub use scale::LoadScale;
 pub use schema::{
     BrokerKind, Fault, FaultKind, OperationThreshold, Phase, PhaseKind, Scenario, Target,
     TargetMode, ThresholdOverride, Thresholds,

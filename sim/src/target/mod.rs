@@ -271,8 +271,17 @@ impl RunningTarget {
     /// 10 s) and the private redis-server. External nodes are left alone.
     /// Everything is stopped even when one part fails; the first error is
     /// returned.
+    /// Stops what the simulator started, then deletes every key of the
+    /// run's namespace from a Redis it did not start (one it started is
+    /// stopped and its files removed), so a run leaves nothing behind.
     pub async fn stop(self) -> Result<(), TargetError> {
-        let Self { nodes, redis, .. } = self;
+        let Self {
+            nodes,
+            redis,
+            redis_url,
+            namespace,
+            ..
+        } = self;
         let result = match nodes {
             Nodes::Embedded(server) => server.stop().await.map_err(TargetError::EmbeddedStop),
             Nodes::Spawned(nodes) => {
@@ -286,10 +295,46 @@ impl RunningTarget {
             }
             Nodes::External => Ok(()),
         };
-        if let Some(server) = redis {
-            server.lock().expect("redis lock").stop();
+        match (redis, redis_url, namespace) {
+            (Some(server), _, _) => server.lock().expect("redis lock").stop(),
+            (None, Some(url), Some(namespace)) => {
+                if let Err(e) = forget_namespace(&url, &namespace).await {
+                    tracing::warn!(cause = %e, %namespace, "could not delete the run's keys");
+                }
+            }
+            _ => {}
         }
         result
+    }
+}
+
+/// Deletes every key under `namespace:` (SCAN and UNLINK, a page at a time).
+async fn forget_namespace(url: &str, namespace: &str) -> redis::RedisResult<u64> {
+    let client = redis::Client::open(url)?;
+    let mut con = client.get_multiplexed_async_connection().await?;
+    let pattern = format!("{namespace}:*");
+    let mut cursor: u64 = 0;
+    let mut deleted = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut con)
+            .await?;
+        if !keys.is_empty() {
+            deleted += keys.len() as u64;
+            redis::cmd("UNLINK")
+                .arg(&keys)
+                .query_async::<()>(&mut con)
+                .await?;
+        }
+        if next == 0 {
+            return Ok(deleted);
+        }
+        cursor = next;
     }
 }
 

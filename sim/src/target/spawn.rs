@@ -169,7 +169,11 @@ fn command(spec: &NodeSpec) -> Command {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true);
+        .kill_on_drop(true)
+        // Its own process group: a Ctrl-C at the terminal interrupts the
+        // simulator, which drains, reports and then stops its nodes, rather
+        // than shutting the nodes down under the agents mid-run.
+        .process_group(0);
     cmd
 }
 

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Status, exit_code};
+use super::{EXIT_INCONCLUSIVE, Status, exit_code};
 use crate::metrics::{MessageClass, Operation, RunMetrics};
 use crate::scenario::Thresholds;
 
@@ -25,6 +25,28 @@ pub struct OperationVerdict {
     pub critical_ms: f64,
     /// The outcome.
     pub status: Status,
+    /// Fewer samples than the percentile can stand on (a p99 needs 100: with
+    /// fewer it is just the maximum). Such a verdict is shown, but cannot
+    /// make the run critical on its own (see [`min_samples`]).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub few_samples: bool,
+    /// The simulator could not keep its own schedule, so this bad figure
+    /// may be its own delay, not the bus's (see [`super::trust`]); it does
+    /// not count towards the overall verdict.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub inconclusive: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// The fewest samples a percentile can stand on: at least one sample must
+/// lie above it (`1 / (1 - q)`: 100 for a p99, 1,000 for a p99.9, 2 for a
+/// median).
+pub fn min_samples(percentile: f64) -> u64 {
+    let tail = (1.0 - percentile / 100.0).max(1e-9);
+    (1.0 / tail - 1e-6).ceil() as u64
 }
 
 /// The verdict on one message class's losses.
@@ -40,10 +62,18 @@ pub struct LossVerdict {
     pub lost: u64,
     /// `lost / expected`.
     pub loss_ratio: f64,
+    /// Deliveries to agents that never subscribed: critical whatever the
+    /// loss.
+    #[serde(default)]
+    pub misrouted: u64,
     /// The tolerated ratio.
     pub max_loss: f64,
     /// Critical when `loss_ratio > max_loss`, healthy otherwise.
     pub status: Status,
+    /// The simulator could not keep its schedule: messages it was too slow
+    /// to read may count as lost (never misrouted or duplicated ones).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub inconclusive: bool,
 }
 
 /// The verdict on connections.
@@ -91,16 +121,47 @@ impl Verdicts {
         self.operations.iter().find(|v| v.operation == op)
     }
 
-    /// The process exit code for the overall verdict.
+    /// The process exit code of the verdicts: the overall verdict's, or
+    /// [`EXIT_INCONCLUSIVE`] when the overall verdict is not critical and
+    /// some bad figure could not be judged.
     pub fn exit_code(&self) -> i32 {
+        if self.overall < Status::Critical && self.is_inconclusive() {
+            return EXIT_INCONCLUSIVE;
+        }
         exit_code(self.overall)
     }
 
+    /// Whether a verdict that is not healthy is marked inconclusive: the
+    /// run cannot say how the bus fared there.
+    pub fn is_inconclusive(&self) -> bool {
+        let operations = self
+            .operations
+            .iter()
+            .any(|v| v.inconclusive && v.status > Status::Healthy);
+        let loss = self
+            .loss
+            .iter()
+            .any(|v| v.inconclusive && v.status > Status::Healthy);
+        operations || loss
+    }
+
     /// Recomputes `overall` as the worst verdict present; call after
-    /// editing verdicts by hand.
+    /// editing verdicts by hand. Inconclusive verdicts do not count, and a
+    /// latency verdict on few samples counts at most as a warning.
     pub fn recompute_overall(&mut self) {
-        let operations = self.operations.iter().map(|v| v.status);
-        let loss = self.loss.iter().map(|v| v.status);
+        let operations =
+            self.operations
+                .iter()
+                .filter(|v| !v.inconclusive)
+                .map(|v| match v.few_samples {
+                    true => v.status.min(Status::Warning),
+                    false => v.status,
+                });
+        let loss = self
+            .loss
+            .iter()
+            .filter(|v| !v.inconclusive)
+            .map(|v| v.status);
         let security = self.security.map(|s| s.status);
         self.overall = operations
             .chain(loss)
@@ -174,6 +235,8 @@ fn judge_operations(metrics: &RunMetrics, thresholds: &Thresholds) -> Vec<Operat
             warning_ms: limits.warning.as_secs_f64() * 1000.0,
             critical_ms: limits.critical.as_secs_f64() * 1000.0,
             status,
+            few_samples: histogram.len() < min_samples(limits.percentile),
+            inconclusive: false,
         });
     }
     out
@@ -197,12 +260,14 @@ fn judge_loss(metrics: &RunMetrics, thresholds: &Thresholds) -> Vec<LossVerdict>
                 delivered: counts.delivered,
                 lost,
                 loss_ratio,
+                misrouted: counts.misrouted,
                 max_loss,
                 status: if loss_ratio > max_loss || counts.misrouted > 0 {
                     Status::Critical
                 } else {
                     Status::Healthy
                 },
+                inconclusive: false,
             })
         })
         .collect()
@@ -274,6 +339,25 @@ mod tests {
         );
         assert_eq!(v.overall, Status::Critical);
         assert_eq!(v.exit_code(), 11);
+    }
+
+    #[test]
+    fn a_percentile_on_few_samples_cannot_make_a_run_critical_alone() {
+        assert_eq!(min_samples(99.0), 100);
+        assert_eq!(min_samples(99.9), 1000);
+        assert_eq!(min_samples(50.0), 2);
+        let mut r = Recorder::new();
+        for _ in 0..3 {
+            r.record(Operation::BroadcastFirst, 900_000, Duration::ZERO);
+        }
+        let v = judge(&RunMetrics::from(r), &Thresholds::default());
+        let b = v.operation(Operation::BroadcastFirst).unwrap();
+        assert_eq!((b.status, b.few_samples), (Status::Critical, true));
+        assert_eq!(v.overall, Status::Warning, "a p99 of 3 samples");
+        assert_eq!(v.exit_code(), 10);
+        let many = judge(&delivery_at(900_000), &Thresholds::default());
+        assert!(!many.operations[0].few_samples, "100 samples carry a p99");
+        assert_eq!(many.overall, Status::Critical);
     }
 
     #[test]

@@ -6,17 +6,21 @@
 //! | --- | --- |
 //! | 0 | overall verdict healthy |
 //! | 2 | setup error: bad scenario, bus unreachable, ... (see [`ScenarioError::EXIT_CODE`](crate::scenario::ScenarioError::EXIT_CODE)) |
+//! | 1 | the run failed its integrity check: the simulator's own counts and the bus's disagree (see [`trust`]); no verdict on the bus |
 //! | 10 | overall verdict warning |
 //! | 11 | overall verdict critical |
+//! | 12 | inconclusive: a bad figure may be the simulator's own delay (it could not keep its schedule), and nothing conclusive is critical |
+//! | 13 | interrupted (SIGINT or SIGTERM): the report holds what was measured until then |
 
 mod judge;
+pub mod trust;
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
 pub use judge::{
-    ConnectionVerdict, LossVerdict, OperationVerdict, SecurityVerdict, Verdicts, judge,
+    ConnectionVerdict, LossVerdict, OperationVerdict, SecurityVerdict, Verdicts, judge, min_samples,
 };
 
 /// How a measured figure compares with its limits. Ordered, so the worst of
@@ -70,6 +74,12 @@ pub const EXIT_HEALTHY: i32 = 0;
 pub const EXIT_WARNING: i32 = 10;
 /// Exit code for an overall critical verdict.
 pub const EXIT_CRITICAL: i32 = 11;
+/// Exit code of a run whose bad figures the simulator could not vouch for.
+pub const EXIT_INCONCLUSIVE: i32 = 12;
+/// Exit code of an interrupted run (SIGINT, SIGTERM).
+pub const EXIT_INTERRUPTED: i32 = 13;
+/// Exit code of a run that failed its integrity check.
+pub const EXIT_INTEGRITY: i32 = 1;
 
 /// The process exit code for an overall verdict: 0 healthy, 10 warning, 11
 /// critical. Distinct from 1 (a panic or unexpected failure) and 2 (setup
