@@ -223,6 +223,13 @@ pub struct PointRun {
     pub bus_peak_rss_bytes: Option<u64>,
     pub redis_cpu_percent: Option<f64>,
     pub redis_memory_bytes: Option<u64>,
+    /// Why the simulator could not keep its schedule at this point, when it
+    /// could not (its bad verdicts are inconclusive; the search stops).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub simulator_limited: Option<String>,
+    /// The integrity check's findings, when the run failed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub integrity_failed: Option<String>,
 }
 
 /// All repeats at one load.
@@ -410,6 +417,8 @@ mod tests {
             bus_peak_rss_bytes: None,
             redis_cpu_percent: None,
             redis_memory_bytes: None,
+            simulator_limited: None,
+            integrity_failed: None,
         };
         let points = vec![
             Point::of(

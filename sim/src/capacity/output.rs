@@ -258,6 +258,8 @@ mod tests {
             bus_peak_rss_bytes: Some(50 << 20),
             redis_cpu_percent: None,
             redis_memory_bytes: None,
+            simulator_limited: None,
+            integrity_failed: None,
         };
         let points = [
             (100.0, 3.0, Status::Healthy),

@@ -13,6 +13,7 @@ use crate::metrics::{MessageClass, Operation};
 use crate::runner::RunOptions;
 use crate::scenario::Scenario;
 use crate::target::{self, RunningTarget, TargetOptions};
+use crate::verdict::trust::IntegrityStatus;
 use crate::verdict::{self, Status, Verdicts};
 
 /// How every point of one set-up is measured.
@@ -134,7 +135,24 @@ impl Prober for PointProber {
         if runs.is_empty() {
             return Status::Critical;
         }
+        let name = &self.settings.setup.name;
+        let limited = runs.iter().find_map(|r| r.simulator_limited.clone());
+        let broken = runs.iter().find_map(|r| r.integrity_failed.clone());
+        if let Some(why) = &limited {
+            self.notes.push(format!(
+                "{name} at {load}: the simulator could not keep its schedule ({why}); the search stops here, and the bus's capacity may lie above what it found: run the simulator in shards (--shard i/n) or on another machine"
+            ));
+        }
+        if let Some(why) = &broken {
+            self.notes.push(format!(
+                "{name} at {load}: the run failed its integrity check ({why}); the point is not judged"
+            ));
+        }
         let point = Point::of(load, runs);
+        if limited.is_some() || broken.is_some() {
+            self.points.push(point);
+            return Status::Critical;
+        }
         let status = point.status;
         self.points.push(point);
         status
@@ -152,7 +170,13 @@ fn steady_verdicts(measured: &Measured, scenario: &Scenario) -> Verdicts {
 
 fn summarise(load: f64, scenario: &Scenario, measured: &Measured, connect: Duration) -> PointRun {
     let metrics = &measured.result.metrics;
-    let verdicts = steady_verdicts(measured, scenario);
+    let mut verdicts = steady_verdicts(measured, scenario);
+    let integrity =
+        execute::integrity::assess(scenario, &measured.result, &measured.witness, &mut verdicts);
+    let simulator_limited = match integrity.status {
+        IntegrityStatus::Inconclusive => integrity.saturation.clone(),
+        _ => None,
+    };
     // The operation a point shows (and the curve and knee use): the
     // busiest, ties going to the earlier one (queue_wait before
     // queue_process), so every point of a set-up shows the same one.
@@ -219,6 +243,9 @@ fn summarise(load: f64, scenario: &Scenario, measured: &Measured, connect: Durat
             .then(|| measured.bus_nodes.iter().map(|n| n.peak_rss_bytes).sum()),
         redis_cpu_percent: None,
         redis_memory_bytes: None,
+        simulator_limited,
+        integrity_failed: (integrity.status == IntegrityStatus::Failed)
+            .then(|| integrity.findings.join("; ")),
     }
 }
 

@@ -15,7 +15,7 @@
 //! - `integrity`: whether the run's numbers can be trusted, from the
 //!   simulator's own load, the witness and an interruption.
 
-mod integrity;
+pub mod integrity;
 mod nodes;
 mod notes;
 mod queues;

@@ -310,4 +310,65 @@ bus_connections{node=\"a\"} 3
         );
         assert_eq!(parse_counts(text, "c").unwrap(), BusCounts::default());
     }
+
+    #[test]
+    fn an_agent_holding_other_topics_than_its_plan_is_a_mismatch() {
+        let scenario = crate::scenario::Scenario::parse(
+            r#"
+name = "w"
+[[phases]]
+name = "s"
+kind = "steady"
+duration = "1s"
+[[groups]]
+name = "subs"
+count = 2
+behaviour = "subscriber"
+topics = { count = 4, per_agent = 2 }
+[[groups]]
+name = "auditors"
+count = 1
+behaviour = "pattern_subscriber"
+patterns = ["agent:topic-1*"]
+"#,
+            "w.toml",
+        )
+        .unwrap();
+        let plan = crate::runner::plan::build(&scenario, 1, &[], (0, 1));
+        let sub = &plan.agents[0];
+        let Subscriptions::Topics(ids) = &sub.subscriptions else {
+            panic!("a subscriber");
+        };
+        let names: Vec<String> = ids
+            .iter()
+            .map(|i| plan.topics.name(*i).to_owned())
+            .collect();
+        let listed = |topics: Vec<String>, patterns: Vec<String>| Listed {
+            agent: sub.name.clone(),
+            // The bus also lists defaults the plan has no topic for.
+            topics: topics
+                .into_iter()
+                .chain(["workspace:ws-0".to_owned()])
+                .collect(),
+            patterns,
+        };
+        assert_eq!(
+            compare(&plan, sub, &listed(names.clone(), Vec::new())),
+            None
+        );
+        let other = vec![names[0].clone(), "agent:topic-3".to_owned()];
+        let found = compare(&plan, sub, &listed(other, Vec::new())).unwrap();
+        assert!(found.starts_with("subs-0: the bus holds"), "{found}");
+        let auditor = &plan.agents[2];
+        let held = Listed {
+            agent: auditor.name.clone(),
+            topics: Vec::new(),
+            patterns: vec!["agent:topic-1*".into()],
+        };
+        assert_eq!(compare(&plan, auditor, &held), None);
+        assert!(
+            compare(&plan, sub, &held).is_some(),
+            "patterns it never asked for"
+        );
+    }
 }
