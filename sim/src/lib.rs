@@ -52,6 +52,7 @@ pub mod cli;
 pub mod execute;
 pub mod faults;
 pub mod http_load;
+pub mod ledger;
 pub mod merge;
 pub mod metrics;
 pub mod monitor;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bus::config::BusConfig;
 use bus::server::RunningServer;
-use sim::metrics::{ClassLedger, MessageClass};
+use sim::ledger::{ClassLedger, MessageClass};
 use sim::runner::{self, Endpoints, RunOptions};
 use sim::scenario::Scenario;
 

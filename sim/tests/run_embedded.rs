@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use bus::server::RunningServer;
-use sim::metrics::MessageClass;
+use sim::ledger::MessageClass;
 use sim::runner::{self, Endpoints, RunOptions};
 use sim::scenario::Scenario;
 

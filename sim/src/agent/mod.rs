@@ -5,7 +5,6 @@
 //! - [`socket`]: connecting (source addresses, retries).
 //! - [`wire`]: frames out (hand-written) and in (borrowed views).
 //! - [`schedule`]: planned send instants.
-//! - [`tracking`]: streams and subscription windows for the ledger.
 //! - `send`, `receive`, `work`: the behaviours.
 
 mod adversary;
@@ -13,7 +12,6 @@ mod receive;
 pub mod schedule;
 mod send;
 pub mod socket;
-pub mod tracking;
 pub mod wire;
 mod work;
 
@@ -29,8 +27,8 @@ use tokio_tungstenite::tungstenite::Message;
 
 use self::schedule::Schedule;
 use self::socket::{Endpoint, Socket};
-use self::tracking::{ChannelKey, Streams, Window};
-use crate::metrics::{MessageClass, Operation};
+use crate::ledger::{AgentOutcome, ChannelKey, MessageClass, Streams, Window};
+use crate::metrics::Operation;
 use crate::runner::context::{Counters, NodeTraffic, RunContext};
 use crate::runner::plan::{AgentPlan, Session};
 use crate::scenario::{Behaviour, Group};
@@ -39,20 +37,6 @@ use crate::scenario::{Behaviour, Group};
 /// backlog drains without a timer round per frame, and the agent's own
 /// sends wait at most this many frames.
 const READ_BURST: u32 = 64;
-
-/// What an agent hands back when the run ends, for the ledger.
-#[derive(Debug, Default)]
-pub struct AgentOutcome {
-    /// Every message it published or broadcast that the bus confirmed:
-    /// channel and send instant.
-    pub sent: Vec<(ChannelKey, u64)>,
-    /// Publishes and broadcasts whose outcome is unknown (an error reply or
-    /// none before the connection ended): the bus may have taken them, so
-    /// the ledger owes them only where they arrived.
-    pub unconfirmed: Vec<(ChannelKey, u64)>,
-    /// Its subscription windows, closed.
-    pub windows: Vec<Window>,
-}
 
 /// A send waiting for its reply, so an error can take it back (or retry
 /// it: acks and rejects are retried while the bus reports its broker
@@ -254,7 +238,7 @@ impl<'a> Agent<'a> {
         self.record(|r, at| r.count_error(at, kind));
     }
 
-    fn ledger(&self, class: MessageClass, f: impl FnOnce(&mut crate::metrics::ClassLedger)) {
+    fn ledger(&self, class: MessageClass, f: impl FnOnce(&mut crate::ledger::ClassLedger)) {
         self.record(|r, _| f(r.ledger_mut().class_mut(class)));
     }
 

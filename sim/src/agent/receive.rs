@@ -2,10 +2,10 @@
 //! deliveries against subscription windows and streams (lost, duplicated,
 //! out of order, misrouted), direct requests and responses, queue replies.
 
-use super::tracking::{Arrival, ChannelKey};
 use super::wire::{self, Incoming, MessageView, OutcomeView};
 use super::{Agent, InFlight};
-use crate::metrics::{MessageClass, Operation};
+use crate::ledger::{Arrival, ChannelKey, MessageClass};
+use crate::metrics::Operation;
 use crate::runner::context::Counters;
 
 impl Agent<'_> {

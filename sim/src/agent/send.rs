@@ -10,10 +10,10 @@ use rand_distr::{Distribution, Zipf};
 use tokio_tungstenite::tungstenite::Message;
 
 use super::socket::Socket;
-use super::tracking::ChannelKey;
 use super::wire::{self, Stamp};
 use super::{Agent, InFlight};
-use crate::metrics::{MessageClass, Operation};
+use crate::ledger::{ChannelKey, MessageClass};
+use crate::metrics::Operation;
 use crate::runner::context::Counters;
 use crate::runner::plan::{Subscriptions, workspace_name};
 use crate::scenario::{Behaviour, BroadcastScope, Delivery, TopicDistribution};

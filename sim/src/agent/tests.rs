@@ -40,7 +40,7 @@ fn the_ledger_expects_exactly_what_each_agent_subscribed_to() {
     use bus::protocol::ClientFrame;
 
     use super::Agent;
-    use super::tracking::ChannelKey;
+    use crate::ledger::ChannelKey;
     use crate::runner::{Endpoints, RunOptions, context};
     use crate::scenario::Scenario;
 

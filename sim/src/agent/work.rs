@@ -9,7 +9,8 @@ use rand::Rng;
 
 use super::wire::{self, MessageView};
 use super::{Agent, InFlight, WorkItem, WorkKind};
-use crate::metrics::{MessageClass, Operation};
+use crate::ledger::MessageClass;
+use crate::metrics::Operation;
 
 /// Inbox message ids remembered to ignore redelivered requests.
 const ANSWERED_MEMORY: usize = 4096;

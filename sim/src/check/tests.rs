@@ -1,7 +1,8 @@
 //! The comparison rules, on baselines built from the report fixture.
 
 use super::*;
-use crate::metrics::{MessageClass, Operation};
+use crate::ledger::MessageClass;
+use crate::metrics::Operation;
 use crate::report::fixture;
 use crate::verdict::Status;
 

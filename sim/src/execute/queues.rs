@@ -1,9 +1,9 @@
 //! The bus's own counts of a scenario's queues at the end of a run, which
-//! settle the queue ledger (see [`crate::runner::ledger::settle_queue`]).
+//! settle the queue ledger (see [`crate::ledger::settle_queue`]).
 
 use std::collections::BTreeSet;
 
-use crate::runner::ledger::QueueReading;
+use crate::ledger::QueueReading;
 use crate::scenario::{Behaviour, Scenario};
 use crate::target::{self, RunningTarget};
 

@@ -28,11 +28,11 @@ use std::time::{Duration, UNIX_EPOCH};
 
 pub use self::load::LoadedShard;
 use crate::execute::{FinishedRun, derived_notes};
+use crate::ledger::{self, Counting, Evidence};
 use crate::metrics::{Operation, Recorder, RunMetrics, SecondBucket};
 use crate::report::{MergedFrom, Report, RunInfo};
+use crate::runner::completion;
 use crate::runner::context::ConnectSpan;
-use crate::runner::evidence::Evidence;
-use crate::runner::ledger::{self, Counting};
 use crate::runner::shard::ShardRecordError;
 use crate::verdict;
 
@@ -113,7 +113,7 @@ fn merge(shards: Vec<LoadedShard>) -> Result<FinishedRun, MergeError> {
             (a, b) => a.or(b),
         };
     }
-    let slow = ledger::complete(&mut metrics, &evidence, Counting::All, duration);
+    let slow = completion::complete(&mut metrics, &evidence, Counting::All, duration);
     let mut notes = vec![merged_note(&shards)];
     for shard in &shards {
         notes.extend(

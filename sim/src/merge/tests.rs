@@ -8,11 +8,12 @@ use std::time::{Duration, UNIX_EPOCH};
 use hdrhistogram::Histogram;
 
 use super::{MergeError, merge_dirs};
-use crate::agent::AgentOutcome;
-use crate::agent::tracking::{ChannelKey, Window};
-use crate::metrics::{MessageClass, Operation, Recorder, RunMetrics, new_histogram};
+use crate::ledger::AgentOutcome;
+use crate::ledger::Evidence;
+use crate::ledger::MessageClass;
+use crate::ledger::{ChannelKey, Window};
+use crate::metrics::{Operation, Recorder, RunMetrics, new_histogram};
 use crate::report::{self, Report, RunInfo, ScenarioInfo};
-use crate::runner::evidence::Evidence;
 use crate::runner::shard::{SHARD_FORMAT, ShardRecord};
 use crate::scenario::Scenario;
 use crate::verdict::judge;

@@ -1,10 +1,10 @@
 //! Measurements of a run: per-worker HDR histograms and counters, merged losslessly into [`RunMetrics`].
 //!
-//! - [`operation`](Operation): the names of what is timed ([`Operation`])
-//!   and of what is counted per delivery contract ([`MessageClass`]).
+//! - [`operation`](Operation): the names of what is timed ([`Operation`]),
+//!   and which operation's thresholds judge each message class's loss.
 //! - [`Recorder`]: one per worker thread; whole-run histograms (µs, 1 µs ..
 //!   1 h, 3 significant digits) per operation, the per-second series
-//!   ([`SecondBucket`]), error kinds and the [`Ledger`]. Never raw samples.
+//!   ([`SecondBucket`]), error kinds and the [`Ledger`](crate::ledger::Ledger). Never raw samples.
 //! - [`MetricsHub`]: hands each thread its own recorder ([`LocalRecorder`])
 //!   and merges them all, mid-run or at the end.
 //! - [`RunMetrics`]: the merged result, with [`LatencySummary`] figures and
@@ -13,7 +13,6 @@
 
 mod hlog;
 mod hub;
-mod ledger;
 mod operation;
 mod recorder;
 mod run;
@@ -21,8 +20,7 @@ mod series;
 
 pub use hlog::{HlogError, interval_log, write_interval_logs};
 pub use hub::{LocalRecorder, MetricsHub};
-pub use ledger::{ClassLedger, ConnectionLedger, Ledger, QueueLedger, SecurityLedger};
-pub use operation::{MessageClass, Operation, UnknownOperation};
+pub use operation::{Operation, UnknownOperation};
 pub use recorder::{
     MAX_ERROR_KINDS, MAX_LATENCY_US, OTHER_ERROR_KIND, Recorder, SIGNIFICANT_DIGITS, new_histogram,
 };

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::ledger::MessageClass;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -137,46 +138,7 @@ impl FromStr for Operation {
     }
 }
 
-/// A kind of message with its own delivery contract, so its own ledger line
-/// and loss verdict.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum MessageClass {
-    /// Topic publish to exact-name subscribers (at most once).
-    Pubsub,
-    /// Topic publish reaching glob-pattern subscribers (at most once).
-    Pattern,
-    /// Direct request/response between two agents.
-    Direct,
-    /// Workspace or global broadcast.
-    Broadcast,
-    /// Priority queue jobs (at least once).
-    Queue,
-}
-
 impl MessageClass {
-    /// Every class, in report order.
-    pub const ALL: [MessageClass; 5] = [
-        MessageClass::Pubsub,
-        MessageClass::Pattern,
-        MessageClass::Direct,
-        MessageClass::Broadcast,
-        MessageClass::Queue,
-    ];
-
-    /// The snake_case name used in reports.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            MessageClass::Pubsub => "pubsub",
-            MessageClass::Pattern => "pattern",
-            MessageClass::Direct => "direct",
-            MessageClass::Broadcast => "broadcast",
-            MessageClass::Queue => "queue",
-        }
-    }
-
     /// The operation whose threshold overrides (notably `max_loss`) apply to
     /// this class's loss verdict.
     pub const fn operation(self) -> Operation {
@@ -186,12 +148,6 @@ impl MessageClass {
             MessageClass::Broadcast => Operation::BroadcastLast,
             MessageClass::Queue => Operation::QueueWait,
         }
-    }
-}
-
-impl fmt::Display for MessageClass {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

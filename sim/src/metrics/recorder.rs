@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
-use super::ledger::Ledger;
 use super::operation::Operation;
 use super::series::{SecondBucket, bucket_mut, merge_series};
+use crate::ledger::Ledger;
 
 /// Highest latency the whole-run histograms hold: one hour, in µs. Larger
 /// values are clamped to it (and still counted).

@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use super::ledger::Ledger;
 use super::operation::Operation;
 use super::recorder::Recorder;
 use super::series::SeriesRow;
+use crate::ledger::Ledger;
 
 /// All recorders of a run (or of several shards) added together.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -3,7 +3,8 @@
 use std::time::{Duration, SystemTime};
 
 use super::model::{HealthSample, NodeFigures, Report, RunInfo, ScenarioInfo, SimulatorSelf};
-use crate::metrics::{MessageClass, Operation, Recorder, RunMetrics};
+use crate::ledger::MessageClass;
+use crate::metrics::{Operation, Recorder, RunMetrics};
 use crate::scenario::Scenario;
 use crate::verdict::judge;
 
@@ -43,7 +44,7 @@ pub(crate) fn sample() -> (Report, RunMetrics) {
     r.record(Operation::SendLag, 300, Duration::from_secs(2));
     r.count_error(Duration::from_secs(2), "timeout");
     let ledger = r.ledger_mut();
-    *ledger.class_mut(MessageClass::Pubsub) = crate::metrics::ClassLedger {
+    *ledger.class_mut(MessageClass::Pubsub) = crate::ledger::ClassLedger {
         expected: 1000,
         delivered: 990,
         ..Default::default()

@@ -5,7 +5,8 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use crate::metrics::{LatencySummary, Ledger, Operation, RunMetrics, SeriesRow};
+use crate::ledger::Ledger;
+use crate::metrics::{LatencySummary, Operation, RunMetrics, SeriesRow};
 use crate::scenario::{LoadScale, Scenario};
 use crate::verdict::trust::Integrity;
 use crate::verdict::{Status, Verdicts};

@@ -15,7 +15,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::Report;
-use crate::metrics::{MessageClass, Operation};
+use crate::ledger::MessageClass;
+use crate::metrics::Operation;
 use crate::verdict::Status;
 
 /// Upper edges of the bands of a median, in ms.

@@ -2,7 +2,7 @@
 
 use super::model::Report;
 use super::text::{bytes, ms, or_dash, percent};
-use crate::metrics::MessageClass;
+use crate::ledger::MessageClass;
 use crate::verdict::trust::IntegrityStatus;
 use crate::verdict::{OperationVerdict, Status, min_samples};
 

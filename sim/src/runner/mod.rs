@@ -13,9 +13,8 @@
 //!   when it could not keep its schedule.
 //! - `progress`: the live display.
 
+pub mod completion;
 pub mod context;
-pub mod evidence;
-pub mod ledger;
 pub mod plan;
 mod progress;
 pub mod self_load;
@@ -33,10 +32,9 @@ use tokio_util::sync::CancellationToken;
 use self::context::{
     BroadcastTracker, ConnectSpan, Counters, NodeTraffic, RunClock, RunContext, TrafficTotals,
 };
-use self::evidence::Evidence;
-use self::ledger::Counting;
 use self::self_load::{SelfLoad, SelfWatch};
 use crate::agent;
+use crate::ledger::{Counting, Evidence};
 use crate::metrics::{MetricsHub, RunMetrics};
 use crate::scenario::{LoadScale, Scenario};
 
@@ -212,7 +210,7 @@ where
         Counting::All
     };
     let slow_consumers =
-        ledger::complete(&mut metrics, &evidence, counting, ctx.clock.start.elapsed());
+        completion::complete(&mut metrics, &evidence, counting, ctx.clock.start.elapsed());
     let result = RunResult {
         metrics,
         recorded,

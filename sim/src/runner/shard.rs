@@ -11,9 +11,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::context::ConnectSpan;
-use super::evidence::Evidence;
-use super::ledger::QueueReading;
-use crate::metrics::{Ledger, SecondBucket};
+use crate::ledger::{Evidence, Ledger, QueueReading};
+use crate::metrics::SecondBucket;
 use crate::scenario::Scenario;
 
 /// The file a shard writes into its report directory.

@@ -5,7 +5,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{EXIT_INCONCLUSIVE, Status, exit_code};
-use crate::metrics::{MessageClass, Operation, RunMetrics};
+use crate::ledger::MessageClass;
+use crate::metrics::{Operation, RunMetrics};
 use crate::scenario::Thresholds;
 
 /// The verdict on one operation's latency.

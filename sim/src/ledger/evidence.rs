@@ -12,8 +12,21 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::agent::AgentOutcome;
-use crate::agent::tracking::{ChannelKey, Window};
+use super::tracking::{ChannelKey, Window};
+
+/// What an agent hands back when the run ends, for the ledger.
+#[derive(Debug, Default)]
+pub struct AgentOutcome {
+    /// Every message it published or broadcast that the bus confirmed:
+    /// channel and send instant.
+    pub sent: Vec<(ChannelKey, u64)>,
+    /// Publishes and broadcasts whose outcome is unknown (an error reply or
+    /// none before the connection ended): the bus may have taken them, so
+    /// the ledger owes them only where they arrived.
+    pub unconfirmed: Vec<(ChannelKey, u64)>,
+    /// Its subscription windows, closed.
+    pub windows: Vec<Window>,
+}
 
 /// Everything the pub/sub, pattern and broadcast ledger is computed from.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

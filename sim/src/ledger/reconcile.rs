@@ -6,13 +6,12 @@
 //! an unsharded one.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::counts::{Ledger, MessageClass};
 use super::evidence::{Evidence, SendTimes};
-use crate::agent::tracking::{ChannelKey, Window};
-use crate::metrics::{Ledger, MessageClass, Operation, Recorder, RunMetrics};
+use super::tracking::{ChannelKey, Window};
 
 /// Expected and delivered counts per class, and apart from them those of
 /// agents that faults made slow consumers (their losses follow the bus's
@@ -79,32 +78,6 @@ pub fn reconcile(evidence: &Evidence, counting: Counting) -> Reconciled {
     out
 }
 
-/// Completes what the agents recorded with the run-wide figures: one
-/// `broadcast_first` and `broadcast_last` sample per broadcast (recorded
-/// at `at`, the end of the run), and the expected and delivered counts of
-/// the pub/sub, pattern and broadcast classes. Returns the slow consumers'
-/// (expected, delivered), kept out of the classes.
-pub fn complete(
-    metrics: &mut RunMetrics,
-    evidence: &Evidence,
-    counting: Counting,
-    at: Duration,
-) -> (u64, u64) {
-    let mut extra = Recorder::new();
-    for b in &evidence.broadcasts {
-        extra.record(Operation::BroadcastFirst, b.first_us, at);
-        extra.record(Operation::BroadcastLast, b.last_us, at);
-    }
-    metrics.merge(&RunMetrics::from(extra));
-    let reconciled = reconcile(evidence, counting);
-    for (class, (expected, delivered)) in reconciled.classes {
-        let entry = metrics.ledger_mut().class_mut(class);
-        entry.expected += expected;
-        entry.delivered += delivered;
-    }
-    reconciled.slow
-}
-
 /// The bus's own counts of a scenario's queues at the end of a run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueueReading {
@@ -156,7 +129,7 @@ pub fn settle_queue(ledger: &mut Ledger, reading: QueueReading) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::AgentOutcome;
+    use crate::ledger::AgentOutcome;
 
     fn topic(t: u32) -> ChannelKey {
         ChannelKey::Topic {

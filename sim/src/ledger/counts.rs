@@ -3,9 +3,57 @@
 use std::collections::BTreeMap;
 use std::ops::AddAssign;
 
+use std::fmt;
+
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::operation::MessageClass;
+/// A kind of message with its own delivery contract, so its own ledger line
+/// and loss verdict.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageClass {
+    /// Topic publish to exact-name subscribers (at most once).
+    Pubsub,
+    /// Topic publish reaching glob-pattern subscribers (at most once).
+    Pattern,
+    /// Direct request/response between two agents.
+    Direct,
+    /// Workspace or global broadcast.
+    Broadcast,
+    /// Priority queue jobs (at least once).
+    Queue,
+}
+
+impl MessageClass {
+    /// Every class, in report order.
+    pub const ALL: [MessageClass; 5] = [
+        MessageClass::Pubsub,
+        MessageClass::Pattern,
+        MessageClass::Direct,
+        MessageClass::Broadcast,
+        MessageClass::Queue,
+    ];
+
+    /// The snake_case name used in reports.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            MessageClass::Pubsub => "pubsub",
+            MessageClass::Pattern => "pattern",
+            MessageClass::Direct => "direct",
+            MessageClass::Broadcast => "broadcast",
+            MessageClass::Queue => "queue",
+        }
+    }
+}
+
+impl fmt::Display for MessageClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// Delivery bookkeeping for one message class.
 ///
