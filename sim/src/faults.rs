@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 
+use crate::bus_under_test::RunningTarget;
+use crate::context::RunContext;
 use crate::report::{FaultOutcome, HealthSample};
-use crate::runner::context::RunContext;
 use crate::scenario::{Behaviour, Fault, FaultKind};
-use crate::target::RunningTarget;
 
 /// Longest wait for delivery to resume after a fault ends.
 const RESUME_WAIT: Duration = Duration::from_secs(15);
@@ -107,7 +107,7 @@ async fn apply(
     duration: Duration,
     outcome: &mut FaultOutcome,
 ) -> Result<(), String> {
-    let err = |e: crate::target::TargetError| e.to_string();
+    let err = |e: crate::bus_under_test::TargetError| e.to_string();
     match fault.kind {
         FaultKind::RedisRestart => {
             outcome.affected = vec!["redis".into()];

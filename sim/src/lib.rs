@@ -46,19 +46,21 @@
 //! - [`cli`]: the `sim` command line.
 
 pub mod agent;
+pub mod bus_under_test;
 pub mod capacity;
 pub mod check;
 pub mod cli;
-pub mod execute;
+pub mod context;
+pub mod drive;
 pub mod faults;
 pub mod http_load;
 pub mod ledger;
 pub mod merge;
 pub mod metrics;
 pub mod monitor;
+pub mod orchestrate;
+pub mod plan;
 pub mod procstat;
 pub mod report;
-pub mod runner;
 pub mod scenario;
-pub mod target;
 pub mod verdict;

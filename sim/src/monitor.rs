@@ -15,8 +15,8 @@ use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
+use crate::bus_under_test::{HealthProbe, HealthResponse};
 use crate::report::{HealthSample, RedisSample};
-use crate::target::{HealthProbe, HealthResponse};
 
 /// The status recorded when a node did not answer with a health report.
 pub const UNREACHABLE: &str = "unreachable";
@@ -330,8 +330,8 @@ fn parse_info(at_s: f64, info: &str) -> RedisSample {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bus_under_test::{RunningTarget, TargetOptions};
     use crate::scenario::{BrokerKind, Target};
-    use crate::target::{RunningTarget, TargetOptions};
 
     #[test]
     fn info_fields_are_parsed() {

@@ -17,9 +17,9 @@ use std::sync::Arc;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::Value;
-use sim::runner::RunOptions;
+use sim::bus_under_test::{RunningTarget, TargetOptions};
+use sim::drive::RunOptions;
 use sim::scenario::Scenario;
-use sim::target::{RunningTarget, TargetOptions};
 
 use crate::support::HEAVY;
 
@@ -145,9 +145,13 @@ fn run(text: &str) -> Value {
             quiet: true,
             ..RunOptions::default()
         };
-        let finished =
-            sim::execute::run_to_report(Arc::new(scenario), "generated.toml", &target, &options)
-                .await;
+        let finished = sim::orchestrate::run_to_report(
+            Arc::new(scenario),
+            "generated.toml",
+            &target,
+            &options,
+        )
+        .await;
         target.stop().await.unwrap();
         serde_json::to_value(&finished.report).unwrap()
     })

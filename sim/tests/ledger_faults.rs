@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use bus::config::BusConfig;
 use bus::server::RunningServer;
+use sim::drive::{self, Endpoints, RunOptions};
 use sim::ledger::{ClassLedger, MessageClass};
-use sim::runner::{self, Endpoints, RunOptions};
 use sim::scenario::Scenario;
 
 fn pubsub_scenario() -> Scenario {
@@ -50,7 +50,7 @@ async fn pubsub_ledger(tweak: impl FnOnce(&mut BusConfig)) -> ClassLedger {
         quiet: true,
         ..RunOptions::default()
     };
-    let result = runner::run(Arc::new(pubsub_scenario()), &endpoints, &options).await;
+    let result = drive::run(Arc::new(pubsub_scenario()), &endpoints, &options).await;
     server.stop().await.unwrap();
     result.metrics.ledger().class(MessageClass::Pubsub)
 }

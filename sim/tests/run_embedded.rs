@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use bus::server::RunningServer;
+use sim::drive::{self, Endpoints, RunOptions};
 use sim::ledger::MessageClass;
-use sim::runner::{self, Endpoints, RunOptions};
 use sim::scenario::Scenario;
 
 pub fn smoke() -> Scenario {
@@ -28,7 +28,7 @@ async fn smoke_on_the_memory_bus_accounts_for_every_message() {
         quiet: true,
         ..RunOptions::default()
     };
-    let result = runner::run(Arc::new(smoke()), &endpoints, &options).await;
+    let result = drive::run(Arc::new(smoke()), &endpoints, &options).await;
     let ledger = result.metrics.ledger().clone();
     println!("{ledger:#?}");
     for op in result.metrics.operations() {

@@ -15,10 +15,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bus::router::DeliveryFaults;
+use sim::bus_under_test::{RunningTarget, TargetOptions};
+use sim::drive::RunOptions;
 use sim::report::{Report, Snapshot, render_json};
-use sim::runner::RunOptions;
 use sim::scenario::{BrokerKind, Scenario};
-use sim::target::{RunningTarget, TargetOptions};
 use testkit::TestRedis;
 
 /// One scenario run at a time, across the tests that run load.
@@ -89,7 +89,7 @@ async fn run(file: &Path, backend: Backend, faults: DeliveryFaults) -> Report {
         ..RunOptions::default()
     };
     let label = file.strip_prefix(repo_root()).unwrap_or(file);
-    let finished = sim::execute::run_to_report(
+    let finished = sim::orchestrate::run_to_report(
         Arc::new(scenario),
         &label.display().to_string(),
         &target,

@@ -18,7 +18,8 @@ pub struct Bus {
 
 impl Bus {
     pub fn start() -> Bus {
-        let bus = sim::target::find_bus_binary(None).expect("the bus binary (cargo build -p bus)");
+        let bus = sim::bus_under_test::find_bus_binary(None)
+            .expect("the bus binary (cargo build -p bus)");
         let mut child = Command::new(bus)
             .args(["--broker", "memory", "--listen", "127.0.0.1:0"])
             .stdout(Stdio::piped())

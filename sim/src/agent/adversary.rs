@@ -8,7 +8,7 @@ use std::fmt::Write;
 
 use super::socket::{self, Endpoint};
 use super::{Agent, InFlight};
-use crate::runner::plan::workspace_name;
+use crate::plan::workspace_name;
 
 /// The kinds of request an adversary cycles through.
 const ATTEMPTS: u64 = 7;

@@ -27,10 +27,10 @@ use tokio_tungstenite::tungstenite::Message;
 
 use self::schedule::Schedule;
 use self::socket::{Endpoint, Socket};
+use crate::context::{Counters, NodeTraffic, RunContext};
 use crate::ledger::{AgentOutcome, ChannelKey, MessageClass, Streams, Window};
 use crate::metrics::Operation;
-use crate::runner::context::{Counters, NodeTraffic, RunContext};
-use crate::runner::plan::{AgentPlan, Session};
+use crate::plan::{AgentPlan, Session};
 use crate::scenario::{Behaviour, Group};
 
 /// Frames an agent handles per wake-up when more are already read: a

@@ -4,9 +4,9 @@
 
 use super::wire::{self, Incoming, MessageView, OutcomeView};
 use super::{Agent, InFlight};
+use crate::context::Counters;
 use crate::ledger::{Arrival, ChannelKey, MessageClass};
 use crate::metrics::Operation;
-use crate::runner::context::Counters;
 
 impl Agent<'_> {
     pub(super) fn on_frame(&mut self, text: &str) {

@@ -12,10 +12,10 @@ use tokio_tungstenite::tungstenite::Message;
 use super::socket::Socket;
 use super::wire::{self, Stamp};
 use super::{Agent, InFlight};
+use crate::context::Counters;
 use crate::ledger::{ChannelKey, MessageClass};
 use crate::metrics::Operation;
-use crate::runner::context::Counters;
-use crate::runner::plan::{Subscriptions, workspace_name};
+use crate::plan::{Subscriptions, workspace_name};
 use crate::scenario::{Behaviour, BroadcastScope, Delivery, TopicDistribution};
 
 /// How long an agent waits for its subscribe reply.

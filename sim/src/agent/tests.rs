@@ -40,8 +40,8 @@ fn the_ledger_expects_exactly_what_each_agent_subscribed_to() {
     use bus::protocol::ClientFrame;
 
     use super::Agent;
+    use crate::drive::{Endpoints, RunOptions, context};
     use crate::ledger::ChannelKey;
-    use crate::runner::{Endpoints, RunOptions, context};
     use crate::scenario::Scenario;
 
     for distribution in ["uniform", "zipf"] {

@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 
 use super::search::Prober;
 use super::{Point, PointRun, Setup, Vary, steady_state};
-use crate::execute::{self, Measured};
+use crate::bus_under_test::{self, RunningTarget, TargetOptions};
+use crate::drive::RunOptions;
 use crate::ledger::MessageClass;
 use crate::metrics::Operation;
-use crate::runner::RunOptions;
+use crate::orchestrate::{self, Measured};
 use crate::scenario::Scenario;
-use crate::target::{self, RunningTarget, TargetOptions};
 use crate::verdict::trust::IntegrityStatus;
 use crate::verdict::{self, Status, Verdicts};
 
@@ -70,7 +70,9 @@ impl PointProber {
     async fn run_once(&mut self, load: f64) -> Option<PointRun> {
         let scenario = self.scenario_at(load);
         let agents = scenario.total_agents();
-        if let Some(problem) = target::descriptor_budget(agents, scenario.target.mode).problem() {
+        if let Some(problem) =
+            bus_under_test::descriptor_budget(agents, scenario.target.mode).problem()
+        {
             self.notes
                 .push(format!("{} at {load}: {problem}", self.settings.setup.name));
             return None;
@@ -97,7 +99,8 @@ impl PointProber {
             quiet: true,
             ..RunOptions::default()
         };
-        let measured = execute::measure(Arc::new(scenario.clone()), &target, &run_options).await;
+        let measured =
+            orchestrate::measure(Arc::new(scenario.clone()), &target, &run_options).await;
         let redis_after = redis_cpu(target.redis_url.as_deref()).await;
         if let Err(e) = target.stop().await {
             self.notes.push(format!("stopping the bus: {e}"));
@@ -172,8 +175,12 @@ fn steady_verdicts(measured: &Measured, scenario: &Scenario) -> Verdicts {
 fn summarise(load: f64, scenario: &Scenario, measured: &Measured, connect: Duration) -> PointRun {
     let metrics = &measured.result.metrics;
     let mut verdicts = steady_verdicts(measured, scenario);
-    let integrity =
-        execute::integrity::assess(scenario, &measured.result, &measured.witness, &mut verdicts);
+    let integrity = orchestrate::integrity::assess(
+        scenario,
+        &measured.result,
+        &measured.witness,
+        &mut verdicts,
+    );
     let simulator_limited = match integrity.status {
         IntegrityStatus::Inconclusive => integrity.saturation.clone(),
         _ => None,

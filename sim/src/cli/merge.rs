@@ -2,8 +2,8 @@
 //! like a run's, with the verdict's exit code.
 
 use super::{EXIT_SETUP, MergeArgs, run::print_summary};
-use crate::execute::FinishedRun;
 use crate::merge;
+use crate::orchestrate::FinishedRun;
 use crate::report;
 
 /// Runs `sim merge`; returns the exit code: the merged verdict's, 2 when

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::{EXIT_SETUP, RunArgs, apply_overrides, check_start_at};
-use crate::execute::{self, FinishedRun};
+use crate::bus_under_test::{self, RunningTarget, TargetOptions};
+use crate::drive::RunOptions;
+use crate::orchestrate::{self, FinishedRun};
 use crate::report::{self, Report};
-use crate::runner::RunOptions;
 use crate::scenario::{FaultKind, LoadScale, Scenario, TargetMode};
-use crate::target::{self, RunningTarget, TargetOptions};
 use crate::verdict::trust;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
@@ -70,7 +70,7 @@ pub async fn run_command(args: RunArgs) -> i32 {
             mode.as_str()
         );
     }
-    if let Some(problem) = target::descriptor_budget(agents_here, mode).problem() {
+    if let Some(problem) = bus_under_test::descriptor_budget(agents_here, mode).problem() {
         eprintln!("sim: {problem}");
         return EXIT_SETUP;
     }
@@ -152,7 +152,7 @@ async fn run_against(
         report,
         metrics,
         shard,
-    } = execute::run_to_report(scenario.clone(), &file, target, &options).await;
+    } = orchestrate::run_to_report(scenario.clone(), &file, target, &options).await;
     let dir = args.out.clone().unwrap_or_else(|| {
         report::default_dir(Path::new("reports"), &scenario.name, SystemTime::now())
     });
@@ -189,7 +189,7 @@ pub(super) fn interrupt_on_signals(quiet: bool) -> CancellationToken {
             if first || !quiet {
                 eprintln!(
                     "\nsim: {name}: stopping the schedule, draining for at most {:?}, then writing the report of what was measured",
-                    crate::runner::INTERRUPTED_DRAIN
+                    crate::drive::INTERRUPTED_DRAIN
                 );
             }
             first = false;

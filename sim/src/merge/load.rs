@@ -10,9 +10,9 @@ use hdrhistogram::serialization::Deserializer;
 use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
 
 use super::MergeError;
+use crate::drive::shard::ShardRecord;
 use crate::metrics::{Operation, new_histogram};
 use crate::report::{Report, parse_json};
-use crate::runner::shard::ShardRecord;
 
 /// One shard, read back.
 #[derive(Debug)]

@@ -27,13 +27,13 @@ use std::path::PathBuf;
 use std::time::{Duration, UNIX_EPOCH};
 
 pub use self::load::LoadedShard;
-use crate::execute::{FinishedRun, derived_notes};
+use crate::context::ConnectSpan;
+use crate::drive::completion;
+use crate::drive::shard::ShardRecordError;
 use crate::ledger::{self, Counting, Evidence};
 use crate::metrics::{Operation, Recorder, RunMetrics, SecondBucket};
+use crate::orchestrate::{FinishedRun, derived_notes};
 use crate::report::{MergedFrom, Report, RunInfo};
-use crate::runner::completion;
-use crate::runner::context::ConnectSpan;
-use crate::runner::shard::ShardRecordError;
 use crate::verdict;
 
 /// Why shards could not be merged.

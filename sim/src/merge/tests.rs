@@ -8,13 +8,13 @@ use std::time::{Duration, UNIX_EPOCH};
 use hdrhistogram::Histogram;
 
 use super::{MergeError, merge_dirs};
+use crate::drive::shard::{SHARD_FORMAT, ShardRecord};
 use crate::ledger::AgentOutcome;
 use crate::ledger::Evidence;
 use crate::ledger::MessageClass;
 use crate::ledger::{ChannelKey, Window};
 use crate::metrics::{Operation, Recorder, RunMetrics, new_histogram};
 use crate::report::{self, Report, RunInfo, ScenarioInfo};
-use crate::runner::shard::{SHARD_FORMAT, ShardRecord};
 use crate::scenario::Scenario;
 use crate::verdict::judge;
 

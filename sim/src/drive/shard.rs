@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::context::ConnectSpan;
+use crate::context::ConnectSpan;
 use crate::ledger::{Evidence, Ledger, QueueReading};
 use crate::metrics::SecondBucket;
 use crate::scenario::Scenario;
@@ -95,7 +95,7 @@ impl ShardRecord {
             .target
             .redis_url
             .as_deref()
-            .map(crate::target::redact_url);
+            .map(crate::bus_under_test::redact_url);
         scenario
     }
 

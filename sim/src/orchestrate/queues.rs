@@ -3,9 +3,9 @@
 
 use std::collections::BTreeSet;
 
+use crate::bus_under_test::{self, RunningTarget};
 use crate::ledger::QueueReading;
 use crate::scenario::{Behaviour, Scenario};
-use crate::target::{self, RunningTarget};
 
 /// Every (workspace, queue) the scenario's queue groups use.
 fn queues_of(scenario: &Scenario) -> BTreeSet<(String, String)> {
@@ -35,7 +35,7 @@ pub async fn read_queues(
     let mut reading = QueueReading::default();
     let mut notes = Vec::new();
     for (workspace, queue) in &queues {
-        match target::queue_stats(target, workspace, queue).await {
+        match bus_under_test::queue_stats(target, workspace, queue).await {
             Ok(stats) => {
                 reading.still_queued += stats.ready + stats.processing + stats.delayed;
                 reading.dead += stats.dead;

@@ -2,8 +2,8 @@
 //! the connect rate, what adversarial agents tried. `sim run` and `sim
 //! merge` both write them from their final figures.
 
+use crate::context::ConnectSpan;
 use crate::ledger::Ledger;
-use crate::runner::context::ConnectSpan;
 
 /// The notes of a run with this ledger, these connects and these slow
 /// consumers' (expected, delivered) counts.

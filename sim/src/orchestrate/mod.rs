@@ -26,6 +26,10 @@ use std::time::{Duration, Instant};
 
 pub use self::nodes::{NodeCost, node_costs};
 pub use self::notes::derived_notes;
+use crate::bus_under_test::RunningTarget;
+use crate::context::wall_us;
+use crate::drive::shard::{SHARD_FORMAT, ShardRecord};
+use crate::drive::{self, Endpoints, RunOptions, RunResult};
 use crate::faults;
 use crate::http_load::{self, HttpLoad};
 use crate::ledger::{self, QueueReading};
@@ -33,11 +37,7 @@ use crate::metrics::RunMetrics;
 use crate::monitor::{Monitor, MonitorResult, node_label};
 use crate::procstat;
 use crate::report::{FaultOutcome, Report, RunInfo, ScenarioInfo, SimulatorSelf};
-use crate::runner::context::wall_us;
-use crate::runner::shard::{SHARD_FORMAT, ShardRecord};
-use crate::runner::{self, Endpoints, RunOptions, RunResult};
 use crate::scenario::{Behaviour, Scenario};
-use crate::target::RunningTarget;
 use crate::verdict;
 
 /// What one execution measured.
@@ -200,7 +200,7 @@ pub async fn measure(
         source_addresses: scenario.target.source_addresses.clone(),
     };
     if let Some(at) = options.start_at {
-        runner::wait_until(at).await;
+        drive::wait_until(at).await;
     }
     let monitor = Monitor::start(
         target.http_urls.clone(),
@@ -225,7 +225,7 @@ pub async fn measure(
         .as_deref()
         .map(|s| admin_token(s, "sim-witness"));
     let (mut result, (mut faults, rest_notes, audits)) =
-        runner::run_with(scenario.clone(), &endpoints, options, |ctx| async move {
+        drive::run_with(scenario.clone(), &endpoints, options, |ctx| async move {
             let audit = async {
                 match witness::audit_instant(&ctx.plan) {
                     Some(at) if witnessed => {

@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
+use crate::bus_under_test::RunningTarget;
+use crate::drive::RunResult;
 use crate::monitor::node_label;
 use crate::procstat::{self, ProcSample};
 use crate::report::{HealthSample, NodeFigures};
-use crate::runner::RunResult;
-use crate::target::RunningTarget;
 
 /// CPU and memory of one node the simulator started.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -2,8 +2,6 @@
 //! drives the phases, drains at the end, and merges what the agents
 //! measured into one `RunMetrics` with a reconciled ledger.
 //!
-//! - [`plan`]: who connects when, to which node, from which address.
-//! - [`context`]: what the agents share (clock, metrics hub, signals).
 //! - [`evidence`]: the send logs and subscription windows a ledger is
 //!   reconciled from (a shard's, or several shards' together).
 //! - [`ledger`]: expected versus delivered, from the evidence; the queue
@@ -14,8 +12,6 @@
 //! - `progress`: the live display.
 
 pub mod completion;
-pub mod context;
-pub mod plan;
 mod progress;
 pub mod self_load;
 pub mod shard;
@@ -29,11 +25,12 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use self::context::{
-    BroadcastTracker, ConnectSpan, Counters, NodeTraffic, RunClock, RunContext, TrafficTotals,
-};
 use self::self_load::{SelfLoad, SelfWatch};
 use crate::agent;
+use crate::context::{
+    BroadcastTracker, ConnectSpan, Counters, FaultSwitches, NodeTraffic, RunClock, RunContext,
+    TrafficTotals,
+};
 use crate::ledger::{Counting, Evidence};
 use crate::metrics::{MetricsHub, RunMetrics};
 use crate::scenario::{LoadScale, Scenario};
@@ -230,7 +227,7 @@ where
 }
 
 /// How many of the plan's agents connect to each of `nodes` nodes.
-fn node_agents(plan: &plan::Plan, nodes: usize) -> Vec<u64> {
+fn node_agents(plan: &crate::plan::Plan, nodes: usize) -> Vec<u64> {
     let mut counts = vec![0; nodes];
     for agent in &plan.agents {
         if let Some(count) = counts.get_mut(agent.node) {
@@ -246,7 +243,7 @@ pub(crate) fn context(
     endpoints: &Endpoints,
     options: &RunOptions,
 ) -> Arc<RunContext> {
-    let plan = Arc::new(plan::build(
+    let plan = Arc::new(crate::plan::build(
         scenario,
         endpoints.ws_urls.len(),
         &endpoints.source_addresses,
@@ -272,7 +269,7 @@ pub(crate) fn context(
         linger: options.linger,
         online: (0..agents).map(|_| Default::default()).collect(),
         subscribed: (0..agents).map(|_| Default::default()).collect(),
-        faults: context::AgentFaults::new(agents),
+        faults: FaultSwitches::new(agents),
         shard: options.shard,
         node_traffic: endpoints
             .ws_urls

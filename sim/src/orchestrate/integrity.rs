@@ -2,8 +2,8 @@
 //! [`crate::verdict::trust`]): the simulator's own load against its
 //! schedule, the bus's counts as a second witness, and an interruption.
 
+use crate::drive::RunResult;
 use crate::metrics::Operation;
-use crate::runner::RunResult;
 use crate::scenario::{Behaviour, Scenario};
 use crate::verdict::Verdicts;
 use crate::verdict::trust::{self, Allowances, Integrity, NodeWitness, SelfFigures};

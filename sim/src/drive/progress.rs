@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::context::RunContext;
+use crate::context::RunContext;
 use crate::metrics::{Operation, RunMetrics};
 use crate::verdict::Status;
 

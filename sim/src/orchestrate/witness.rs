@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::runner::context::{RunContext, TrafficTotals};
-use crate::runner::plan::{AgentPlan, Plan, Subscriptions};
-use crate::target::{HealthProbe, RunningTarget};
+use crate::bus_under_test::{HealthProbe, RunningTarget};
+use crate::context::{RunContext, TrafficTotals};
+use crate::plan::{AgentPlan, Plan, Subscriptions};
 use crate::verdict::trust::NodeWitness;
 
 /// How long a witness read waits for a node.
@@ -334,7 +334,7 @@ patterns = ["agent:topic-1*"]
             "w.toml",
         )
         .unwrap();
-        let plan = crate::runner::plan::build(&scenario, 1, &[], (0, 1));
+        let plan = crate::plan::build(&scenario, 1, &[], (0, 1));
         let sub = &plan.agents[0];
         let Subscriptions::Topics(ids) = &sub.subscriptions else {
             panic!("a subscriber");

@@ -1,0 +1,117 @@
+//! What every agent task of a run shares: the scenario and plan, the run
+//! clock, the metrics hub, live counters, the broadcast tracker, the fault
+//! switches, and the signals that end the run.
+//!
+//! - [`clock`](RunClock): run-clock µs that read as wall-clock µs.
+//! - [`counters`](Counters): live totals, connect spans, per-node traffic,
+//!   the broadcast tracker.
+//! - [`switches`](FaultSwitches): what faults ask of agents.
+
+mod clock;
+mod counters;
+mod switches;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+pub use self::clock::{RunClock, wall_us};
+pub use self::counters::{BroadcastTracker, ConnectSpan, Counters, NodeTraffic, TrafficTotals};
+pub use self::switches::FaultSwitches;
+use crate::metrics::MetricsHub;
+use crate::plan::Plan;
+use crate::scenario::Scenario;
+
+/// Everything shared by one run's agents.
+#[derive(Debug)]
+pub struct RunContext {
+    pub scenario: Arc<Scenario>,
+    pub plan: Arc<Plan>,
+    pub clock: RunClock,
+    pub hub: MetricsHub,
+    pub ws_urls: Vec<String>,
+    /// JWT secret to sign agent tokens with, when the bus wants them.
+    pub jwt_secret: Option<String>,
+    pub counters: Counters,
+    pub broadcasts: BroadcastTracker,
+    /// Bounds concurrent WebSocket handshakes.
+    pub connects: Semaphore,
+    /// Set when the last phase ends: senders stop, receivers drain.
+    pub draining: AtomicBool,
+    /// Cancelled after the drain: every agent closes.
+    pub stop: CancellationToken,
+    /// Cancelled when the run is interrupted (SIGINT, SIGTERM): the
+    /// schedule stops and faults not yet begun are not applied.
+    pub interrupted: CancellationToken,
+    /// How long an agent that leaves mid-run keeps reading before it closes.
+    pub linger: Duration,
+    /// Which agents (by id) are connected now, so direct chatters talk to
+    /// peers that are there (messages to absent agents wait in inboxes,
+    /// which measures the inbox, not the bus's latency).
+    pub online: Vec<AtomicBool>,
+    /// Which agents (by id) are connected with their subscriptions
+    /// confirmed by the bus: the ones whose subscriptions the witness may
+    /// compare with the bus's.
+    pub subscribed: Vec<AtomicBool>,
+    /// What injected faults ask of the agents.
+    pub faults: FaultSwitches,
+    /// `(index, count)`: this process runs the agents whose id modulo
+    /// `count` is `index` (`(0, 1)`: all of them).
+    pub shard: (u32, u32),
+    /// What the agents did with each bus node (indexed like `ws_urls`).
+    pub node_traffic: Vec<NodeTraffic>,
+}
+
+impl RunContext {
+    /// Sleeps `duration`, or less if the run is interrupted meanwhile;
+    /// false when it was.
+    pub async fn hold(&self, duration: Duration) -> bool {
+        self.hold_until(tokio::time::Instant::now() + duration)
+            .await
+    }
+
+    /// Sleeps until `at`, or less if the run is interrupted meanwhile;
+    /// false when it was.
+    pub async fn hold_until(&self, at: tokio::time::Instant) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep_until(at) => true,
+            _ = self.interrupted.cancelled() => false,
+        }
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    pub fn set_online(&self, agent: u32, online: bool) {
+        if let Some(flag) = self.online.get(agent as usize) {
+            flag.store(online, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether agent `id` runs in this process (its shard).
+    pub fn is_local_agent(&self, id: u32) -> bool {
+        id % self.shard.1.max(1) == self.shard.0
+    }
+
+    pub fn set_subscribed(&self, agent: u32, subscribed: bool) {
+        if let Some(flag) = self.subscribed.get(agent as usize) {
+            flag.store(subscribed, Ordering::Relaxed);
+        }
+    }
+
+    pub fn is_subscribed(&self, agent: u32) -> bool {
+        self.subscribed
+            .get(agent as usize)
+            .is_some_and(|f| f.load(Ordering::Relaxed))
+    }
+
+    pub fn is_online(&self, agent: u32) -> bool {
+        self.online
+            .get(agent as usize)
+            .is_some_and(|f| f.load(Ordering::Relaxed))
+    }
+}
