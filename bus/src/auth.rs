@@ -13,7 +13,7 @@
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::broker::pattern;
+use crate::message::glob;
 use crate::message::names::{self, NameError, Scope};
 
 /// Claims of an agent token.
@@ -65,7 +65,7 @@ impl Identity {
         match &self.allowed_topics {
             None => true,
             Some(_) if reserved.contains(&wire) => true,
-            Some(allowed) => allowed.iter().any(|glob| pattern::matches(glob, wire)),
+            Some(allowed) => allowed.iter().any(|pattern| glob::matches(pattern, wire)),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The message model: what agents send each other, how it is delivered, and
 //! how names on the wire map onto broker channels and queues.
 
+pub mod glob;
 pub mod names;
 
 use std::time::{SystemTime, UNIX_EPOCH};

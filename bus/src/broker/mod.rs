@@ -8,7 +8,6 @@
 
 pub mod clock;
 pub mod memory;
-pub mod pattern;
 pub mod redis;
 
 use std::fmt::Debug;

@@ -16,9 +16,8 @@ use self::queue::MemoryQueue;
 use super::{
     Broker, BrokerError, Claimed, Clock, DELIVERY_BUFFER, DeadLetter, Delivery, QueueStats,
     ReclaimOutcome, RejectOutcome, Result, RetryPolicy, Subscriber, Subscription, SystemClock,
-    pattern,
 };
-use crate::message::AgentMessage;
+use crate::message::{AgentMessage, glob};
 
 /// The in-memory broker. Clones share one bus.
 #[derive(Debug, Clone)]
@@ -98,7 +97,7 @@ impl NodeSubscription {
             });
         }
         for p in self.patterns.read().expect("lock").iter() {
-            if pattern::matches(p, channel) {
+            if glob::matches(p, channel) {
                 out.push(Delivery {
                     channel: channel.to_owned(),
                     pattern: Some(p.clone()),
