@@ -10,11 +10,22 @@
 //! Workspace isolation itself is structural (see `message::names`): an
 //! identity can only ever resolve names inside its own workspace.
 
+use axum::http::{HeaderMap, header};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 use crate::message::glob;
 use crate::message::names::{self, NameError, Scope};
+
+/// The bearer token of an `Authorization` header, if any: how agents
+/// (before the upgrade) and operators (on REST) present credentials.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+}
 
 /// Claims of an agent token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,7 +7,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::broker::{Claimed, RejectOutcome};
 use crate::message::{AgentMessage, DeliveryMode, MessageKind};
 
 /// A request id as the client sent it (string or number), echoed verbatim.
@@ -257,6 +256,20 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, for counters registered up front.
+    pub const ALL: [ErrorCode; 10] = [
+        ErrorCode::BadJson,
+        ErrorCode::UnknownOp,
+        ErrorCode::BadFrame,
+        ErrorCode::InvalidName,
+        ErrorCode::Forbidden,
+        ErrorCode::CrossWorkspace,
+        ErrorCode::QueueFull,
+        ErrorCode::RateLimited,
+        ErrorCode::Busy,
+        ErrorCode::BrokerUnavailable,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::BadJson => "bad_json",
@@ -295,14 +308,24 @@ pub struct Job {
     pub deadline_ms: u64,
 }
 
-impl Job {
-    pub fn new(queue: &str, claimed: Claimed) -> Self {
-        Self {
-            queue: queue.to_owned(),
-            message: claimed.message,
-            deadline_ms: claimed.deadline_ms,
-        }
-    }
+/// What a `reject` did, as the wire tells it. The protocol's own type (the
+/// broker has its own, converted at the edge in `reply`), so a change of the
+/// broker's result is not a change of the protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum RejectOutcome {
+    /// Back in the queue after `delay_ms`.
+    Requeued {
+        /// How long the message waits before it can be claimed again.
+        delay_ms: u64,
+        /// Deliveries so far, this one included.
+        attempts: u32,
+    },
+    /// Moved to the dead-letter queue.
+    DeadLettered {
+        /// Deliveries it had before it was given up.
+        attempts: u32,
+    },
 }
 
 /// Every frame the bus sends.

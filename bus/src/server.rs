@@ -21,10 +21,10 @@ use crate::broker::{Broker, BrokerError};
 use crate::config::{BrokerKind, BusConfig};
 use crate::health::HealthChecker;
 use crate::protocol::close;
+use crate::registry::Registry;
 use crate::router::{MessageRouter, RouterError};
 use crate::state::{AppState, Shared};
 use crate::telemetry::Telemetry;
-use crate::ws::registry::Registry;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {

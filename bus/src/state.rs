@@ -7,9 +7,9 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::Auth;
 use crate::config::BusConfig;
 use crate::health::HealthChecker;
+use crate::registry::Registry;
 use crate::router::MessageRouter;
 use crate::telemetry::Telemetry;
-use crate::ws::registry::Registry;
 
 /// The shared state of one bus node. Clones are cheap.
 #[derive(Debug, Clone)]

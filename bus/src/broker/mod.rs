@@ -135,9 +135,9 @@ pub struct Claimed {
     pub deadline_ms: u64,
 }
 
-/// What `reject` did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
+/// What `reject` did. Not a wire type: `protocol::RejectOutcome` is what
+/// clients see, converted at the edge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RejectOutcome {
     /// Back in the queue after `delay_ms`.
     Requeued { delay_ms: u64, attempts: u32 },

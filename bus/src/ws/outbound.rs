@@ -11,9 +11,9 @@ use std::sync::Arc;
 use axum::extract::ws::{Message, Utf8Bytes};
 use tokio::sync::{Notify, mpsc};
 
-use super::registry::ConnectionEntry;
 use crate::message::names;
 use crate::protocol::{ServerFrame, close, message_frame};
+use crate::registry::ConnectionEntry;
 use crate::router::{DeliverySink, Dispatched, INBOX_WAKE};
 use crate::state::AppState;
 
