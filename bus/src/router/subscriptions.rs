@@ -19,7 +19,9 @@ use std::sync::{Arc, RwLock};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::faults::{DeliveryFaults, Dice};
+use super::faults::DeliveryFaults;
+#[cfg(feature = "test-faults")]
+use super::faults::FaultInjector;
 use crate::broker::{Delivery, Subscriber, Subscription};
 
 /// Identifies one sink in the index (a connection, the health checker).
@@ -344,13 +346,19 @@ async fn reconcile(
     }
 }
 
+/// Fans every delivery out to the local sinks that want it. With the
+/// `test-faults` feature and faults set, deliveries go through the
+/// [`FaultInjector`] instead; release builds have no such branch.
 async fn dispatch(
     index: Arc<RwLock<Index>>,
     mut deliveries: mpsc::Receiver<Delivery>,
     stop: CancellationToken,
     faults: DeliveryFaults,
 ) {
-    let mut dice = Dice::new(0x5EED);
+    #[cfg(feature = "test-faults")]
+    let mut injector = FaultInjector::new(faults);
+    #[cfg(not(feature = "test-faults"))]
+    let _ = faults;
     loop {
         let delivery = tokio::select! {
             _ = stop.cancelled() => return,
@@ -368,33 +376,26 @@ async fn dispatch(
             Some(p) => index.patterns.get(p),
             None => index.channels.get(&delivery.channel),
         };
-        if faults.is_none() {
+        #[cfg(feature = "test-faults")]
+        if let Some(injector) = injector.as_mut() {
             for (_, sink) in sinks.into_iter().flatten() {
-                sink.deliver(&dispatched);
+                let stranger = || stranger(&index, &delivery.channel);
+                injector.deliver(sink.as_ref(), &dispatched, stranger);
             }
             continue;
         }
         for (_, sink) in sinks.into_iter().flatten() {
-            if dice.roll(faults.drop_ratio) {
-                continue;
-            }
             sink.deliver(&dispatched);
-            if dice.roll(faults.duplicate_ratio) {
-                sink.deliver(&dispatched);
-            }
-            if dice.roll(faults.misroute_ratio) {
-                misroute(&index, &delivery.channel, &dispatched);
-            }
         }
     }
 }
 
-/// Delivers to a sink of some other inbox: an agent that never asked.
-fn misroute(index: &Index, channel: &str, dispatched: &Dispatched<'_>) {
-    let other = index.channels.iter().find(|(name, sinks)| {
+/// A sink of some other inbox: an agent that never asked for a delivery on
+/// `channel`, for misroute faults.
+#[cfg(feature = "test-faults")]
+fn stranger(index: &Index, channel: &str) -> Option<Arc<dyn DeliverySink>> {
+    let (_, sinks) = index.channels.iter().find(|(name, sinks)| {
         name.as_str() != channel && name.starts_with("inbox:") && !sinks.is_empty()
-    });
-    if let Some((_, sinks)) = other {
-        sinks[0].1.deliver(dispatched);
-    }
+    })?;
+    Some(sinks[0].1.clone())
 }

@@ -81,17 +81,31 @@ impl DeliverySink for ConnectionSink {
             let pattern = d.pattern.as_deref().map(names::wire_pattern);
             Utf8Bytes::from(message_frame(pattern, &d.payload))
         });
-        let delay = self.outbound.state.router.config().faults.delay;
-        if !delay.is_zero() {
-            let outbound = self.outbound.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(delay).await;
-                outbound.push(Message::Text(frame));
-            });
+        #[cfg(feature = "test-faults")]
+        if self.delay_fault(&frame) {
             return;
         }
         if self.outbound.push(Message::Text(frame)) {
             self.outbound.state.telemetry.deliveries.increment(1);
         }
+    }
+}
+
+#[cfg(feature = "test-faults")]
+impl ConnectionSink {
+    /// The delay fault: queues `frame` after the configured delay instead
+    /// of now; false when no delay is set.
+    fn delay_fault(&self, frame: &Utf8Bytes) -> bool {
+        let delay = self.outbound.state.router.config().faults.delay;
+        if delay.is_zero() {
+            return false;
+        }
+        let outbound = self.outbound.clone();
+        let frame = frame.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            outbound.push(Message::Text(frame));
+        });
+        true
     }
 }
