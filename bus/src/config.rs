@@ -192,6 +192,8 @@ impl BusConfig {
         }
     }
 
+    /// The health checker's thresholds from `--health-warning` and
+    /// `--health-critical`.
     pub fn thresholds(&self) -> HealthThresholds {
         HealthThresholds {
             warning: self.health_warning,
@@ -199,6 +201,8 @@ impl BusConfig {
         }
     }
 
+    /// The router's settings (retries, visibility, queue and inbox bounds,
+    /// faults) from their flags.
     pub fn router(&self) -> RouterConfig {
         RouterConfig {
             retry: RetryPolicy {

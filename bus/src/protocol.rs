@@ -18,71 +18,109 @@ pub type RequestId = serde_json::Value;
 pub enum ClientFrame {
     /// Subscribe to topics (wire names, see `message::names`).
     Subscribe {
+        /// Echoed in the reply, so a client with several requests in flight can
+        /// pair them.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<RequestId>,
+        /// Wire topics; one refused name refuses the whole request.
         topics: Vec<String>,
     },
     /// Subscribe to glob patterns over the workspace's topics.
     Psubscribe {
+        /// Echoed in the reply, so a client with several requests in flight can
+        /// pair them.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<RequestId>,
+        /// Wire globs over the workspace's topics (`*`, `?`, `[..]`).
         patterns: Vec<String>,
     },
+    /// Drops topics and patterns; needs no permission, since it only gives
+    /// something up.
     Unsubscribe {
+        /// Echoed in the reply, so a client with several requests in flight can
+        /// pair them.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<RequestId>,
+        /// Wire topics to drop.
         #[serde(default)]
         topics: Vec<String>,
+        /// Wire patterns to drop, as they were subscribed.
         #[serde(default)]
         patterns: Vec<String>,
     },
+    /// Publishes to a topic or the agent's workspace.
     Publish {
+        /// Echoed in the reply, so a client with several requests in flight can
+        /// pair them.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<RequestId>,
+        /// The wire topic.
         topic: String,
+        /// Application data, opaque to the bus.
         #[serde(default)]
         payload: serde_json::Value,
+        /// What the message asks of its receivers.
         #[serde(default)]
         kind: MessageKind,
+        /// Links a response to its request.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         correlation_id: Option<String>,
     },
     /// A direct message to another agent of the same workspace.
     Send {
+        /// Echoed in the reply, so a client with several requests in flight can
+        /// pair them.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<RequestId>,
+        /// The recipient agent id.
         to: String,
         /// Must be the sender's own workspace when given; naming another one
         /// is refused (agents cannot message across workspaces).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         workspace: Option<String>,
+        /// Application data, opaque to the bus.
         #[serde(default)]
         payload: serde_json::Value,
+        /// Live, stored, or both (see the delivery contract).
         #[serde(default)]
         mode: DeliveryMode,
+        /// What the message asks of its receiver.
         #[serde(default)]
         kind: MessageKind,
+        /// Inbox queue priority for stored copies (higher first).
         #[serde(default)]
         priority: u8,
+        /// Links a response to its request.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         correlation_id: Option<String>,
     },
+    /// Sends to every agent of the workspace or, with a token that allows it,
+    /// of the bus.
     Broadcast {
+        /// Echoed in the reply, so a client with several requests in flight can
+        /// pair them.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<RequestId>,
+        /// The sender's workspace (default) or every workspace.
         #[serde(default)]
         scope: BroadcastScope,
         /// For workspace scope: must be the sender's own workspace when given.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         workspace: Option<String>,
+        /// Application data, opaque to the bus.
         #[serde(default)]
         payload: serde_json::Value,
+        /// What the message asks of its receivers.
         #[serde(default)]
         kind: MessageKind,
     },
+    /// Adds one message or a batch to a queue of the workspace.
     Enqueue {
+        /// Echoed in the reply, so a client with several requests in flight can
+        /// pair them.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<RequestId>,
+        /// The wire queue name.
         queue: String,
         /// One message (`null` is a payload too)...
         #[serde(
@@ -91,15 +129,20 @@ pub enum ClientFrame {
             skip_serializing_if = "Option::is_none"
         )]
         payload: Option<serde_json::Value>,
+        /// Priority of the single `payload` (higher first).
         #[serde(default)]
         priority: u8,
         /// ...or a batch (one broker round trip).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         messages: Vec<QueueItem>,
     },
+    /// Claims jobs from a queue, now or waiting for the first one.
     Dequeue {
+        /// Echoed in the reply, so a client with several requests in flight can
+        /// pair them.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<RequestId>,
+        /// The wire queue name.
         queue: String,
         /// Most messages to claim (default 1, at most 100).
         #[serde(default = "one")]
@@ -112,19 +155,30 @@ pub enum ClientFrame {
     /// Acks one message (`message_id`) or several in one broker call
     /// (`message_ids`, at most 1,000).
     Ack {
+        /// Echoed in the reply, so a client with several requests in flight can
+        /// pair them.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<RequestId>,
+        /// The wire queue the jobs came from.
         queue: String,
+        /// The one message to ack.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         message_id: Option<String>,
+        /// Several messages to ack in one broker call.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         message_ids: Vec<String>,
     },
+    /// Gives a claimed job back: retried after backoff, or dead-lettered.
     Reject {
+        /// Echoed in the reply, so a client with several requests in flight can
+        /// pair them.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<RequestId>,
+        /// The wire queue the job came from.
         queue: String,
+        /// The job's message id.
         message_id: String,
+        /// Why, kept with a dead letter (default "rejected").
         #[serde(default)]
         reason: String,
         /// Retry after backoff while attempts remain (default), or
@@ -132,7 +186,11 @@ pub enum ClientFrame {
         #[serde(default = "yes")]
         requeue: bool,
     },
+    /// Asks for a `pong`: a round trip through the session, e.g. to measure
+    /// latency.
     Ping {
+        /// Echoed in the reply, so a client with several requests in flight can
+        /// pair them.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<RequestId>,
         /// Echoed in the pong as sent, `null` included.
@@ -177,11 +235,14 @@ pub const CLIENT_OPS: [&str; 11] = [
     "ping",
 ];
 
+/// Who a `broadcast` reaches.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BroadcastScope {
+    /// Every agent of the sender's workspace.
     #[default]
     Workspace,
+    /// Every agent on the bus (needs `global_broadcast` in the token).
     Global,
 }
 
@@ -189,13 +250,16 @@ pub enum BroadcastScope {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueueItem {
+    /// Application data, opaque to the bus.
     #[serde(default)]
     pub payload: serde_json::Value,
+    /// Queue priority (higher first).
     #[serde(default)]
     pub priority: u8,
 }
 
 impl ClientFrame {
+    /// The frame's op name, for replies (`re`) and per-op counters.
     pub fn op(&self) -> &'static str {
         match self {
             ClientFrame::Subscribe { .. } => "subscribe",
@@ -212,6 +276,7 @@ impl ClientFrame {
         }
     }
 
+    /// The request id, when the client sent one.
     pub fn id(&self) -> Option<&RequestId> {
         match self {
             ClientFrame::Subscribe { id, .. }
@@ -270,6 +335,7 @@ impl ErrorCode {
         ErrorCode::BrokerUnavailable,
     ];
 
+    /// The code as it appears on the wire and in metric labels.
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::BadJson => "bad_json",
@@ -303,6 +369,7 @@ pub mod close {
 pub struct Job {
     /// Wire name of the queue (use it to ack or reject).
     pub queue: String,
+    /// The message, `attempts` counting this claim.
     pub message: AgentMessage,
     /// Clock time (ms since epoch) after which the claim is reclaimed.
     pub deadline_ms: u64,
@@ -334,36 +401,48 @@ pub enum RejectOutcome {
 pub enum ServerFrame {
     /// First frame of every connection: who the bus thinks you are.
     Welcome {
+        /// This connection's id on the node (see `/ws/connections/{id}`).
         connection_id: u64,
+        /// The agent id the bus identified.
         agent: String,
+        /// Its workspace.
         workspace: String,
+        /// The node serving the connection, for logs and support.
         node: String,
         /// Channels subscribed for you on connect.
         subscribed: Vec<String>,
     },
     /// The reply to a successful request.
     Ok {
+        /// The request's id, when it had one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<RequestId>,
         /// The op this replies to.
         re: String,
+        /// What the op did.
         #[serde(flatten)]
         result: OkResult,
     },
     /// A pub/sub delivery (topic, broadcast or direct).
     Message {
+        /// For pattern subscriptions: the wire pattern that matched.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pattern: Option<String>,
+        /// The message.
         message: AgentMessage,
     },
     /// A message from the agent's inbox queue: ack it on `queue`.
     Job {
+        /// The claimed message and where to ack it.
         #[serde(flatten)]
         job: Job,
     },
+    /// The answer to a `ping`.
     Pong {
+        /// The ping's id, when it had one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<RequestId>,
+        /// The ping's `data`, as sent.
         #[serde(
             default,
             deserialize_with = "present",
@@ -371,10 +450,14 @@ pub enum ServerFrame {
         )]
         data: Option<serde_json::Value>,
     },
+    /// A request failed, or a frame could not be read.
     Error {
+        /// The request's id, when it had one and could be read.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<RequestId>,
+        /// What went wrong, for programs.
         code: ErrorCode,
+        /// What went wrong, for people.
         message: String,
     },
 }
@@ -386,6 +469,7 @@ pub struct OkResult {
     /// subscribe / unsubscribe: the topics now (un)subscribed.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub topics: Vec<String>,
+    /// psubscribe / unsubscribe: the patterns now (un)subscribed.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub patterns: Vec<String>,
     /// publish / broadcast / send: nodes that received it live.
@@ -412,6 +496,7 @@ pub struct OkResult {
 }
 
 impl ServerFrame {
+    /// An `error` reply.
     pub fn error(id: Option<RequestId>, code: ErrorCode, message: impl Into<String>) -> Self {
         ServerFrame::Error {
             id,
@@ -420,6 +505,7 @@ impl ServerFrame {
         }
     }
 
+    /// An `ok` reply to op `re`.
     pub fn ok(id: Option<RequestId>, re: &str, result: OkResult) -> Self {
         ServerFrame::Ok {
             id,
@@ -450,8 +536,12 @@ pub fn message_frame(pattern: Option<&str>, message_json: &[u8]) -> String {
 /// Why a frame could not be decoded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DecodeError {
+    /// The frame's id, when the envelope could be read (so the error still
+    /// pairs with its request).
     pub id: Option<RequestId>,
+    /// Why the frame was refused.
     pub code: ErrorCode,
+    /// What was wrong, for people.
     pub message: String,
 }
 

@@ -31,18 +31,29 @@ fn handle() -> PrometheusHandle {
 pub struct Telemetry {
     handle: PrometheusHandle,
     node: String,
+    /// `bus_connections`: open WebSocket connections.
     pub connections: Gauge,
+    /// `bus_connections_opened_total`: connections accepted.
     pub connections_opened: Counter,
+    /// `bus_connections_refused_total`: upgrades refused by a connection limit.
     pub connections_refused: Counter,
+    /// `bus_auth_failures_total`: upgrades refused for bad credentials.
     pub auth_failures: Counter,
+    /// Registered as `bus_frames_out_total` but not counted anywhere yet
+    /// (frames out are counted per connection, in the registry); kept so the
+    /// series stays in `/metrics`.
     pub frames_out: Counter,
+    /// `bus_deliveries_total`: pub/sub messages queued for a client.
     pub deliveries: Counter,
+    /// `bus_slow_consumers_total`: clients disconnected because their outbound
+    /// queue filled.
     pub slow_consumers: Counter,
     frames_in: HashMap<&'static str, Counter>,
     errors: HashMap<ErrorCode, Counter>,
 }
 
 impl Telemetry {
+    /// Registers the node's series, each labelled `node`.
     pub fn new(node: &str) -> Self {
         let handle = handle();
         let node_label = node.to_owned();

@@ -30,6 +30,7 @@ pub type SinkId = u64;
 /// One delivery being fanned out, with a frame built at most once and shared
 /// by every sink that asks for it.
 pub struct Dispatched<'a> {
+    /// What arrived from the broker.
     pub delivery: &'a Delivery,
     frame: OnceCell<Box<dyn Any + Send + Sync>>,
 }
@@ -60,6 +61,7 @@ impl Dispatched<'_> {
 /// every delivery of a subscribed channel or pattern, so it must not block:
 /// queue the frame (bounded) and return.
 pub trait DeliverySink: Send + Sync {
+    /// Takes one delivery of a channel or pattern this sink subscribed to.
     fn deliver(&self, dispatched: &Dispatched<'_>);
 }
 

@@ -19,20 +19,24 @@ use crate::state::AppState;
 
 /// Handle to push frames to one client.
 #[derive(Debug, Clone)]
-pub struct Outbound {
+pub(super) struct Outbound {
     tx: mpsc::Sender<Message>,
     entry: Arc<ConnectionEntry>,
     state: AppState,
 }
 
 impl Outbound {
-    pub fn new(tx: mpsc::Sender<Message>, entry: Arc<ConnectionEntry>, state: AppState) -> Self {
+    pub(super) fn new(
+        tx: mpsc::Sender<Message>,
+        entry: Arc<ConnectionEntry>,
+        state: AppState,
+    ) -> Self {
         Self { tx, entry, state }
     }
 
     /// Queues a frame; false when it was not queued (connection closing, or
     /// the client is a slow consumer and is being disconnected).
-    pub fn push(&self, message: Message) -> bool {
+    pub(super) fn push(&self, message: Message) -> bool {
         match self.tx.try_send(message) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
@@ -46,12 +50,12 @@ impl Outbound {
         }
     }
 
-    pub fn push_frame(&self, frame: &ServerFrame) -> bool {
+    pub(super) fn push_frame(&self, frame: &ServerFrame) -> bool {
         self.push(Message::Text(Utf8Bytes::from(frame.to_text())))
     }
 
     /// Asks the writer to close the connection; the first reason wins.
-    pub fn close_with(&self, code: u16, reason: &str) {
+    pub(super) fn close_with(&self, code: u16, reason: &str) {
         self.entry.close_with(code, reason);
     }
 }
@@ -60,7 +64,7 @@ impl Outbound {
 /// frames (built once per delivery, shared by every local recipient);
 /// inbox wake-ups poke the connection to hand over inbox jobs.
 #[derive(Debug)]
-pub struct ConnectionSink {
+pub(super) struct ConnectionSink {
     pub outbound: Outbound,
     /// Broker channel of this agent's inbox.
     pub inbox_channel: String,

@@ -50,6 +50,8 @@ impl Default for MemoryBroker {
 }
 
 impl MemoryBroker {
+    /// An empty broker; clones of it share its queues and subscriptions, so
+    /// several embedded nodes can run on one.
     pub fn new() -> Self {
         Self::with_clock(Arc::new(SystemClock))
     }

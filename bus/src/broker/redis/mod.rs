@@ -62,6 +62,8 @@ impl RedisBroker {
         Self::connect_with(RedisOptions::new(url)).await
     }
 
+    /// Connects with `options`, refusing a namespace that would act as a glob
+    /// or a cluster hash tag in the keys it prefixes.
     pub async fn connect_with(options: RedisOptions) -> Result<Self> {
         if options
             .namespace
