@@ -325,80 +325,112 @@ fn is_ident_byte(b: u8) -> bool {
 /// `text` with comments and the contents of string and character literals
 /// blanked out (newlines kept, so line numbers stay true).
 fn strip_comments_and_strings(text: &str) -> String {
-    let chars: Vec<char> = text.chars().collect();
-    let mut out = String::with_capacity(text.len());
-    let blank = |c: char| if c == '\n' { '\n' } else { ' ' };
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        let next = chars.get(i + 1).copied();
+    let mut lexer = Blanker {
+        chars: text.chars().collect(),
+        at: 0,
+        out: String::with_capacity(text.len()),
+    };
+    while let Some(&c) = lexer.chars.get(lexer.at) {
+        let next = lexer.chars.get(lexer.at + 1).copied();
         if c == '/' && next == Some('/') {
-            while i < chars.len() && chars[i] != '\n' {
-                out.push(' ');
-                i += 1;
-            }
+            lexer.line_comment();
         } else if c == '/' && next == Some('*') {
-            let mut depth = 0;
-            while i < chars.len() {
-                if chars[i] == '/' && chars.get(i + 1) == Some(&'*') {
-                    depth += 1;
-                    out.push_str("  ");
-                    i += 2;
-                } else if chars[i] == '*' && chars.get(i + 1) == Some(&'/') {
-                    depth -= 1;
-                    out.push_str("  ");
-                    i += 2;
-                    if depth == 0 {
-                        break;
-                    }
-                } else {
-                    out.push(blank(chars[i]));
-                    i += 1;
-                }
-            }
-        } else if let Some(hashes) = raw_string_start(&chars, i) {
-            // r"..." or r#"..."#: skip to the closing quote and hashes.
-            let open = 1 + hashes + 1;
-            out.extend(std::iter::repeat_n(' ', open));
-            i += open;
-            while i < chars.len() {
-                if chars[i] == '"' && (1..=hashes).all(|h| chars.get(i + h) == Some(&'#')) {
-                    out.extend(std::iter::repeat_n(' ', 1 + hashes));
-                    i += 1 + hashes;
-                    break;
-                }
-                out.push(blank(chars[i]));
-                i += 1;
-            }
+            lexer.block_comment();
+        } else if let Some(hashes) = raw_string_start(&lexer.chars, lexer.at) {
+            lexer.raw_string(hashes);
         } else if c == '"' {
-            out.push(' ');
-            i += 1;
-            while i < chars.len() && chars[i] != '"' {
-                let step = if chars[i] == '\\' { 2 } else { 1 };
-                for k in 0..step {
-                    if let Some(&ch) = chars.get(i + k) {
-                        out.push(blank(ch));
-                    }
-                }
-                i += step;
-            }
-            out.push(' ');
-            i += 1;
-        } else if c == '\'' && is_char_literal(&chars, i) {
-            out.push(' ');
-            i += 1;
-            while i < chars.len() && chars[i] != '\'' {
-                i += if chars[i] == '\\' { 2 } else { 1 };
-                out.push(' ');
-            }
-            out.push(' ');
-            i += 1;
+            lexer.string();
+        } else if c == '\'' && is_char_literal(&lexer.chars, lexer.at) {
+            lexer.char_literal();
         } else {
-            out.push(c);
-            i += 1;
+            lexer.out.push(c);
+            lexer.at += 1;
         }
     }
-    out
+    lexer.out
+}
+
+/// The state of [`strip_comments_and_strings`]: the text, where it is, and
+/// what it kept.
+struct Blanker {
+    chars: Vec<char>,
+    at: usize,
+    out: String,
+}
+
+impl Blanker {
+    /// Blanks `n` characters (keeping newlines).
+    fn blank(&mut self, n: usize) {
+        for _ in 0..n {
+            if let Some(&c) = self.chars.get(self.at) {
+                self.out.push(if c == '\n' { '\n' } else { ' ' });
+                self.at += 1;
+            }
+        }
+    }
+
+    fn starts_with(&self, s: &str) -> bool {
+        s.chars()
+            .enumerate()
+            .all(|(k, c)| self.chars.get(self.at + k) == Some(&c))
+    }
+
+    fn line_comment(&mut self) {
+        while self.chars.get(self.at).is_some_and(|c| *c != '\n') {
+            self.blank(1);
+        }
+    }
+
+    /// A `/* .. */` comment, nested ones included.
+    fn block_comment(&mut self) {
+        let mut depth = 0;
+        while self.at < self.chars.len() {
+            if self.starts_with("/*") {
+                depth += 1;
+                self.blank(2);
+            } else if self.starts_with("*/") {
+                depth -= 1;
+                self.blank(2);
+                if depth == 0 {
+                    return;
+                }
+            } else {
+                self.blank(1);
+            }
+        }
+    }
+
+    /// `r"..."` or `r#"..."#`, up to the closing quote and its hashes.
+    fn raw_string(&mut self, hashes: usize) {
+        self.blank(hashes + 2);
+        let close = format!("\"{}", "#".repeat(hashes));
+        while self.at < self.chars.len() && !self.starts_with(&close) {
+            self.blank(1);
+        }
+        self.blank(close.len());
+    }
+
+    fn string(&mut self) {
+        self.blank(1);
+        while let Some(&c) = self.chars.get(self.at) {
+            if c == '"' {
+                break;
+            }
+            self.blank(if c == '\\' { 2 } else { 1 });
+        }
+        self.blank(1);
+    }
+
+    fn char_literal(&mut self) {
+        self.blank(1);
+        while let Some(&c) = self.chars.get(self.at) {
+            if c == '\'' {
+                break;
+            }
+            self.blank(if c == '\\' { 2 } else { 1 });
+        }
+        self.blank(1);
+    }
 }
 
 /// The number of `#` when a raw string (`r"`, `r#"`, `br"`) starts at `i`.
@@ -420,120 +452,4 @@ fn is_char_literal(chars: &[char], i: usize) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const MAP: &str = r#"//! A fixture crate.
-//!
-//! 1. [`low`]: the bottom; it links to [`high::Thing`] in prose.
-//! 2. [`mid`]: the middle, [`side`]: its
-//!    sibling.
-//! 3. [`high`]: the top.
-
-pub mod high;
-pub mod low;
-mod mid;
-pub(crate) mod side;
-"#;
-
-    fn layers() -> Layers {
-        parse_map(MAP).unwrap()
-    }
-
-    /// A crate in a temporary directory: `files` as (path below src, text).
-    fn fixture(files: &[(&str, &str)]) -> tempfile::TempDir {
-        let dir = tempfile::tempdir().unwrap();
-        for (path, text) in files {
-            let path = dir.path().join(path);
-            fs::create_dir_all(path.parent().unwrap()).unwrap();
-            fs::write(path, text).unwrap();
-        }
-        dir
-    }
-
-    fn found(files: &[(&str, &str)]) -> Vec<String> {
-        let dir = fixture(files);
-        violations(dir.path(), &layers())
-            .unwrap()
-            .iter()
-            .map(|v| format!("{}:{} {}->{}", v.file.display(), v.line, v.from, v.to))
-            .collect()
-    }
-
-    #[test]
-    fn the_map_is_read_in_order_with_continuation_lines() {
-        assert_eq!(
-            layers(),
-            vec![
-                vec!["low".to_owned()],
-                vec!["mid".to_owned(), "side".to_owned()],
-                vec!["high".to_owned()],
-            ]
-        );
-        assert_eq!(declared_modules(MAP), ["high", "low", "mid", "side"]);
-        assert!(parse_map("//! No map here.\n").is_err());
-    }
-
-    #[test]
-    fn downward_references_pass() {
-        let files = [
-            (
-                "high/mod.rs",
-                "use crate::mid::X;\nuse crate::{low, side::Y};\n",
-            ),
-            (
-                "high/part.rs",
-                "use super::Thing;\nfn f() { crate::low::g(); }\n",
-            ),
-            ("mid.rs", "use crate::low;\nuse crate::mid::Z;\n"),
-        ];
-        assert_eq!(found(&files), Vec::<String>::new());
-    }
-
-    #[test]
-    fn planted_violations_are_found() {
-        let files = [
-            ("low.rs", "use std::fmt;\nuse crate::high::Thing;\n"),
-            ("mid.rs", "fn f() {\n    crate::high::run();\n}\n"),
-            ("side.rs", "use crate::{low::A, mid::{B, C}};\n"),
-            ("low/inner.rs", "use super::super::high;\n"),
-        ];
-        assert_eq!(
-            found(&files),
-            [
-                "low/inner.rs:1 low->high",
-                "low.rs:2 low->high",
-                "mid.rs:2 mid->high",
-                "side.rs:1 side->mid",
-            ]
-        );
-    }
-
-    #[test]
-    fn comments_strings_and_macro_crates_are_not_references() {
-        let files = [(
-            "low.rs",
-            "//! See crate::high.\n\
-             /* crate::high */ fn a() {}\n\
-             const S: &str = \"crate::high\";\n\
-             const R: &str = r#\"crate::high \"quoted\"\"#;\n\
-             const C: char = '\"'; fn b<'a>(x: &'a str) {}\n\
-             macro_rules! m { () => { $crate::high::x() }; }\n",
-        )];
-        assert_eq!(found(&files), Vec::<String>::new());
-    }
-
-    #[test]
-    fn the_whole_check_names_unmapped_modules() {
-        let dir = fixture(&[
-            ("lib.rs", &format!("{MAP}mod stray;\n")),
-            ("stray.rs", "use crate::high;\n"),
-        ]);
-        let panic = std::panic::catch_unwind(|| assert_layered(dir.path())).unwrap_err();
-        let message = panic.downcast_ref::<String>().unwrap();
-        assert!(
-            message.contains("module `stray` is not in the map"),
-            "{message}"
-        );
-    }
-}
+mod tests;

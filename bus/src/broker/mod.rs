@@ -294,6 +294,20 @@ pub trait Broker: Send + Sync + Debug + 'static {
     async fn write_read(&self, key: &str, value: &[u8]) -> Result<Vec<u8>>;
 }
 
+/// The answer to an enqueue that added `added` messages to `queue`: the
+/// count, or [`BrokerError::QueueFull`] when the queue filled before the
+/// end of the batch (what was added stays).
+pub(crate) fn enqueued(queue: &str, max_len: u64, added: usize, full: bool) -> Result<usize> {
+    if full {
+        return Err(BrokerError::QueueFull {
+            queue: queue.to_owned(),
+            limit: max_len,
+            added,
+        });
+    }
+    Ok(added)
+}
+
 /// Parses a stored message, naming the queue and id when it is corrupt.
 pub(crate) fn decode_message(queue: &str, id: &str, body: &[u8]) -> Result<AgentMessage> {
     serde_json::from_slice(body).map_err(|source| BrokerError::Corrupt {

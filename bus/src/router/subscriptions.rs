@@ -273,6 +273,8 @@ impl LocalSubscriptions {
 /// Most changes applied in one broker round trip.
 const RECONCILE_BATCH: usize = 512;
 
+/// The reconciler: applies batches of changes so that the broker holds
+/// exactly the names the index wants, then confirms each change.
 async fn reconcile(
     index: Arc<RwLock<Index>>,
     control: Arc<dyn Subscriber>,
@@ -289,54 +291,8 @@ async fn reconcile(
         if received == 0 {
             return;
         }
-        let mut add: HashMap<Kind, Vec<String>> = HashMap::new();
-        let mut drop: HashMap<Kind, Vec<String>> = HashMap::new();
-        {
-            let index = index.read().expect("lock");
-            let mut seen = HashSet::new();
-            for change in &batch {
-                let key = (change.kind, change.name.clone());
-                if !seen.insert(key.clone()) {
-                    continue;
-                }
-                let wanted = index.wants(change.kind, &change.name);
-                let holding = held.contains(&key);
-                if wanted && !holding {
-                    add.entry(change.kind)
-                        .or_default()
-                        .push(change.name.clone());
-                } else if !wanted && holding {
-                    drop.entry(change.kind)
-                        .or_default()
-                        .push(change.name.clone());
-                }
-            }
-        }
-        let mut failures: HashMap<Kind, String> = HashMap::new();
-        for (kind, names) in &add {
-            let result = match kind {
-                Kind::Channel => control.subscribe(names).await,
-                Kind::Pattern => control.psubscribe(names).await,
-            };
-            match result {
-                Ok(()) => held.extend(names.iter().map(|n| (*kind, n.clone()))),
-                Err(err) => {
-                    failures.insert(*kind, err.to_string());
-                }
-            }
-        }
-        for (kind, names) in &drop {
-            let result = match kind {
-                Kind::Channel => control.unsubscribe(names).await,
-                Kind::Pattern => control.punsubscribe(names).await,
-            };
-            match result {
-                Ok(()) => names.iter().for_each(|n| {
-                    held.remove(&(*kind, n.clone()));
-                }),
-                Err(err) => tracing::warn!(cause = %err, "broker unsubscribe failed"),
-            }
-        }
+        let plan = Plan::of(&index.read().expect("lock"), &held, &batch);
+        let failures = plan.apply(control.as_ref(), &mut held).await;
         for change in batch.drain(..) {
             if let Some(done) = change.done {
                 let _ = done.send(match failures.get(&change.kind) {
@@ -345,6 +301,75 @@ async fn reconcile(
                 });
             }
         }
+    }
+}
+
+/// What one batch of changes asks of the broker, per kind of name.
+#[derive(Default)]
+struct Plan {
+    add: HashMap<Kind, Vec<String>>,
+    drop: HashMap<Kind, Vec<String>>,
+}
+
+impl Plan {
+    /// Compares what the index wants with what the broker `held`, for the
+    /// names `batch` touched (each once, however often it changed).
+    fn of(index: &Index, held: &HashSet<(Kind, String)>, batch: &[Change]) -> Self {
+        let mut plan = Self::default();
+        let mut seen = HashSet::new();
+        for change in batch {
+            let key = (change.kind, change.name.clone());
+            if !seen.insert(key.clone()) {
+                continue;
+            }
+            let wanted = index.wants(change.kind, &change.name);
+            let holding = held.contains(&key);
+            let side = match (wanted, holding) {
+                (true, false) => &mut plan.add,
+                (false, true) => &mut plan.drop,
+                _ => continue,
+            };
+            side.entry(change.kind)
+                .or_default()
+                .push(change.name.clone());
+        }
+        plan
+    }
+
+    /// Applies the plan and updates `held`; returns, per kind, why adding
+    /// failed. A failed drop is only logged: its names stay held, and the
+    /// next change of the same name tries again.
+    async fn apply(
+        self,
+        control: &dyn Subscriber,
+        held: &mut HashSet<(Kind, String)>,
+    ) -> HashMap<Kind, String> {
+        let mut failures = HashMap::new();
+        for (kind, names) in self.add {
+            let result = match kind {
+                Kind::Channel => control.subscribe(&names).await,
+                Kind::Pattern => control.psubscribe(&names).await,
+            };
+            match result {
+                Ok(()) => held.extend(names.into_iter().map(|n| (kind, n))),
+                Err(err) => {
+                    failures.insert(kind, err.to_string());
+                }
+            }
+        }
+        for (kind, names) in self.drop {
+            let result = match kind {
+                Kind::Channel => control.unsubscribe(&names).await,
+                Kind::Pattern => control.punsubscribe(&names).await,
+            };
+            match result {
+                Ok(()) => names.into_iter().for_each(|n| {
+                    held.remove(&(kind, n));
+                }),
+                Err(err) => tracing::warn!(cause = %err, "broker unsubscribe failed"),
+            }
+        }
+        failures
     }
 }
 

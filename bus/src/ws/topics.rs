@@ -5,7 +5,7 @@
 
 use super::session::{OpResult, Session};
 use crate::message::MessageKind;
-use crate::message::names::{self, Channel};
+use crate::message::names::{self, Channel, NameError, Scope};
 use crate::protocol::{ErrorCode, OkResult};
 use crate::reply::OpError;
 
@@ -75,30 +75,24 @@ impl Session {
         self.release(&channels, &resolved, &wire_patterns).await;
     }
 
-    fn resolve_topics(&self, topics: &[String]) -> Result<Vec<Channel>, OpError> {
+    /// Resolves wire names the agent's token allows, with `resolve`
+    /// (topics or patterns); the first refusal refuses them all.
+    fn resolve_allowed<T>(
+        &self,
+        wire: &[String],
+        resolve: impl Fn(Scope<'_>, &str) -> Result<T, NameError>,
+    ) -> Result<Vec<T>, OpError> {
         let scope = self.identity().scope();
-        topics
-            .iter()
-            .map(|t| {
-                self.allowed(t)?;
-                Ok(names::resolve_topic(scope, t)?)
-            })
-            .collect()
-    }
-
-    fn resolve_patterns(&self, patterns: &[String]) -> Result<Vec<String>, OpError> {
-        let scope = self.identity().scope();
-        patterns
-            .iter()
-            .map(|p| {
-                self.allowed(p)?;
-                Ok(names::resolve_pattern(scope, p)?)
+        wire.iter()
+            .map(|name| {
+                self.allowed(name)?;
+                Ok(resolve(scope, name)?)
             })
             .collect()
     }
 
     pub(super) async fn subscribe(&mut self, topics: Vec<String>) -> OpResult {
-        let channels = self.resolve_topics(&topics)?;
+        let channels = self.resolve_allowed(&topics, names::resolve_topic)?;
         let topics = self.hold_channels(&channels).await?;
         Ok(OkResult {
             topics,
@@ -107,7 +101,7 @@ impl Session {
     }
 
     pub(super) async fn psubscribe(&mut self, patterns: Vec<String>) -> OpResult {
-        let resolved = self.resolve_patterns(&patterns)?;
+        let resolved = self.resolve_allowed(&patterns, names::resolve_pattern)?;
         self.hold_patterns(&patterns, &resolved).await?;
         Ok(OkResult {
             patterns,

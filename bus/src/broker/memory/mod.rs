@@ -14,8 +14,8 @@ use tokio::sync::{Notify, mpsc};
 
 use self::queue::MemoryQueue;
 use super::{
-    Broker, BrokerError, Claimed, Clock, DELIVERY_BUFFER, DeadLetter, Delivery, QueueStats,
-    ReclaimOutcome, RejectOutcome, Result, RetryPolicy, Subscriber, Subscription, SystemClock,
+    Broker, Claimed, Clock, DELIVERY_BUFFER, DeadLetter, Delivery, QueueStats, ReclaimOutcome,
+    RejectOutcome, Result, RetryPolicy, Subscriber, Subscription, SystemClock, enqueued,
 };
 use crate::message::{AgentMessage, glob};
 
@@ -214,14 +214,7 @@ impl Broker for MemoryBroker {
             (added, full)
         };
         self.wake(queue, added);
-        if full {
-            return Err(BrokerError::QueueFull {
-                queue: queue.to_owned(),
-                limit: max_len,
-                added,
-            });
-        }
-        Ok(added)
+        enqueued(queue, max_len, added, full)
     }
 
     async fn claim(
