@@ -10,17 +10,29 @@
 //! Workspace isolation itself is structural (see `message::names`): an
 //! identity can only ever resolve names inside its own workspace.
 
+use axum::http::{HeaderMap, header};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::broker::pattern;
+use crate::message::glob;
 use crate::message::names::{self, NameError, Scope};
+
+/// The bearer token of an `Authorization` header, if any: how agents
+/// (before the upgrade) and operators (on REST) present credentials.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+}
 
 /// Claims of an agent token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
     /// The agent id.
     pub sub: String,
+    /// The agent's workspace: every name it uses resolves inside it.
     pub workspace: String,
     /// The human or service the agent acts for, for operators' listings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -42,14 +54,22 @@ pub struct Claims {
 /// An authenticated (or, in development mode, asserted) agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Identity {
+    /// The agent id, unique within its workspace.
     pub agent: String,
+    /// The workspace the agent lives in; it can reach nothing outside it.
     pub workspace: String,
+    /// The human or service the agent acts for, shown to operators only.
     pub user: Option<String>,
+    /// Topic globs from the token, when it restricts topics; `None` allows
+    /// every topic of the workspace.
     pub allowed_topics: Option<Vec<String>>,
+    /// Whether the agent may broadcast to every workspace (the one reach beyond
+    /// its own).
     pub global_broadcast: bool,
 }
 
 impl Identity {
+    /// The scope the agent's wire names are resolved in.
     pub fn scope(&self) -> Scope<'_> {
         Scope {
             workspace: &self.workspace,
@@ -65,21 +85,28 @@ impl Identity {
         match &self.allowed_topics {
             None => true,
             Some(_) if reserved.contains(&wire) => true,
-            Some(allowed) => allowed.iter().any(|glob| pattern::matches(glob, wire)),
+            Some(allowed) => allowed.iter().any(|pattern| glob::matches(pattern, wire)),
         }
     }
 }
 
+/// Why a connection was refused before the upgrade (answered with 401).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
+    /// A secret is configured and the request carries no token.
     #[error("a token is required (Authorization: Bearer … or ?token=…)")]
     MissingToken,
+    /// The token's `exp` has passed (beyond the clock-skew leeway).
     #[error("the token has expired")]
     Expired,
+    /// Bad signature, wrong algorithm or malformed claims.
     #[error("the token is not valid: {0}")]
     InvalidToken(String),
+    /// Development mode identifies agents by query parameters, so `agent` must
+    /// be there.
     #[error("the `agent` query parameter is required in development mode")]
     MissingAgent,
+    /// The agent or workspace id is not a valid name.
     #[error(transparent)]
     BadIdentity(#[from] NameError),
 }
@@ -87,9 +114,14 @@ pub enum AuthError {
 /// What the upgrade request says about identity.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct ConnectParams {
+    /// The agent id (development mode only).
     pub agent: Option<String>,
+    /// The workspace (development mode only; default `default`).
     pub workspace: Option<String>,
+    /// The human or service behind the agent (development mode only).
     pub user: Option<String>,
+    /// The token, for clients that cannot set an `Authorization` header
+    /// (browsers' WebSocket API).
     pub token: Option<String>,
 }
 
@@ -114,6 +146,8 @@ impl std::fmt::Debug for Auth {
 const LEEWAY_SECS: u64 = 5;
 
 impl Auth {
+    /// Settings of a node: with `secret`, agents need HS256 tokens; without it,
+    /// development mode. `admin_token` guards the operator endpoints.
     pub fn new(secret: Option<&str>, admin_token: Option<&str>) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = LEEWAY_SECS;

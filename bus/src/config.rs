@@ -8,7 +8,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 
 use crate::broker::RetryPolicy;
 use crate::health::HealthThresholds;
-use crate::router::RouterConfig;
+use crate::router::{DeliveryFaults, RouterConfig};
 
 /// Which broker a node runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -145,20 +145,31 @@ pub struct BusConfig {
     #[arg(long, env = "BUS_INBOX_MAX_LEN", default_value_t = 10_000)]
     pub inbox_max_len: u64,
 
+    // The delivery faults (see `router::DeliveryFaults`): hidden flags of a
+    // bus built with the `test-faults` feature, plain fields otherwise (so
+    // embedding programs compile either way; `validate` refuses them when
+    // the feature is off).
     /// TEST ONLY: drop this fraction of deliveries to agents.
-    #[arg(long, hide = true, default_value_t = 0.0)]
+    #[cfg_attr(feature = "test-faults", arg(long, hide = true, default_value_t = 0.0))]
+    #[cfg_attr(not(feature = "test-faults"), arg(skip))]
     pub fault_drop_ratio: f64,
 
     /// TEST ONLY: deliver this fraction twice.
-    #[arg(long, hide = true, default_value_t = 0.0)]
+    #[cfg_attr(feature = "test-faults", arg(long, hide = true, default_value_t = 0.0))]
+    #[cfg_attr(not(feature = "test-faults"), arg(skip))]
     pub fault_duplicate_ratio: f64,
 
     /// TEST ONLY: also deliver this fraction to an agent that did not ask.
-    #[arg(long, hide = true, default_value_t = 0.0)]
+    #[cfg_attr(feature = "test-faults", arg(long, hide = true, default_value_t = 0.0))]
+    #[cfg_attr(not(feature = "test-faults"), arg(skip))]
     pub fault_misroute_ratio: f64,
 
     /// TEST ONLY: add this delay to every delivery.
-    #[arg(long, hide = true, value_parser = duration, default_value = "0ms")]
+    #[cfg_attr(
+        feature = "test-faults",
+        arg(long, hide = true, value_parser = duration, default_value = "0ms")
+    )]
+    #[cfg_attr(not(feature = "test-faults"), arg(skip))]
     pub fault_delay: Duration,
 }
 
@@ -181,6 +192,8 @@ impl BusConfig {
         }
     }
 
+    /// The health checker's thresholds from `--health-warning` and
+    /// `--health-critical`.
     pub fn thresholds(&self) -> HealthThresholds {
         HealthThresholds {
             warning: self.health_warning,
@@ -188,6 +201,8 @@ impl BusConfig {
         }
     }
 
+    /// The router's settings (retries, visibility, queue and inbox bounds,
+    /// faults) from their flags.
     pub fn router(&self) -> RouterConfig {
         RouterConfig {
             retry: RetryPolicy {
@@ -198,12 +213,17 @@ impl BusConfig {
             visibility: self.visibility_timeout,
             queue_max_len: self.queue_max_len,
             inbox_max_len: self.inbox_max_len,
-            faults: crate::router::DeliveryFaults {
-                drop_ratio: self.fault_drop_ratio,
-                duplicate_ratio: self.fault_duplicate_ratio,
-                misroute_ratio: self.fault_misroute_ratio,
-                delay: self.fault_delay,
-            },
+            faults: self.faults(),
+        }
+    }
+
+    /// The delivery faults the `fault_*` fields ask for.
+    pub fn faults(&self) -> DeliveryFaults {
+        DeliveryFaults {
+            drop_ratio: self.fault_drop_ratio,
+            duplicate_ratio: self.fault_duplicate_ratio,
+            misroute_ratio: self.fault_misroute_ratio,
+            delay: self.fault_delay,
         }
     }
 
@@ -222,6 +242,11 @@ impl BusConfig {
         ];
         if faults.iter().any(|r| !(0.0..=1.0).contains(r)) {
             return Err("fault ratios must be between 0 and 1".into());
+        }
+        if !cfg!(feature = "test-faults") && !self.faults().is_none() {
+            return Err(
+                "delivery faults need a bus built with the `test-faults` cargo feature".into(),
+            );
         }
         if self.ping_timeout <= self.ping_interval {
             return Err("--ping-timeout must be longer than --ping-interval".into());
@@ -265,6 +290,18 @@ mod tests {
         assert_eq!(c.broker, BrokerKind::Memory);
         assert!(c.validate().unwrap_err().contains("--health-warning"));
         assert!(BusConfig::try_parse_from(["bus", "--ping-interval", "soon"]).is_err());
+    }
+
+    #[test]
+    fn delivery_faults_exist_only_with_the_test_faults_feature() {
+        let with_flag = BusConfig::try_parse_from(["bus", "--fault-drop-ratio", "0.1"]);
+        assert_eq!(with_flag.is_ok(), cfg!(feature = "test-faults"));
+        let embedded = BusConfig {
+            fault_drop_ratio: 0.1,
+            ..BusConfig::default()
+        };
+        assert_eq!(embedded.validate().is_ok(), cfg!(feature = "test-faults"));
+        assert!(BusConfig::default().faults().is_none());
     }
 
     #[test]

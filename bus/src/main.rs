@@ -1,6 +1,8 @@
 //! The `bus` binary: parses the configuration, binds the listener, serves
 //! until ctrl-c or SIGTERM.
 
+#![warn(missing_docs, unreachable_pub)]
+
 use std::process::ExitCode;
 
 use anyhow::Context;

@@ -1,6 +1,7 @@
 //! The message model: what agents send each other, how it is delivered, and
 //! how names on the wire map onto broker channels and queues.
 
+pub mod glob;
 pub mod names;
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -12,10 +13,14 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageKind {
+    /// Asks the receiver to do something and answer with a `Response`.
     Request,
+    /// Answers a `Request` (carrying its `correlation_id`).
     Response,
+    /// Tells something; no answer expected.
     #[default]
     Notification,
+    /// Tells the receiver to act; no answer expected.
     Command,
 }
 
@@ -41,6 +46,7 @@ pub struct AgentMessage {
     /// Unique per message (UUIDv7, so ids sort by creation time); receivers
     /// dedupe on it where a message may arrive twice.
     pub id: String,
+    /// What the message asks of its receiver (routing ignores it).
     #[serde(default)]
     pub kind: MessageKind,
     /// Sending agent id (within `workspace`); `None` for operator/REST sends.
@@ -89,31 +95,37 @@ impl AgentMessage {
         }
     }
 
+    /// Sets the kind.
     pub fn with_kind(mut self, kind: MessageKind) -> Self {
         self.kind = kind;
         self
     }
 
+    /// Sets the sending agent.
     pub fn from_agent(mut self, agent: impl Into<String>) -> Self {
         self.from = Some(agent.into());
         self
     }
 
+    /// Sets the recipient of a direct message.
     pub fn to_agent(mut self, agent: impl Into<String>) -> Self {
         self.to = Some(agent.into());
         self
     }
 
+    /// Sets the workspace.
     pub fn in_workspace(mut self, workspace: impl Into<String>) -> Self {
         self.workspace = Some(workspace.into());
         self
     }
 
+    /// Sets the queue priority (higher first).
     pub fn with_priority(mut self, priority: u8) -> Self {
         self.priority = priority;
         self
     }
 
+    /// Links the message to the request it answers.
     pub fn with_correlation_id(mut self, id: impl Into<String>) -> Self {
         self.correlation_id = Some(id.into());
         self

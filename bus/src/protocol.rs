@@ -2,149 +2,20 @@
 //! `op`. Requests may carry an `id` (string or number) that their reply
 //! echoes; every reply is `ok` or `error`. See `docs/PROTOCOL.md`.
 //!
-//! Decoding is two steps so every failure gets a precise code: the envelope
-//! (`op`, `id`) first, then the op's own fields.
+//! - `client`: what agents send ([`ClientFrame`]) and [`decode`].
+//! - `server`: what the bus sends ([`ServerFrame`], [`OkResult`], [`Job`]).
+//! - here: the [`ErrorCode`]s and close codes both directions share.
+
+mod client;
+mod server;
 
 use serde::{Deserialize, Serialize};
 
-use crate::broker::{Claimed, RejectOutcome};
-use crate::message::{AgentMessage, DeliveryMode, MessageKind};
+pub use self::client::{BroadcastScope, CLIENT_OPS, ClientFrame, DecodeError, QueueItem, decode};
+pub use self::server::{Job, OkResult, RejectOutcome, ServerFrame, message_frame};
 
 /// A request id as the client sent it (string or number), echoed verbatim.
 pub type RequestId = serde_json::Value;
-
-/// Every frame an agent may send.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
-pub enum ClientFrame {
-    /// Subscribe to topics (wire names, see `message::names`).
-    Subscribe {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        id: Option<RequestId>,
-        topics: Vec<String>,
-    },
-    /// Subscribe to glob patterns over the workspace's topics.
-    Psubscribe {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        id: Option<RequestId>,
-        patterns: Vec<String>,
-    },
-    Unsubscribe {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        id: Option<RequestId>,
-        #[serde(default)]
-        topics: Vec<String>,
-        #[serde(default)]
-        patterns: Vec<String>,
-    },
-    Publish {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        id: Option<RequestId>,
-        topic: String,
-        #[serde(default)]
-        payload: serde_json::Value,
-        #[serde(default)]
-        kind: MessageKind,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        correlation_id: Option<String>,
-    },
-    /// A direct message to another agent of the same workspace.
-    Send {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        id: Option<RequestId>,
-        to: String,
-        /// Must be the sender's own workspace when given; naming another one
-        /// is refused (agents cannot message across workspaces).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        workspace: Option<String>,
-        #[serde(default)]
-        payload: serde_json::Value,
-        #[serde(default)]
-        mode: DeliveryMode,
-        #[serde(default)]
-        kind: MessageKind,
-        #[serde(default)]
-        priority: u8,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        correlation_id: Option<String>,
-    },
-    Broadcast {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        id: Option<RequestId>,
-        #[serde(default)]
-        scope: BroadcastScope,
-        /// For workspace scope: must be the sender's own workspace when given.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        workspace: Option<String>,
-        #[serde(default)]
-        payload: serde_json::Value,
-        #[serde(default)]
-        kind: MessageKind,
-    },
-    Enqueue {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        id: Option<RequestId>,
-        queue: String,
-        /// One message (`null` is a payload too)...
-        #[serde(
-            default,
-            deserialize_with = "present",
-            skip_serializing_if = "Option::is_none"
-        )]
-        payload: Option<serde_json::Value>,
-        #[serde(default)]
-        priority: u8,
-        /// ...or a batch (one broker round trip).
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        messages: Vec<QueueItem>,
-    },
-    Dequeue {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        id: Option<RequestId>,
-        queue: String,
-        /// Most messages to claim (default 1, at most 100).
-        #[serde(default = "one")]
-        max: usize,
-        /// How long to wait for the first message (default 0: do not wait;
-        /// at most 30 000).
-        #[serde(default)]
-        wait_ms: u64,
-    },
-    /// Acks one message (`message_id`) or several in one broker call
-    /// (`message_ids`, at most 1,000).
-    Ack {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        id: Option<RequestId>,
-        queue: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        message_id: Option<String>,
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        message_ids: Vec<String>,
-    },
-    Reject {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        id: Option<RequestId>,
-        queue: String,
-        message_id: String,
-        #[serde(default)]
-        reason: String,
-        /// Retry after backoff while attempts remain (default), or
-        /// dead-letter now.
-        #[serde(default = "yes")]
-        requeue: bool,
-    },
-    Ping {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        id: Option<RequestId>,
-        /// Echoed in the pong as sent, `null` included.
-        #[serde(
-            default,
-            deserialize_with = "present",
-            skip_serializing_if = "Option::is_none"
-        )]
-        data: Option<serde_json::Value>,
-    },
-}
 
 /// Reads a field that is present as `Some`, even when its value is `null`
 /// (plain `Option` would turn `null` into `None`, i.e. "absent"). With
@@ -153,81 +24,6 @@ fn present<'de, D: serde::Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Option<serde_json::Value>, D::Error> {
     serde_json::Value::deserialize(deserializer).map(Some)
-}
-
-fn one() -> usize {
-    1
-}
-
-fn yes() -> bool {
-    true
-}
-
-/// Every op name a client may send, for `unknown_op` errors.
-pub const CLIENT_OPS: [&str; 11] = [
-    "subscribe",
-    "psubscribe",
-    "unsubscribe",
-    "publish",
-    "send",
-    "broadcast",
-    "enqueue",
-    "dequeue",
-    "ack",
-    "reject",
-    "ping",
-];
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BroadcastScope {
-    #[default]
-    Workspace,
-    Global,
-}
-
-/// One message of a batch enqueue.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct QueueItem {
-    #[serde(default)]
-    pub payload: serde_json::Value,
-    #[serde(default)]
-    pub priority: u8,
-}
-
-impl ClientFrame {
-    pub fn op(&self) -> &'static str {
-        match self {
-            ClientFrame::Subscribe { .. } => "subscribe",
-            ClientFrame::Psubscribe { .. } => "psubscribe",
-            ClientFrame::Unsubscribe { .. } => "unsubscribe",
-            ClientFrame::Publish { .. } => "publish",
-            ClientFrame::Send { .. } => "send",
-            ClientFrame::Broadcast { .. } => "broadcast",
-            ClientFrame::Enqueue { .. } => "enqueue",
-            ClientFrame::Dequeue { .. } => "dequeue",
-            ClientFrame::Ack { .. } => "ack",
-            ClientFrame::Reject { .. } => "reject",
-            ClientFrame::Ping { .. } => "ping",
-        }
-    }
-
-    pub fn id(&self) -> Option<&RequestId> {
-        match self {
-            ClientFrame::Subscribe { id, .. }
-            | ClientFrame::Psubscribe { id, .. }
-            | ClientFrame::Unsubscribe { id, .. }
-            | ClientFrame::Publish { id, .. }
-            | ClientFrame::Send { id, .. }
-            | ClientFrame::Broadcast { id, .. }
-            | ClientFrame::Enqueue { id, .. }
-            | ClientFrame::Dequeue { id, .. }
-            | ClientFrame::Ack { id, .. }
-            | ClientFrame::Reject { id, .. }
-            | ClientFrame::Ping { id, .. } => id.as_ref(),
-        }
-    }
 }
 
 /// Machine-readable error codes of `error` frames.
@@ -257,6 +53,21 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, for counters registered up front.
+    pub const ALL: [ErrorCode; 10] = [
+        ErrorCode::BadJson,
+        ErrorCode::UnknownOp,
+        ErrorCode::BadFrame,
+        ErrorCode::InvalidName,
+        ErrorCode::Forbidden,
+        ErrorCode::CrossWorkspace,
+        ErrorCode::QueueFull,
+        ErrorCode::RateLimited,
+        ErrorCode::Busy,
+        ErrorCode::BrokerUnavailable,
+    ];
+
+    /// The code as it appears on the wire and in metric labels.
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::BadJson => "bad_json",
@@ -283,204 +94,6 @@ pub mod close {
     pub const PING_TIMEOUT: u16 = 4000;
     /// The client did not read fast enough: its outbound queue filled up.
     pub const SLOW_CONSUMER: u16 = 4001;
-}
-
-/// A job handed to an agent: a claimed queue message.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Job {
-    /// Wire name of the queue (use it to ack or reject).
-    pub queue: String,
-    pub message: AgentMessage,
-    /// Clock time (ms since epoch) after which the claim is reclaimed.
-    pub deadline_ms: u64,
-}
-
-impl Job {
-    pub fn new(queue: &str, claimed: Claimed) -> Self {
-        Self {
-            queue: queue.to_owned(),
-            message: claimed.message,
-            deadline_ms: claimed.deadline_ms,
-        }
-    }
-}
-
-/// Every frame the bus sends.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub enum ServerFrame {
-    /// First frame of every connection: who the bus thinks you are.
-    Welcome {
-        connection_id: u64,
-        agent: String,
-        workspace: String,
-        node: String,
-        /// Channels subscribed for you on connect.
-        subscribed: Vec<String>,
-    },
-    /// The reply to a successful request.
-    Ok {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        id: Option<RequestId>,
-        /// The op this replies to.
-        re: String,
-        #[serde(flatten)]
-        result: OkResult,
-    },
-    /// A pub/sub delivery (topic, broadcast or direct).
-    Message {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pattern: Option<String>,
-        message: AgentMessage,
-    },
-    /// A message from the agent's inbox queue: ack it on `queue`.
-    Job {
-        #[serde(flatten)]
-        job: Job,
-    },
-    Pong {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        id: Option<RequestId>,
-        #[serde(
-            default,
-            deserialize_with = "present",
-            skip_serializing_if = "Option::is_none"
-        )]
-        data: Option<serde_json::Value>,
-    },
-    Error {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        id: Option<RequestId>,
-        code: ErrorCode,
-        message: String,
-    },
-}
-
-/// The op-specific part of an `ok` reply.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(default)]
-pub struct OkResult {
-    /// subscribe / unsubscribe: the topics now (un)subscribed.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub topics: Vec<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub patterns: Vec<String>,
-    /// publish / broadcast / send: nodes that received it live.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub receivers: Option<usize>,
-    /// send: whether a copy was stored in the recipient's inbox.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub stored: Option<bool>,
-    /// publish / send / broadcast / enqueue: ids of the messages created.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub message_ids: Vec<String>,
-    /// dequeue: the claimed messages.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub jobs: Option<Vec<Job>>,
-    /// ack: whether the queue held the message.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub acked: Option<bool>,
-    /// ack of `message_ids`: whether the queue held each, in order.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub acks: Vec<bool>,
-    /// reject: what happened (absent when the message was not claimed).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub outcome: Option<RejectOutcome>,
-}
-
-impl ServerFrame {
-    pub fn error(id: Option<RequestId>, code: ErrorCode, message: impl Into<String>) -> Self {
-        ServerFrame::Error {
-            id,
-            code,
-            message: message.into(),
-        }
-    }
-
-    pub fn ok(id: Option<RequestId>, re: &str, result: OkResult) -> Self {
-        ServerFrame::Ok {
-            id,
-            re: re.to_owned(),
-            result,
-        }
-    }
-
-    /// The JSON text of this frame.
-    pub fn to_text(&self) -> String {
-        serde_json::to_string(self).expect("server frames serialize")
-    }
-}
-
-/// Builds a `message` push around an already-serialized message without
-/// parsing it again: the bytes published to the broker become the frame.
-pub fn message_frame(pattern: Option<&str>, message_json: &[u8]) -> String {
-    let body = String::from_utf8_lossy(message_json);
-    match pattern {
-        None => format!(r#"{{"op":"message","message":{body}}}"#),
-        Some(p) => {
-            let p = serde_json::to_string(p).expect("strings serialize");
-            format!(r#"{{"op":"message","pattern":{p},"message":{body}}}"#)
-        }
-    }
-}
-
-/// Why a frame could not be decoded.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DecodeError {
-    pub id: Option<RequestId>,
-    pub code: ErrorCode,
-    pub message: String,
-}
-
-#[derive(Deserialize)]
-struct Envelope {
-    op: Option<serde_json::Value>,
-    #[serde(default)]
-    id: Option<RequestId>,
-}
-
-/// Decodes one client frame, with a precise error code on failure.
-pub fn decode(text: &str) -> Result<ClientFrame, DecodeError> {
-    let not_object = |detail: String| DecodeError {
-        id: None,
-        code: ErrorCode::BadJson,
-        message: format!("not a JSON object: {detail}"),
-    };
-    // Serde would also read a struct from a JSON array; frames are objects.
-    if !text.trim_start().starts_with('{') {
-        return Err(not_object("a frame must start with `{`".into()));
-    }
-    let envelope: Envelope = serde_json::from_str(text).map_err(|e| match e.classify() {
-        // Valid JSON, but `op` or `id` given twice: which one counts would
-        // be a guess, so the frame is refused as malformed.
-        serde_json::error::Category::Data => DecodeError {
-            id: None,
-            code: ErrorCode::BadFrame,
-            message: e.to_string(),
-        },
-        _ => not_object(e.to_string()),
-    })?;
-    let id = envelope.id.filter(|v| v.is_string() || v.is_number());
-    let fail = |code, message: String| DecodeError {
-        id: id.clone(),
-        code,
-        message,
-    };
-    let op = match envelope.op {
-        Some(serde_json::Value::String(op)) => op,
-        Some(_) => return Err(fail(ErrorCode::BadFrame, "`op` must be a string".into())),
-        None => return Err(fail(ErrorCode::BadFrame, "missing field `op`".into())),
-    };
-    if !CLIENT_OPS.contains(&op.as_str()) {
-        return Err(fail(
-            ErrorCode::UnknownOp,
-            format!(
-                "unknown op {op:?}; expected one of {}",
-                CLIENT_OPS.join(", ")
-            ),
-        ));
-    }
-    serde_json::from_str(text).map_err(|e| fail(ErrorCode::BadFrame, format!("{op}: {e}")))
 }
 
 #[cfg(test)]

@@ -2,51 +2,79 @@
 //! and queues. `/health` and `/metrics` are open (for probes and scrapers);
 //! every other route needs the admin credentials when any are configured.
 
-use std::time::Duration;
-
 use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 
 use crate::health::HealthStatus;
+use crate::limits::{self, LimitError};
 use crate::message::names::{self, Channel, NameError, Scope};
 use crate::message::{AgentMessage, DeliveryMode, MessageKind};
-use crate::protocol::{Job, QueueItem};
+use crate::protocol::{ErrorCode, QueueItem, RejectOutcome};
+use crate::reply::{self, OpError};
 use crate::router::RouterError;
 use crate::state::AppState;
 
 /// Errors of REST handlers, turned into JSON responses in one place.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
+    /// A failure REST shares with the WebSocket: its code comes from the
+    /// one mapping in [`reply`].
     #[error(transparent)]
-    Name(#[from] NameError),
-    #[error(transparent)]
-    Router(#[from] RouterError),
+    Op(#[from] OpError),
+    /// No such connection, or no such claimed message.
     #[error("{0}")]
     NotFound(String),
+    /// A request body REST cannot act on.
     #[error("{0}")]
     BadRequest(String),
+    /// The operator endpoints need the admin credentials.
     #[error("operator credentials required")]
     Unauthorized,
+}
+
+impl From<NameError> for AppError {
+    fn from(e: NameError) -> Self {
+        Self::Op(e.into())
+    }
+}
+
+impl From<RouterError> for AppError {
+    fn from(e: RouterError) -> Self {
+        Self::Op(e.into())
+    }
+}
+
+impl From<LimitError> for AppError {
+    fn from(e: LimitError) -> Self {
+        Self::Op(e.into())
+    }
+}
+
+/// The HTTP status of a shared error code.
+fn status_of(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::Forbidden | ErrorCode::CrossWorkspace => StatusCode::FORBIDDEN,
+        ErrorCode::QueueFull | ErrorCode::RateLimited | ErrorCode::Busy => {
+            StatusCode::TOO_MANY_REQUESTS
+        }
+        ErrorCode::BrokerUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::BadJson
+        | ErrorCode::UnknownOp
+        | ErrorCode::BadFrame
+        | ErrorCode::InvalidName => StatusCode::BAD_REQUEST,
+    }
 }
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let (status, code) = match &self {
-            AppError::Name(NameError::Invalid { .. }) => (StatusCode::BAD_REQUEST, "invalid_name"),
-            AppError::Name(NameError::CrossWorkspace { .. }) => {
-                (StatusCode::FORBIDDEN, "cross_workspace")
-            }
-            AppError::Name(NameError::Forbidden { .. }) => (StatusCode::FORBIDDEN, "forbidden"),
-            AppError::Router(RouterError::Broker(crate::broker::BrokerError::QueueFull {
-                ..
-            })) => (StatusCode::TOO_MANY_REQUESTS, "queue_full"),
-            AppError::Router(_) => (StatusCode::SERVICE_UNAVAILABLE, "broker_unavailable"),
+            AppError::Op(e) => (status_of(e.code), e.code.as_str()),
             AppError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             AppError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             AppError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
@@ -82,7 +110,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
 }
 
 async fn require_admin(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if state.auth.is_admin(crate::ws::bearer(request.headers())) {
+    if state.auth.is_admin(crate::auth::bearer(request.headers())) {
         next.run(request).await
     } else {
         AppError::Unauthorized.into_response()
@@ -113,7 +141,11 @@ async fn metrics(State(state): State<AppState>) -> Response {
         state.telemetry.queue_depths(&queues);
     }
     if let Some(report) = state.health.last_report() {
-        state.telemetry.health(&report);
+        let checks = report.checks.iter();
+        state.telemetry.health(
+            report.status.level(),
+            checks.map(|c| (c.check.as_str(), c.latency_ms / 1000.0)),
+        );
     }
     (
         [("content-type", "text/plain; version=0.0.4")],
@@ -124,19 +156,34 @@ async fn metrics(State(state): State<AppState>) -> Response {
 
 #[derive(Deserialize)]
 struct ListParams {
-    #[serde(default = "default_limit")]
-    limit: usize,
+    /// Clamped to [`limits::MAX_LIST`] where it is used.
+    #[serde(default = "default_limit", deserialize_with = "saturating_count")]
+    limit: u64,
 }
 
-fn default_limit() -> usize {
-    1000
+fn default_limit() -> u64 {
+    limits::DEFAULT_LIST as u64
+}
+
+/// A count from a query string: any run of digits, a count too large for a
+/// `u64` read as `u64::MAX` (so clamping, not parsing, decides what a huge
+/// `limit` means).
+fn saturating_count<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(serde::de::Error::custom(format!(
+            "expected a whole number, not {text:?}"
+        )));
+    }
+    // Only digits: the one way parsing fails is overflow.
+    Ok(text.parse().unwrap_or(u64::MAX))
 }
 
 async fn connections(State(state): State<AppState>, Query(p): Query<ListParams>) -> ApiResult {
     Ok(Json(json!({
         "node": state.node,
         "total": state.registry.len(),
-        "connections": state.registry.list(p.limit),
+        "connections": state.registry.list(limits::list_limit(p.limit)),
     })))
 }
 
@@ -295,7 +342,10 @@ async fn enqueue(
             payload,
             priority: body.priority,
         }],
-        (None, false) => body.messages,
+        (None, false) => {
+            limits::check_batch(body.messages.len(), "messages", "enqueue")?;
+            body.messages
+        }
         _ => {
             return Err(AppError::BadRequest(
                 "send either `payload` or `messages`".into(),
@@ -331,11 +381,10 @@ async fn claim(
 ) -> ApiResult {
     let name = queue_name(&workspace, &queue)?;
     let body = body.map(|b| b.0).unwrap_or_default();
-    let max = body.max.unwrap_or(1).clamp(1, 100);
-    let wait = Duration::from_millis(body.wait_ms.min(30_000));
+    let max = limits::claim_max(body.max.unwrap_or(1));
+    let wait = limits::claim_wait(body.wait_ms);
     let claimed = state.router.dequeue(&name, max, wait).await?;
-    let jobs: Vec<Job> = claimed.into_iter().map(|c| Job::new(&queue, c)).collect();
-    Ok(Json(json!({ "jobs": jobs })))
+    Ok(Json(json!({ "jobs": reply::jobs(&queue, claimed) })))
 }
 
 #[derive(Deserialize)]
@@ -380,7 +429,7 @@ async fn reject(
         .reject(&name, &body.message_id, &reason, body.requeue)
         .await?;
     match outcome {
-        Some(outcome) => Ok(Json(json!({ "outcome": outcome }))),
+        Some(outcome) => Ok(Json(json!({ "outcome": RejectOutcome::from(outcome) }))),
         None => Err(AppError::NotFound(format!(
             "message {} is not claimed in {queue}",
             body.message_id
@@ -394,6 +443,7 @@ async fn dead_letters(
     Query(p): Query<ListParams>,
 ) -> ApiResult {
     let name = queue_name(&workspace, &queue)?;
-    let dead = state.router.dead_letters(&name, p.limit).await?;
+    let limit = limits::list_limit(p.limit);
+    let dead = state.router.dead_letters(&name, limit).await?;
     Ok(Json(json!({ "dead_letters": dead })))
 }

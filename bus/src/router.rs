@@ -36,6 +36,7 @@ const DEQUEUE_POLL: Duration = Duration::from_millis(200);
 /// Queue and inbox settings of one node.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct RouterConfig {
+    /// How rejected and expired messages are retried.
     pub retry: RetryPolicy,
     /// How long a claimed message stays invisible before it is reclaimed.
     pub visibility: Duration,
@@ -60,14 +61,18 @@ impl Default for RouterConfig {
     }
 }
 
+/// What a router call can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum RouterError {
+    /// The broker failed or refused (a full queue included).
     #[error(transparent)]
     Broker(#[from] BrokerError),
+    /// The node's subscription could not be changed.
     #[error(transparent)]
     Subscription(#[from] SubscriptionError),
 }
 
+/// What router calls return.
 pub type Result<T, E = RouterError> = std::result::Result<T, E>;
 
 /// What happened to a direct message.
@@ -108,10 +113,13 @@ impl MessageRouter {
         })
     }
 
+    /// The broker, for the health probes that go to it directly (ping,
+    /// write/read).
     pub fn broker(&self) -> &Arc<dyn Broker> {
         &self.inner.broker
     }
 
+    /// The node's queue and inbox settings.
     pub fn config(&self) -> &RouterConfig {
         &self.inner.config
     }
@@ -148,11 +156,14 @@ impl MessageRouter {
             .await?)
     }
 
+    /// Drops a local sink from channels; the node's broker subscription goes
+    /// with the last sink.
     pub async fn unsubscribe(&self, id: SinkId, channels: &[Channel]) {
         let keys: Vec<String> = channels.iter().map(Channel::key).collect();
         self.inner.subscriptions.unsubscribe(id, &keys).await;
     }
 
+    /// Drops a local sink from broker patterns.
     pub async fn punsubscribe(&self, id: SinkId, patterns: &[String]) {
         self.inner.subscriptions.punsubscribe(id, patterns).await;
     }
@@ -279,6 +290,7 @@ impl MessageRouter {
         }
     }
 
+    /// Acks one message (idempotent within the broker's ack memory).
     pub async fn ack(&self, queue: &str, id: &str) -> Result<bool> {
         Ok(self.inner.broker.ack(queue, id).await?)
     }
@@ -288,6 +300,8 @@ impl MessageRouter {
         Ok(self.inner.broker.ack_many(queue, ids).await?)
     }
 
+    /// Gives a claimed message back under the node's retry policy; `None` when
+    /// it was not claimed.
     pub async fn reject(
         &self,
         queue: &str,
@@ -302,6 +316,7 @@ impl MessageRouter {
             .await?)
     }
 
+    /// Returns expired claims of `queue` under the node's retry policy.
     pub async fn reclaim(&self, queue: &str) -> Result<ReclaimOutcome> {
         Ok(self
             .inner
@@ -310,10 +325,12 @@ impl MessageRouter {
             .await?)
     }
 
+    /// Where the messages of `queue` are.
     pub async fn queue_stats(&self, queue: &str) -> Result<QueueStats> {
         Ok(self.inner.broker.stats(queue).await?)
     }
 
+    /// The oldest `limit` dead letters of `queue`.
     pub async fn dead_letters(&self, queue: &str, limit: usize) -> Result<Vec<DeadLetter>> {
         Ok(self.inner.broker.dead_letters(queue, limit).await?)
     }

@@ -21,19 +21,29 @@ use crate::broker::{Broker, BrokerError};
 use crate::config::{BrokerKind, BusConfig};
 use crate::health::HealthChecker;
 use crate::protocol::close;
+use crate::registry::Registry;
 use crate::router::{MessageRouter, RouterError};
 use crate::state::{AppState, Shared};
 use crate::telemetry::Telemetry;
-use crate::ws::registry::Registry;
 
+/// Why a node could not start or stopped serving.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
+    /// A setting `BusConfig::validate` refused.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The configured broker could not be reached at start.
     #[error("cannot reach the broker at {url}: {source}")]
-    Broker { url: String, source: BrokerError },
+    Broker {
+        /// The broker URL, as configured.
+        url: String,
+        /// What the broker said.
+        source: BrokerError,
+    },
+    /// The node's broker subscription could not be opened.
     #[error(transparent)]
     Router(#[from] RouterError),
+    /// Binding or serving the listener failed.
     #[error("serving HTTP failed: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -162,7 +172,9 @@ async fn drain(state: &AppState) {
 /// tests): bound, serving, stopped by [`RunningServer::stop`].
 #[derive(Debug)]
 pub struct RunningServer {
+    /// Where it listens (the real port when `listen` asked for 0).
     pub addr: SocketAddr,
+    /// The node's shared state, for tests and embedders that look inside.
     pub state: AppState,
     stop: CancellationToken,
     task: JoinHandle<Result<(), ServerError>>,
@@ -175,6 +187,8 @@ impl RunningServer {
         Self::start_with_state(state).await
     }
 
+    /// Binds `state.config.listen` and serves a node built by the caller
+    /// (several nodes on one memory broker, a custom broker).
     pub async fn start_with_state(state: AppState) -> Result<Self, ServerError> {
         let listener = TcpListener::bind(state.config.listen).await?;
         let addr = listener.local_addr()?;
@@ -196,6 +210,7 @@ impl RunningServer {
         format!("ws://{}/ws/connect", self.addr)
     }
 
+    /// `http://ADDR`, for REST.
     pub fn http_url(&self) -> String {
         format!("http://{}", self.addr)
     }

@@ -8,7 +8,6 @@ use std::sync::OnceLock;
 use metrics::{Counter, Gauge, counter, gauge};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use crate::health::{HealthReport, HealthStatus};
 use crate::protocol::{CLIENT_OPS, ErrorCode};
 
 /// The process-wide Prometheus recorder (installed once; nodes embedded in
@@ -27,36 +26,34 @@ fn handle() -> PrometheusHandle {
         .clone()
 }
 
-const ERROR_CODES: [ErrorCode; 10] = [
-    ErrorCode::BadJson,
-    ErrorCode::UnknownOp,
-    ErrorCode::BadFrame,
-    ErrorCode::InvalidName,
-    ErrorCode::Forbidden,
-    ErrorCode::CrossWorkspace,
-    ErrorCode::QueueFull,
-    ErrorCode::RateLimited,
-    ErrorCode::Busy,
-    ErrorCode::BrokerUnavailable,
-];
-
 /// The node's metric handles.
 #[derive(Debug)]
 pub struct Telemetry {
     handle: PrometheusHandle,
     node: String,
+    /// `bus_connections`: open WebSocket connections.
     pub connections: Gauge,
+    /// `bus_connections_opened_total`: connections accepted.
     pub connections_opened: Counter,
+    /// `bus_connections_refused_total`: upgrades refused by a connection limit.
     pub connections_refused: Counter,
+    /// `bus_auth_failures_total`: upgrades refused for bad credentials.
     pub auth_failures: Counter,
+    /// Registered as `bus_frames_out_total` but not counted anywhere yet
+    /// (frames out are counted per connection, in the registry); kept so the
+    /// series stays in `/metrics`.
     pub frames_out: Counter,
+    /// `bus_deliveries_total`: pub/sub messages queued for a client.
     pub deliveries: Counter,
+    /// `bus_slow_consumers_total`: clients disconnected because their outbound
+    /// queue filled.
     pub slow_consumers: Counter,
     frames_in: HashMap<&'static str, Counter>,
     errors: HashMap<ErrorCode, Counter>,
 }
 
 impl Telemetry {
+    /// Registers the node's series, each labelled `node`.
     pub fn new(node: &str) -> Self {
         let handle = handle();
         let node_label = node.to_owned();
@@ -70,7 +67,7 @@ impl Telemetry {
                 )
             })
             .collect();
-        let errors = ERROR_CODES
+        let errors = ErrorCode::ALL
             .iter()
             .map(|code| {
                 (
@@ -124,17 +121,15 @@ impl Telemetry {
         }
     }
 
-    /// Sets the health gauges from the latest report.
-    pub fn health(&self, report: &HealthReport) {
-        let status = match report.status {
-            HealthStatus::Healthy => 0.0,
-            HealthStatus::Degraded => 1.0,
-            HealthStatus::Unhealthy => 2.0,
-        };
-        gauge!("bus_health_status", "node" => self.node.clone()).set(status);
-        for check in &report.checks {
-            gauge!("bus_health_check_latency_seconds", "node" => self.node.clone(), "check" => check.check.as_str())
-                .set(check.latency_ms / 1000.0);
+    /// Sets the health gauges from the latest report: the status level
+    /// (0 healthy, 1 degraded, 2 unhealthy) and each probe's latency in
+    /// seconds. Plain values rather than the report, so that metrics do not
+    /// depend on how the health checker is built.
+    pub fn health(&self, level: u8, checks: impl IntoIterator<Item = (&'static str, f64)>) {
+        gauge!("bus_health_status", "node" => self.node.clone()).set(f64::from(level));
+        for (check, seconds) in checks {
+            gauge!("bus_health_check_latency_seconds", "node" => self.node.clone(), "check" => check)
+                .set(seconds);
         }
     }
 

@@ -1,10 +1,9 @@
 //! proptest strategies for frames: hostile JSON text, and well-formed client
 //! and server frames for round trips.
 
-use bus::broker::RejectOutcome;
 use bus::message::{AgentMessage, DeliveryMode, MessageKind};
 use bus::protocol::{
-    BroadcastScope, ClientFrame, ErrorCode, Job, OkResult, QueueItem, ServerFrame,
+    BroadcastScope, ClientFrame, ErrorCode, Job, OkResult, QueueItem, RejectOutcome, ServerFrame,
 };
 use proptest::prelude::*;
 use serde_json::{Number, Value, json};

@@ -1,7 +1,7 @@
 //! Property tests of the psubscribe glob matcher against a reference
 //! implementation, on small random inputs and on long hostile patterns.
 
-use bus::broker::pattern::matches;
+use bus::message::glob::matches;
 use proptest::prelude::*;
 
 use crate::glob_reference;

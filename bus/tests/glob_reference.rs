@@ -1,6 +1,6 @@
 //! A reference glob matcher for the property tests and the `glob_match` fuzz
 //! target (which includes this file by path): the recursive definition of
-//! Redis's `stringmatchlen` (what `bus::broker::pattern` was before it was
+//! Redis's `stringmatchlen` (what `bus::message::glob` was before it was
 //! made iterative), made polynomial by remembering the (pattern, text)
 //! positions that already failed. It shares no code with the production
 //! matcher, so the two check each other.

@@ -10,6 +10,7 @@ mod frame_strategies;
 mod glob_props;
 mod glob_reference;
 mod health;
+mod layers;
 mod protocol_doc;
 mod redis_restart;
 mod rest;

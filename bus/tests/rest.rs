@@ -9,7 +9,8 @@ use serde_json::{Value, json};
 use testkit::TestRedis;
 use tower::ServiceExt;
 
-use crate::support::nodes;
+use crate::server::node;
+use crate::support::{client, nodes};
 
 async fn call(
     state: &AppState,
@@ -202,4 +203,130 @@ async fn health_is_503_when_redis_is_gone() {
     let (s, body) = call(&state, "GET", "/health", None, None).await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body["status"], "unhealthy");
+}
+
+/// A batch one over the shared bound, as REST and WebSocket receive it.
+fn batch_of(n: usize) -> Vec<Value> {
+    (0..n).map(|i| json!({"payload": i})).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_and_websocket_refuse_a_batch_over_the_bound_alike() {
+    let n = node("memory", |_| {}).await;
+    let state = n.server.state.clone();
+    let too_many = batch_of(bus::limits::MAX_BATCH + 1);
+
+    let (status, rest) = call(
+        &state,
+        "POST",
+        "/queues/w1/jobs/enqueue",
+        Some(json!({ "messages": too_many })),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{rest}");
+
+    let mut alice = client::connect(&n.server.ws_url(), "alice", "w1").await;
+    let ws = alice
+        .request(json!({"op":"enqueue","queue":"jobs","messages": too_many}))
+        .await;
+    assert_eq!(ws["op"], "error", "{ws}");
+    assert_eq!(rest["code"], ws["code"], "one code for one refusal");
+    assert_eq!(rest["code"], "bad_frame");
+    assert_eq!(rest["error"], ws["message"]);
+
+    let (_, stats) = call(&state, "GET", "/queues/w1/jobs", None, None).await;
+    assert_eq!(
+        stats["stats"]["ready"], 0,
+        "nothing of either batch was kept"
+    );
+    let at_the_bound = batch_of(bus::limits::MAX_BATCH);
+    let (status, r) = call(
+        &state,
+        "POST",
+        "/queues/w1/jobs/enqueue",
+        Some(json!({ "messages": at_the_bound })),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    alice
+        .ok(json!({"op":"enqueue","queue":"jobs","messages": at_the_bound}))
+        .await;
+    let (_, stats) = call(&state, "GET", "/queues/w1/jobs", None, None).await;
+    assert_eq!(stats["stats"]["ready"], 2 * bus::limits::MAX_BATCH);
+}
+
+async fn huge_limits_are_clamped(state: AppState) {
+    let (s, r) = call(
+        &state,
+        "POST",
+        "/queues/w1/jobs/enqueue",
+        Some(json!({"payload": 1})),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let claimed = call(
+        &state,
+        "POST",
+        "/queues/w1/jobs/claim",
+        Some(json!({"max": usize::MAX})),
+        None,
+    )
+    .await
+    .1;
+    let id = claimed["jobs"][0]["message"]["id"].clone();
+    call(
+        &state,
+        "POST",
+        "/queues/w1/jobs/reject",
+        Some(json!({"message_id": id, "requeue": false})),
+        None,
+    )
+    .await;
+    for limit in [
+        "9223372036854775808",
+        "18446744073709551615",
+        "18446744073709551616",
+        "99999999999999999999999999999",
+    ] {
+        let (s, dead) = call(
+            &state,
+            "GET",
+            &format!("/queues/w1/jobs/dead?limit={limit}"),
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "limit={limit}: {dead}");
+        assert_eq!(dead["dead_letters"].as_array().unwrap().len(), 1, "{limit}");
+        let (s, conns) = call(
+            &state,
+            "GET",
+            &format!("/ws/connections?limit={limit}"),
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "limit={limit}: {conns}");
+    }
+    let (s, _) = call(&state, "GET", "/ws/connections?limit=-1", None, None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "not a count");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_limits_are_clamped_on_memory() {
+    huge_limits_are_clamped(build_state(nodes::memory_config()).await.unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_limits_are_clamped_on_redis() {
+    let redis = TestRedis::new();
+    huge_limits_are_clamped(
+        build_state(nodes::redis_config(&redis, "rest-limits"))
+            .await
+            .unwrap(),
+    )
+    .await;
 }

@@ -81,7 +81,7 @@ fn pattern(wire: &str) {
         assert!(channel_pattern.starts_with("topic:w1/"), "{wire} escaped");
         assert_eq!(names::wire_pattern(&channel_pattern), wire);
         for channel in ["topic:w1/agent:research", "topic:w2/x", "inbox:w1/alice"] {
-            let hit = bus::broker::pattern::matches(&channel_pattern, channel);
+            let hit = bus::message::glob::matches(&channel_pattern, channel);
             assert!(
                 !hit || channel.starts_with("topic:w1/"),
                 "{wire} matched {channel}"

@@ -16,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let (pattern, text) = input.split_once('\n').unwrap_or((input, ""));
-    let got = bus::broker::pattern::matches(pattern, text);
+    let got = bus::message::glob::matches(pattern, text);
     // The reference needs pattern × text memory; real patterns and channels
     // are under 300 bytes, longer inputs only check the matcher's speed.
     if pattern.len() <= 300 && text.len() <= 300 {

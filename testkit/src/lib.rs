@@ -12,8 +12,12 @@
 //!
 //! When redis-server is missing, these panic with a message that says how to
 //! install it: a test never skips or passes silently without Redis.
+//!
+//! [`layers`] checks that a crate keeps the layer map its `lib.rs` opens
+//! with (a source scan any crate's tests can run on their own `src`).
 
 mod cluster;
+pub mod layers;
 
 pub use cluster::{CLUSTER_INSTALL_HINT, RedisCluster, TestRedisCluster};
 

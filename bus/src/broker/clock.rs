@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// Milliseconds since the Unix epoch, as queues see them. Every node of one
 /// bus must agree on it within a small fraction of the visibility timeout.
 pub trait Clock: Send + Sync + Debug {
+    /// Milliseconds since the Unix epoch.
     fn now_ms(&self) -> u64;
 }
 
@@ -30,10 +31,12 @@ impl Clock for SystemClock {
 pub struct ManualClock(Arc<AtomicU64>);
 
 impl ManualClock {
+    /// A clock standing at `start_ms`.
     pub fn new(start_ms: u64) -> Self {
         Self(Arc::new(AtomicU64::new(start_ms)))
     }
 
+    /// Moves the clock (every clone) forward by `by`.
     pub fn advance(&self, by: Duration) {
         self.0.fetch_add(by.as_millis() as u64, Ordering::SeqCst);
     }

@@ -8,7 +8,6 @@
 
 pub mod clock;
 pub mod memory;
-pub mod pattern;
 pub mod redis;
 
 use std::fmt::Debug;
@@ -38,30 +37,43 @@ pub const DELIVERY_BUFFER: usize = 8192;
 /// What went wrong talking to a broker.
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
+    /// A Redis command or connection failed.
     #[error("redis: {0}")]
     Redis(#[from] ::redis::RedisError),
+    /// A stored message no longer parses: named so an operator can remove it.
     #[error("message {id} in queue {queue} is not valid JSON: {source}")]
     Corrupt {
+        /// The queue holding it.
         queue: String,
+        /// Its message id.
         id: String,
+        /// What the JSON parser said.
         source: serde_json::Error,
     },
+    /// The node's subscription task has ended (the broker was dropped or failed
+    /// for good).
     #[error("the broker's subscription task has stopped")]
     Closed,
+    /// A command got no answer within this bound.
     #[error("timed out after {0:?}")]
     Timeout(Duration),
     /// A request this deployment cannot serve (e.g. a pattern a Redis
     /// Cluster cannot route).
     #[error("unsupported: {0}")]
     Unsupported(String),
+    /// The queue holds its maximum; what was added before it filled stays.
     #[error("queue {queue} is full ({limit} messages held); {added} of the batch were added")]
     QueueFull {
+        /// The full queue.
         queue: String,
+        /// Its maximum length (all states, dead letters included).
         limit: u64,
+        /// How many messages of the batch went in before it filled.
         added: usize,
     },
 }
 
+/// What broker calls return.
 pub type Result<T, E = BrokerError> = std::result::Result<T, E>;
 
 /// One pub/sub message as a node receives it.
@@ -80,9 +92,13 @@ pub struct Delivery {
 /// after `subscribe` returns is received.
 #[async_trait]
 pub trait Subscriber: Send + Sync + Debug {
+    /// Starts receiving `channels` (exact broker names).
     async fn subscribe(&self, channels: &[String]) -> Result<()>;
+    /// Stops receiving `channels`.
     async fn unsubscribe(&self, channels: &[String]) -> Result<()>;
+    /// Starts receiving every channel matching one of `patterns` (Redis globs).
     async fn psubscribe(&self, patterns: &[String]) -> Result<()>;
+    /// Stops receiving `patterns`.
     async fn punsubscribe(&self, patterns: &[String]) -> Result<()>;
 }
 
@@ -90,7 +106,10 @@ pub trait Subscriber: Send + Sync + Debug {
 /// arrives. Dropping both ends the subscription.
 #[derive(Debug)]
 pub struct Subscription {
+    /// Changes what the subscription listens to.
     pub control: Arc<dyn Subscriber>,
+    /// What arrives, bounded: a node that falls behind slows the broker's
+    /// reader down rather than losing deliveries silently.
     pub deliveries: mpsc::Receiver<Delivery>,
 }
 
@@ -136,28 +155,42 @@ pub struct Claimed {
     pub deadline_ms: u64,
 }
 
-/// What `reject` did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
+/// What `reject` did. Not a wire type: `protocol::RejectOutcome` is what
+/// clients see, converted at the edge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RejectOutcome {
     /// Back in the queue after `delay_ms`.
-    Requeued { delay_ms: u64, attempts: u32 },
+    Requeued {
+        /// How long before it can be claimed again.
+        delay_ms: u64,
+        /// Deliveries so far, this one included.
+        attempts: u32,
+    },
     /// Moved to the dead-letter queue.
-    DeadLettered { attempts: u32 },
+    DeadLettered {
+        /// Deliveries it had before it was given up.
+        attempts: u32,
+    },
 }
 
 /// What a reclaim pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReclaimOutcome {
+    /// Expired claims put back in the queue.
     pub requeued: u64,
+    /// Expired claims out of attempts, moved to the dead letters.
     pub dead_lettered: u64,
 }
 
 /// A message in the dead-letter queue with why it is there.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeadLetter {
+    /// The message as it was last delivered (`attempts` included).
     pub message: AgentMessage,
+    /// Why it was given up: the last reject's reason, or that its attempts ran
+    /// out.
     pub reason: String,
+    /// When it was dead-lettered (broker clock, ms since the epoch).
     pub dead_at_ms: u64,
 }
 
@@ -245,6 +278,7 @@ pub trait Broker: Send + Sync + Debug + 'static {
     /// queue once out of attempts).
     async fn reclaim(&self, queue: &str, policy: &RetryPolicy) -> Result<ReclaimOutcome>;
 
+    /// Where the messages of `queue` are (ready, processing, delayed, dead).
     async fn stats(&self, queue: &str) -> Result<QueueStats>;
 
     /// The oldest `limit` dead letters.
@@ -258,6 +292,20 @@ pub trait Broker: Send + Sync + Debug + 'static {
 
     /// Writes `value` under `key` (with a short expiry) and reads it back.
     async fn write_read(&self, key: &str, value: &[u8]) -> Result<Vec<u8>>;
+}
+
+/// The answer to an enqueue that added `added` messages to `queue`: the
+/// count, or [`BrokerError::QueueFull`] when the queue filled before the
+/// end of the batch (what was added stays).
+pub(crate) fn enqueued(queue: &str, max_len: u64, added: usize, full: bool) -> Result<usize> {
+    if full {
+        return Err(BrokerError::QueueFull {
+            queue: queue.to_owned(),
+            limit: max_len,
+            added,
+        });
+    }
+    Ok(added)
 }
 
 /// Parses a stored message, naming the queue and id when it is corrupt.

@@ -15,15 +15,22 @@ pub struct LatencyHistory {
 /// Summary of a latency history, in milliseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct LatencyStats {
+    /// Latencies in the ring.
     pub count: usize,
+    /// Their mean.
     pub avg_ms: f64,
+    /// The fastest.
     pub min_ms: f64,
+    /// The slowest.
     pub max_ms: f64,
+    /// The median (nearest rank).
     pub p50_ms: f64,
+    /// The 99th percentile (nearest rank): what the thresholds are about.
     pub p99_ms: f64,
 }
 
 impl LatencyHistory {
+    /// An empty ring of `capacity` latencies (at least one).
     pub fn new(capacity: usize) -> Self {
         Self {
             samples: VecDeque::with_capacity(capacity),
@@ -31,6 +38,7 @@ impl LatencyHistory {
         }
     }
 
+    /// Adds a latency, dropping the oldest when the ring is full.
     pub fn record(&mut self, latency: Duration) {
         if self.samples.len() == self.capacity {
             self.samples.pop_front();
@@ -38,10 +46,12 @@ impl LatencyHistory {
         self.samples.push_back(latency);
     }
 
+    /// Latencies held.
     pub fn len(&self) -> usize {
         self.samples.len()
     }
 
+    /// True before the first latency.
     pub fn is_empty(&self) -> bool {
         self.samples.is_empty()
     }

@@ -26,7 +26,9 @@ use crate::router::{DeliverySink, Dispatched, MessageRouter};
 /// unhealthy. A latency exactly at a threshold is still on the good side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HealthThresholds {
+    /// Above this a probe is degraded.
     pub warning: Duration,
+    /// Above this a probe is unhealthy (and `/health` answers 503).
     pub critical: Duration,
 }
 
@@ -56,9 +58,24 @@ impl HealthThresholds {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HealthStatus {
+    /// Every probe at or under the warning threshold.
     Healthy,
+    /// Some probe over the warning threshold: still serving, worth a look.
     Degraded,
+    /// Some probe over the critical threshold, or failed.
     Unhealthy,
+}
+
+impl HealthStatus {
+    /// The status as a number that grows with trouble (0 healthy, 1
+    /// degraded, 2 unhealthy), for the `bus_health_status` gauge.
+    pub fn level(self) -> u8 {
+        match self {
+            HealthStatus::Healthy => 0,
+            HealthStatus::Degraded => 1,
+            HealthStatus::Unhealthy => 2,
+        }
+    }
 }
 
 impl fmt::Display for HealthStatus {
@@ -71,17 +88,23 @@ impl fmt::Display for HealthStatus {
     }
 }
 
+/// The four probes of a check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CheckKind {
+    /// A Redis PING (or the memory broker's equivalent).
     Ping,
+    /// A key written and read back.
     WriteRead,
+    /// A publish received back through the node's own subscription.
     #[serde(rename = "pubsub")]
     PubSub,
+    /// An enqueue, claim and ack on the node's probe queue.
     Queue,
 }
 
 impl CheckKind {
+    /// Every probe, in report order.
     pub const ALL: [CheckKind; 4] = [
         CheckKind::Ping,
         CheckKind::WriteRead,
@@ -89,6 +112,7 @@ impl CheckKind {
         CheckKind::Queue,
     ];
 
+    /// The probe's name in reports and metric labels.
     pub fn as_str(self) -> &'static str {
         match self {
             CheckKind::Ping => "ping",
@@ -102,9 +126,13 @@ impl CheckKind {
 /// One probe's outcome.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckResult {
+    /// Which probe.
     pub check: CheckKind,
+    /// Its latency judged against the thresholds (unhealthy when it failed).
     pub status: HealthStatus,
+    /// How long it took.
     pub latency_ms: f64,
+    /// Why it failed, if it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// Summary of this probe's recent latencies.
@@ -114,11 +142,17 @@ pub struct CheckResult {
 /// A full health check of one node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HealthReport {
+    /// The worst status of the probes.
     pub status: HealthStatus,
+    /// The node that checked itself.
     pub node: String,
+    /// The broker it runs on (`redis` or `memory`).
     pub broker: String,
+    /// When the check ran (µs since the epoch), so a stale report can be told.
     pub checked_at_us: u64,
+    /// The warning and critical thresholds it was judged by, in ms.
     pub thresholds_ms: (f64, f64),
+    /// One result per probe.
     pub checks: Vec<CheckResult>,
 }
 
@@ -171,6 +205,8 @@ impl fmt::Debug for HealthChecker {
 const HISTORY: usize = 100;
 
 impl HealthChecker {
+    /// A checker probing through `router` under the name `node`; nothing runs
+    /// until [`HealthChecker::check`] or [`HealthChecker::spawn`].
     pub fn new(
         router: MessageRouter,
         node: impl Into<String>,
@@ -195,6 +231,7 @@ impl HealthChecker {
         }
     }
 
+    /// The thresholds probes are judged by.
     pub fn thresholds(&self) -> HealthThresholds {
         self.inner.thresholds
     }

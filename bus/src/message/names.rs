@@ -35,36 +35,61 @@ pub const MAX_NAME_LEN: usize = 200;
 /// Why a name was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {
+    /// Not a valid name of its kind.
     #[error("invalid {what} {name:?}: {reason}")]
     Invalid {
+        /// The kind of name ("topic", "agent id", ...).
         what: &'static str,
+        /// The name as given.
         name: String,
+        /// What is wrong with it.
         reason: &'static str,
     },
+    /// Names something of another workspace.
     #[error("{name:?} belongs to another workspace")]
-    CrossWorkspace { name: String },
+    CrossWorkspace {
+        /// The name as given.
+        name: String,
+    },
+    /// Valid, but reserved or someone else's (another agent's inbox, a
+    /// pattern over broadcasts).
     #[error("{name:?} is not yours to use: {reason}")]
-    Forbidden { name: String, reason: &'static str },
+    Forbidden {
+        /// The name as given.
+        name: String,
+        /// Why it is not the caller's.
+        reason: &'static str,
+    },
 }
 
 /// Who is asking: every wire name is resolved relative to this.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Scope<'a> {
+    /// The caller's workspace.
     pub workspace: &'a str,
+    /// The calling agent (whose inbox `inbox` means).
     pub agent: &'a str,
 }
 
 /// A resolved destination, before the broker adds its namespace.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Channel {
+    /// The global broadcast.
     Broadcast,
+    /// The broadcast of one workspace.
     Workspace(String),
+    /// One agent's inbox, for direct messages.
     Inbox {
+        /// The agent's workspace.
         workspace: String,
+        /// The agent.
         agent: String,
     },
+    /// A user topic of one workspace.
     Topic {
+        /// Its workspace.
         workspace: String,
+        /// Its wire name inside the workspace.
         name: String,
     },
     /// The bus's own traffic (health probes, wake-ups); never reachable

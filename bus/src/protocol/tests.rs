@@ -1,6 +1,7 @@
 //! Unit tests of frame decoding and encoding.
 
 use super::*;
+use crate::message::AgentMessage;
 use serde_json::json;
 
 #[test]

@@ -19,7 +19,9 @@ use std::sync::{Arc, RwLock};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::faults::{DeliveryFaults, Dice};
+use super::faults::DeliveryFaults;
+#[cfg(feature = "test-faults")]
+use super::faults::FaultInjector;
 use crate::broker::{Delivery, Subscriber, Subscription};
 
 /// Identifies one sink in the index (a connection, the health checker).
@@ -28,6 +30,7 @@ pub type SinkId = u64;
 /// One delivery being fanned out, with a frame built at most once and shared
 /// by every sink that asks for it.
 pub struct Dispatched<'a> {
+    /// What arrived from the broker.
     pub delivery: &'a Delivery,
     frame: OnceCell<Box<dyn Any + Send + Sync>>,
 }
@@ -58,6 +61,7 @@ impl Dispatched<'_> {
 /// every delivery of a subscribed channel or pattern, so it must not block:
 /// queue the frame (bounded) and return.
 pub trait DeliverySink: Send + Sync {
+    /// Takes one delivery of a channel or pattern this sink subscribed to.
     fn deliver(&self, dispatched: &Dispatched<'_>);
 }
 
@@ -269,6 +273,8 @@ impl LocalSubscriptions {
 /// Most changes applied in one broker round trip.
 const RECONCILE_BATCH: usize = 512;
 
+/// The reconciler: applies batches of changes so that the broker holds
+/// exactly the names the index wants, then confirms each change.
 async fn reconcile(
     index: Arc<RwLock<Index>>,
     control: Arc<dyn Subscriber>,
@@ -285,54 +291,8 @@ async fn reconcile(
         if received == 0 {
             return;
         }
-        let mut add: HashMap<Kind, Vec<String>> = HashMap::new();
-        let mut drop: HashMap<Kind, Vec<String>> = HashMap::new();
-        {
-            let index = index.read().expect("lock");
-            let mut seen = HashSet::new();
-            for change in &batch {
-                let key = (change.kind, change.name.clone());
-                if !seen.insert(key.clone()) {
-                    continue;
-                }
-                let wanted = index.wants(change.kind, &change.name);
-                let holding = held.contains(&key);
-                if wanted && !holding {
-                    add.entry(change.kind)
-                        .or_default()
-                        .push(change.name.clone());
-                } else if !wanted && holding {
-                    drop.entry(change.kind)
-                        .or_default()
-                        .push(change.name.clone());
-                }
-            }
-        }
-        let mut failures: HashMap<Kind, String> = HashMap::new();
-        for (kind, names) in &add {
-            let result = match kind {
-                Kind::Channel => control.subscribe(names).await,
-                Kind::Pattern => control.psubscribe(names).await,
-            };
-            match result {
-                Ok(()) => held.extend(names.iter().map(|n| (*kind, n.clone()))),
-                Err(err) => {
-                    failures.insert(*kind, err.to_string());
-                }
-            }
-        }
-        for (kind, names) in &drop {
-            let result = match kind {
-                Kind::Channel => control.unsubscribe(names).await,
-                Kind::Pattern => control.punsubscribe(names).await,
-            };
-            match result {
-                Ok(()) => names.iter().for_each(|n| {
-                    held.remove(&(*kind, n.clone()));
-                }),
-                Err(err) => tracing::warn!(cause = %err, "broker unsubscribe failed"),
-            }
-        }
+        let plan = Plan::of(&index.read().expect("lock"), &held, &batch);
+        let failures = plan.apply(control.as_ref(), &mut held).await;
         for change in batch.drain(..) {
             if let Some(done) = change.done {
                 let _ = done.send(match failures.get(&change.kind) {
@@ -344,13 +304,88 @@ async fn reconcile(
     }
 }
 
+/// What one batch of changes asks of the broker, per kind of name.
+#[derive(Default)]
+struct Plan {
+    add: HashMap<Kind, Vec<String>>,
+    drop: HashMap<Kind, Vec<String>>,
+}
+
+impl Plan {
+    /// Compares what the index wants with what the broker `held`, for the
+    /// names `batch` touched (each once, however often it changed).
+    fn of(index: &Index, held: &HashSet<(Kind, String)>, batch: &[Change]) -> Self {
+        let mut plan = Self::default();
+        let mut seen = HashSet::new();
+        for change in batch {
+            let key = (change.kind, change.name.clone());
+            if !seen.insert(key.clone()) {
+                continue;
+            }
+            let wanted = index.wants(change.kind, &change.name);
+            let holding = held.contains(&key);
+            let side = match (wanted, holding) {
+                (true, false) => &mut plan.add,
+                (false, true) => &mut plan.drop,
+                _ => continue,
+            };
+            side.entry(change.kind)
+                .or_default()
+                .push(change.name.clone());
+        }
+        plan
+    }
+
+    /// Applies the plan and updates `held`; returns, per kind, why adding
+    /// failed. A failed drop is only logged: its names stay held, and the
+    /// next change of the same name tries again.
+    async fn apply(
+        self,
+        control: &dyn Subscriber,
+        held: &mut HashSet<(Kind, String)>,
+    ) -> HashMap<Kind, String> {
+        let mut failures = HashMap::new();
+        for (kind, names) in self.add {
+            let result = match kind {
+                Kind::Channel => control.subscribe(&names).await,
+                Kind::Pattern => control.psubscribe(&names).await,
+            };
+            match result {
+                Ok(()) => held.extend(names.into_iter().map(|n| (kind, n))),
+                Err(err) => {
+                    failures.insert(kind, err.to_string());
+                }
+            }
+        }
+        for (kind, names) in self.drop {
+            let result = match kind {
+                Kind::Channel => control.unsubscribe(&names).await,
+                Kind::Pattern => control.punsubscribe(&names).await,
+            };
+            match result {
+                Ok(()) => names.into_iter().for_each(|n| {
+                    held.remove(&(kind, n));
+                }),
+                Err(err) => tracing::warn!(cause = %err, "broker unsubscribe failed"),
+            }
+        }
+        failures
+    }
+}
+
+/// Fans every delivery out to the local sinks that want it. With the
+/// `test-faults` feature and faults set, deliveries go through the
+/// [`FaultInjector`] instead; release builds have no such branch.
 async fn dispatch(
     index: Arc<RwLock<Index>>,
     mut deliveries: mpsc::Receiver<Delivery>,
     stop: CancellationToken,
     faults: DeliveryFaults,
 ) {
-    let mut dice = Dice::new(0x5EED);
+    #[cfg(feature = "test-faults")]
+    let mut injector = FaultInjector::new(faults);
+    #[cfg(not(feature = "test-faults"))]
+    let _ = faults;
     loop {
         let delivery = tokio::select! {
             _ = stop.cancelled() => return,
@@ -368,33 +403,26 @@ async fn dispatch(
             Some(p) => index.patterns.get(p),
             None => index.channels.get(&delivery.channel),
         };
-        if faults.is_none() {
+        #[cfg(feature = "test-faults")]
+        if let Some(injector) = injector.as_mut() {
             for (_, sink) in sinks.into_iter().flatten() {
-                sink.deliver(&dispatched);
+                let stranger = || stranger(&index, &delivery.channel);
+                injector.deliver(sink.as_ref(), &dispatched, stranger);
             }
             continue;
         }
         for (_, sink) in sinks.into_iter().flatten() {
-            if dice.roll(faults.drop_ratio) {
-                continue;
-            }
             sink.deliver(&dispatched);
-            if dice.roll(faults.duplicate_ratio) {
-                sink.deliver(&dispatched);
-            }
-            if dice.roll(faults.misroute_ratio) {
-                misroute(&index, &delivery.channel, &dispatched);
-            }
         }
     }
 }
 
-/// Delivers to a sink of some other inbox: an agent that never asked.
-fn misroute(index: &Index, channel: &str, dispatched: &Dispatched<'_>) {
-    let other = index.channels.iter().find(|(name, sinks)| {
+/// A sink of some other inbox: an agent that never asked for a delivery on
+/// `channel`, for misroute faults.
+#[cfg(feature = "test-faults")]
+fn stranger(index: &Index, channel: &str) -> Option<Arc<dyn DeliverySink>> {
+    let (_, sinks) = index.channels.iter().find(|(name, sinks)| {
         name.as_str() != channel && name.starts_with("inbox:") && !sinks.is_empty()
-    });
-    if let Some((_, sinks)) = other {
-        sinks[0].1.deliver(dispatched);
-    }
+    })?;
+    Some(sinks[0].1.clone())
 }

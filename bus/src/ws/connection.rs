@@ -15,10 +15,10 @@ use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 
 use super::outbound::{ConnectionSink, Outbound};
-use super::registry::ConnectionEntry;
 use super::session::Session;
 use crate::message::names;
 use crate::protocol::{ErrorCode, ServerFrame, close};
+use crate::registry::ConnectionEntry;
 use crate::router::DeliverySink;
 use crate::state::AppState;
 

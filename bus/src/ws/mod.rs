@@ -1,33 +1,27 @@
-//! The WebSocket endpoint `GET /ws/connect`: authentication before the
-//! upgrade, then one [`connection`] per agent, its [`session`] running the
-//! protocol, its bounded [`outbound`] queue, and the node's [`registry`].
+//! The WebSocket endpoint `GET /ws/connect`: authentication and the
+//! node's limits before the upgrade, then one [`connection`] per agent (its
+//! reader and writer tasks), its [`session`] decoding and dispatching the
+//! protocol to one file per family of ops ([`topics`], [`direct`],
+//! [`queues`]), and its bounded [`outbound`] queue.
 
 mod connection;
-pub mod outbound;
-pub mod registry;
+mod direct;
+mod outbound;
+mod queues;
 mod session;
+mod topics;
 
 use std::net::SocketAddr;
 
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde_json::json;
 
-use crate::auth::ConnectParams;
-use crate::protocol::close;
+use crate::auth::{ConnectParams, bearer};
 use crate::state::AppState;
-
-/// The bearer token of an `Authorization` header, if any.
-pub fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
-}
 
 /// `GET /ws/connect`: 401 for bad credentials, 503 when the node is full or
 /// shutting down, otherwise the upgrade.
@@ -88,6 +82,3 @@ fn refuse(status: StatusCode, message: &str) -> Response {
 const WRITE_BUFFER: usize = 64 * 1024;
 /// Initial read buffer of a connection.
 const READ_BUFFER: usize = 4 * 1024;
-
-/// Close code sent to every client when the node shuts down.
-pub const SHUTDOWN_CLOSE: u16 = close::GOING_AWAY;

@@ -11,28 +11,32 @@ use std::sync::Arc;
 use axum::extract::ws::{Message, Utf8Bytes};
 use tokio::sync::{Notify, mpsc};
 
-use super::registry::ConnectionEntry;
 use crate::message::names;
 use crate::protocol::{ServerFrame, close, message_frame};
+use crate::registry::ConnectionEntry;
 use crate::router::{DeliverySink, Dispatched, INBOX_WAKE};
 use crate::state::AppState;
 
 /// Handle to push frames to one client.
 #[derive(Debug, Clone)]
-pub struct Outbound {
+pub(super) struct Outbound {
     tx: mpsc::Sender<Message>,
     entry: Arc<ConnectionEntry>,
     state: AppState,
 }
 
 impl Outbound {
-    pub fn new(tx: mpsc::Sender<Message>, entry: Arc<ConnectionEntry>, state: AppState) -> Self {
+    pub(super) fn new(
+        tx: mpsc::Sender<Message>,
+        entry: Arc<ConnectionEntry>,
+        state: AppState,
+    ) -> Self {
         Self { tx, entry, state }
     }
 
     /// Queues a frame; false when it was not queued (connection closing, or
     /// the client is a slow consumer and is being disconnected).
-    pub fn push(&self, message: Message) -> bool {
+    pub(super) fn push(&self, message: Message) -> bool {
         match self.tx.try_send(message) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
@@ -46,12 +50,12 @@ impl Outbound {
         }
     }
 
-    pub fn push_frame(&self, frame: &ServerFrame) -> bool {
+    pub(super) fn push_frame(&self, frame: &ServerFrame) -> bool {
         self.push(Message::Text(Utf8Bytes::from(frame.to_text())))
     }
 
     /// Asks the writer to close the connection; the first reason wins.
-    pub fn close_with(&self, code: u16, reason: &str) {
+    pub(super) fn close_with(&self, code: u16, reason: &str) {
         self.entry.close_with(code, reason);
     }
 }
@@ -60,7 +64,7 @@ impl Outbound {
 /// frames (built once per delivery, shared by every local recipient);
 /// inbox wake-ups poke the connection to hand over inbox jobs.
 #[derive(Debug)]
-pub struct ConnectionSink {
+pub(super) struct ConnectionSink {
     pub outbound: Outbound,
     /// Broker channel of this agent's inbox.
     pub inbox_channel: String,
@@ -81,17 +85,31 @@ impl DeliverySink for ConnectionSink {
             let pattern = d.pattern.as_deref().map(names::wire_pattern);
             Utf8Bytes::from(message_frame(pattern, &d.payload))
         });
-        let delay = self.outbound.state.router.config().faults.delay;
-        if !delay.is_zero() {
-            let outbound = self.outbound.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(delay).await;
-                outbound.push(Message::Text(frame));
-            });
+        #[cfg(feature = "test-faults")]
+        if self.delay_fault(&frame) {
             return;
         }
         if self.outbound.push(Message::Text(frame)) {
             self.outbound.state.telemetry.deliveries.increment(1);
         }
+    }
+}
+
+#[cfg(feature = "test-faults")]
+impl ConnectionSink {
+    /// The delay fault: queues `frame` after the configured delay instead
+    /// of now; false when no delay is set.
+    fn delay_fault(&self, frame: &Utf8Bytes) -> bool {
+        let delay = self.outbound.state.router.config().faults.delay;
+        if delay.is_zero() {
+            return false;
+        }
+        let outbound = self.outbound.clone();
+        let frame = frame.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            outbound.push(Message::Text(frame));
+        });
+        true
     }
 }

@@ -74,7 +74,7 @@ impl TopicTable {
         self.names
             .iter()
             .enumerate()
-            .filter(|(_, n)| bus::broker::pattern::matches(pattern, n))
+            .filter(|(_, n)| bus::message::glob::matches(pattern, n))
             .map(|(i, _)| i as u32)
             .collect()
     }

@@ -14,11 +14,10 @@ use tokio::sync::{Notify, mpsc};
 
 use self::queue::MemoryQueue;
 use super::{
-    Broker, BrokerError, Claimed, Clock, DELIVERY_BUFFER, DeadLetter, Delivery, QueueStats,
-    ReclaimOutcome, RejectOutcome, Result, RetryPolicy, Subscriber, Subscription, SystemClock,
-    pattern,
+    Broker, Claimed, Clock, DELIVERY_BUFFER, DeadLetter, Delivery, QueueStats, ReclaimOutcome,
+    RejectOutcome, Result, RetryPolicy, Subscriber, Subscription, SystemClock, enqueued,
 };
-use crate::message::AgentMessage;
+use crate::message::{AgentMessage, glob};
 
 /// The in-memory broker. Clones share one bus.
 #[derive(Debug, Clone)]
@@ -51,6 +50,8 @@ impl Default for MemoryBroker {
 }
 
 impl MemoryBroker {
+    /// An empty broker; clones of it share its queues and subscriptions, so
+    /// several embedded nodes can run on one.
     pub fn new() -> Self {
         Self::with_clock(Arc::new(SystemClock))
     }
@@ -98,7 +99,7 @@ impl NodeSubscription {
             });
         }
         for p in self.patterns.read().expect("lock").iter() {
-            if pattern::matches(p, channel) {
+            if glob::matches(p, channel) {
                 out.push(Delivery {
                     channel: channel.to_owned(),
                     pattern: Some(p.clone()),
@@ -213,14 +214,7 @@ impl Broker for MemoryBroker {
             (added, full)
         };
         self.wake(queue, added);
-        if full {
-            return Err(BrokerError::QueueFull {
-                queue: queue.to_owned(),
-                limit: max_len,
-                added,
-            });
-        }
-        Ok(added)
+        enqueued(queue, max_len, added, full)
     }
 
     async fn claim(

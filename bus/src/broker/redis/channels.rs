@@ -33,16 +33,16 @@ pub(super) struct ChannelNames {
 }
 
 impl ChannelNames {
-    pub fn new(prefix: String, cluster: bool) -> Self {
+    pub(super) fn new(prefix: String, cluster: bool) -> Self {
         Self { prefix, cluster }
     }
 
-    pub fn prefix(&self) -> &str {
+    pub(super) fn prefix(&self) -> &str {
         &self.prefix
     }
 
     /// The Redis channel of a broker channel.
-    pub fn channel(&self, name: &str) -> String {
+    pub(super) fn channel(&self, name: &str) -> String {
         if !self.cluster {
             return format!("{}{name}", self.prefix);
         }
@@ -59,7 +59,7 @@ impl ChannelNames {
     /// one shard, so there it must name its workspace literally
     /// (`topic:W/...`); any other pattern is refused rather than silently
     /// missing messages published on other shards.
-    pub fn pattern(&self, pattern: &str) -> Result<String> {
+    pub(super) fn pattern(&self, pattern: &str) -> Result<String> {
         if !self.cluster {
             return Ok(format!("{}{pattern}", self.prefix));
         }
@@ -75,7 +75,7 @@ impl ChannelNames {
     }
 
     /// The broker name of a channel or pattern that Redis delivered.
-    pub fn broker_name<'a>(&self, redis_name: &'a str) -> Cow<'a, str> {
+    pub(super) fn broker_name<'a>(&self, redis_name: &'a str) -> Cow<'a, str> {
         let name = redis_name
             .strip_prefix(self.prefix.as_str())
             .unwrap_or(redis_name);
@@ -101,7 +101,7 @@ impl ChannelNames {
     /// subscribers. Patterns only ever match topics (names resolve every
     /// pattern under `topic:W/`), and on a cluster only topics are routed so
     /// that a pattern can see them.
-    pub fn is_topic(name: &str) -> bool {
+    pub(super) fn is_topic(name: &str) -> bool {
         name.starts_with(TOPIC)
     }
 }

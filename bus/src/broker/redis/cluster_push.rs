@@ -33,7 +33,7 @@ pub(super) struct Feed {
 }
 
 impl Feed {
-    pub fn new(deliveries: mpsc::Sender<Delivery>, names: ChannelNames) -> Self {
+    pub(super) fn new(deliveries: mpsc::Sender<Delivery>, names: ChannelNames) -> Self {
         Self {
             deliveries,
             names,
@@ -45,7 +45,7 @@ impl Feed {
     }
 
     /// What the node wants, to subscribe a fresh connection to.
-    pub fn wanted(&self) -> (Vec<String>, Vec<String>) {
+    pub(super) fn wanted(&self) -> (Vec<String>, Vec<String>) {
         let channels = self
             .channels
             .lock()

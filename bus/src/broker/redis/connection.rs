@@ -34,6 +34,8 @@ pub struct RedisOptions {
 }
 
 impl RedisOptions {
+    /// Options for one Redis at `url`, with the defaults: namespace `bus`, the
+    /// system clock, a 2 s reply bound.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
@@ -57,11 +59,14 @@ impl RedisOptions {
         self
     }
 
+    /// Sets the key and channel prefix (see the `namespace` field for why).
     pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
         self.namespace = namespace.into();
         self
     }
 
+    /// Sets the time source (a `ManualClock` in tests of deadlines and
+    /// backoff).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self
@@ -89,7 +94,7 @@ pub(super) struct ClusterSeeds {
 
 impl ClusterSeeds {
     /// A cluster client builder with the broker's timeouts and retries.
-    pub fn builder(&self) -> ClusterClientBuilder {
+    pub(super) fn builder(&self) -> ClusterClientBuilder {
         ClusterClientBuilder::new(self.urls.clone())
             .connection_timeout(CONNECT_TIMEOUT)
             .response_timeout(self.response_timeout)
@@ -102,7 +107,7 @@ impl ClusterSeeds {
 impl Endpoint {
     /// Parses `url`: one URL, or on a cluster a comma-separated list of
     /// seed node URLs.
-    pub fn parse(url: &str, cluster: bool, response_timeout: Duration) -> Result<Self> {
+    pub(super) fn parse(url: &str, cluster: bool, response_timeout: Duration) -> Result<Self> {
         if !cluster {
             return Ok(Self::Single(redis::Client::open(url)?));
         }
@@ -124,7 +129,7 @@ impl Endpoint {
     }
 
     /// Opens the command connection.
-    pub async fn commands(&self, response_timeout: Duration) -> Result<Commands> {
+    pub(super) async fn commands(&self, response_timeout: Duration) -> Result<Commands> {
         match self {
             Self::Single(client) => {
                 let config = ConnectionManagerConfig::new()

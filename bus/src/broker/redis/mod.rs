@@ -26,8 +26,8 @@ use self::connection::{Commands, Endpoint, invalid_config, retry_once};
 use self::queue::{QueueKeys, Scripts};
 use self::wake::{WakeHub, wake_channel};
 use super::{
-    Broker, BrokerError, Claimed, Clock, DeadLetter, QueueStats, ReclaimOutcome, RejectOutcome,
-    Result, RetryPolicy, Subscription, decode_message,
+    Broker, Claimed, Clock, DeadLetter, QueueStats, ReclaimOutcome, RejectOutcome, Result,
+    RetryPolicy, Subscription, decode_message, enqueued,
 };
 use crate::message::AgentMessage;
 
@@ -62,6 +62,8 @@ impl RedisBroker {
         Self::connect_with(RedisOptions::new(url)).await
     }
 
+    /// Connects with `options`, refusing a namespace that would act as a glob
+    /// or a cluster hash tag in the keys it prefixes.
     pub async fn connect_with(options: RedisOptions) -> Result<Self> {
         if options
             .namespace
@@ -249,14 +251,7 @@ impl Broker for RedisBroker {
         let (added, full): (usize, u8) = self
             .run_script(&self.inner.scripts.enqueue, queue, &args)
             .await?;
-        if full == 1 {
-            return Err(BrokerError::QueueFull {
-                queue: queue.to_owned(),
-                limit: max_len,
-                added,
-            });
-        }
-        Ok(added)
+        enqueued(queue, max_len, added, full == 1)
     }
 
     async fn claim(

@@ -23,7 +23,7 @@ pub(super) struct Scripts {
 }
 
 impl Scripts {
-    pub fn new() -> Self {
+    pub(super) fn new() -> Self {
         let with_prelude = |body: &str| Script::new(&format!("{PRELUDE}\n{body}"));
         Self {
             enqueue: with_prelude(include_str!("lua/enqueue.lua")),
@@ -54,7 +54,7 @@ pub(super) struct QueueKeys {
 
 impl QueueKeys {
     /// `prefix` is the namespace with its trailing `:`.
-    pub fn new(prefix: &str, queue: &str) -> Self {
+    pub(super) fn new(prefix: &str, queue: &str) -> Self {
         let key = |part: &str| format!("{prefix}q:{{{queue}}}:{part}");
         Self {
             ready: key("ready"),
@@ -70,7 +70,7 @@ impl QueueKeys {
         }
     }
 
-    pub fn all(&self) -> [&str; 10] {
+    pub(super) fn all(&self) -> [&str; 10] {
         [
             &self.ready,
             &self.delayed,

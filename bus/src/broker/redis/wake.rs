@@ -35,7 +35,7 @@ impl WakeHub {
     /// The notify of `queue`, subscribing to its wake channel on first use
     /// (`open` makes the hub's subscription the first time). `None` when
     /// the node waits on too many queues already.
-    pub async fn waker<F, Fut>(&self, queue: &str, open: F) -> Result<Option<Arc<Notify>>>
+    pub(super) async fn waker<F, Fut>(&self, queue: &str, open: F) -> Result<Option<Arc<Notify>>>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Subscription>>,

@@ -15,13 +15,19 @@ use crate::auth::Identity;
 /// One live connection.
 #[derive(Debug)]
 pub struct ConnectionEntry {
+    /// The node-local id operators and logs use (`/ws/connections/{id}`).
     pub id: u64,
+    /// Who the connection authenticated as.
     pub identity: Identity,
+    /// When it was registered (µs since the epoch).
     pub connected_at_us: u64,
+    /// The peer address, when the listener knows it.
     pub remote: Option<std::net::SocketAddr>,
     /// Wire names this connection holds.
     pub subscriptions: Mutex<Subscriptions>,
+    /// Text frames received, for operators' listings.
     pub frames_in: AtomicU64,
+    /// Frames written to the socket, for operators' listings.
     pub frames_out: AtomicU64,
     /// Cancelled to close the connection (shutdown, slow consumer, ...).
     pub close: CancellationToken,
@@ -29,26 +35,40 @@ pub struct ConnectionEntry {
     close_reason: Mutex<Option<(u16, String)>>,
 }
 
+/// What one connection is subscribed to, in the agent's own wire names (so
+/// listings show what the agent asked for, and close can resolve them again).
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct Subscriptions {
+    /// Wire topics, the default inbox, workspace and broadcast included.
     pub topics: BTreeSet<String>,
+    /// Wire patterns.
     pub patterns: BTreeSet<String>,
 }
 
 /// What `/ws/connections` shows of a connection.
 #[derive(Debug, Clone, Serialize)]
 pub struct ConnectionView {
+    /// The connection id.
     pub id: u64,
+    /// The agent id.
     pub agent: String,
+    /// The agent's workspace.
     pub workspace: String,
+    /// The human or service behind the agent, if the token names one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// When the connection was registered (µs since the epoch).
     pub connected_at_us: u64,
+    /// The peer address.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub remote: Option<String>,
+    /// Subscribed wire topics, sorted.
     pub topics: Vec<String>,
+    /// Subscribed wire patterns, sorted.
     pub patterns: Vec<String>,
+    /// Text frames received so far.
     pub frames_in: u64,
+    /// Frames written so far.
     pub frames_out: u64,
 }
 
@@ -68,6 +88,7 @@ impl ConnectionEntry {
         self.close_reason.lock().expect("lock").take()
     }
 
+    /// A snapshot of the connection for `/ws/connections`.
     pub fn view(&self) -> ConnectionView {
         let subs = self.subscriptions.lock().expect("lock").clone();
         ConnectionView {
@@ -88,10 +109,17 @@ impl ConnectionEntry {
 /// Why a connection could not be registered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RegisterError {
+    /// The node holds `--max-connections` already.
     #[error("the node holds its maximum of {0} connections")]
     NodeFull(usize),
+    /// The agent holds `--max-connections-per-agent` already.
     #[error("agent {agent} already holds its maximum of {limit} connections")]
-    AgentFull { agent: String, limit: usize },
+    AgentFull {
+        /// The agent.
+        agent: String,
+        /// Its limit.
+        limit: usize,
+    },
 }
 
 /// All connections of this node.
@@ -112,10 +140,15 @@ struct Inner {
 /// Aggregate figures for `/ws/stats`.
 #[derive(Debug, Clone, Serialize)]
 pub struct RegistryStats {
+    /// Live connections.
     pub connections: usize,
+    /// Distinct agents (workspace and id) connected.
     pub agents: usize,
+    /// Distinct workspaces with a connection.
     pub workspaces: usize,
+    /// Topic subscriptions over all connections.
     pub topic_subscriptions: usize,
+    /// Pattern subscriptions over all connections.
     pub pattern_subscriptions: usize,
 }
 
@@ -156,6 +189,8 @@ impl Registry {
         Ok(entry)
     }
 
+    /// Removes a connection (its per-agent count too); wakes
+    /// [`Registry::wait_empty`] when it was the last.
     pub fn unregister(&self, id: u64) {
         let mut inner = self.inner.write().expect("lock");
         self.remove(&mut inner, id);
@@ -192,6 +227,7 @@ impl Registry {
         }
     }
 
+    /// The connection with `id`, if it is live.
     pub fn get(&self, id: u64) -> Option<Arc<ConnectionEntry>> {
         self.inner
             .read()
@@ -201,10 +237,12 @@ impl Registry {
             .cloned()
     }
 
+    /// Live connections.
     pub fn len(&self) -> usize {
         self.inner.read().expect("lock").connections.len()
     }
 
+    /// True when no connection is live.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -220,6 +258,7 @@ impl Registry {
             .collect()
     }
 
+    /// Aggregate figures for `/ws/stats`.
     pub fn stats(&self) -> RegistryStats {
         let inner = self.inner.read().expect("lock");
         let mut workspaces = BTreeSet::new();

@@ -1,5 +1,7 @@
-//! Redis-compatible glob matching (`*`, `?`, `[abc]`, `[^a-z]`, `\x`), so the
-//! memory broker matches PSUBSCRIBE patterns exactly as Redis does.
+//! Redis-compatible glob matching (`*`, `?`, `[abc]`, `[^a-z]`, `\x`) over
+//! names: the memory broker matches PSUBSCRIBE patterns exactly as Redis
+//! does, and tokens' topic lists are checked with the same rules. It lives
+//! with the names it matches, below both of its users.
 //!
 //! Patterns come from clients (psubscribe), so matching must stay cheap on
 //! hostile ones: a naive port of Redis's recursive `stringmatchlen` retries

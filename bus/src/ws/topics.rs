@@ -1,0 +1,171 @@
+//! The topic ops of a session: subscribe, psubscribe, unsubscribe, publish;
+//! and the connection's subscription bookkeeping, kept in one place: every
+//! change goes to the router's index (what the node receives) and to the
+//! registry entry (what operators see and what close releases) together.
+
+use super::session::{OpResult, Session};
+use crate::message::MessageKind;
+use crate::message::names::{self, Channel, NameError, Scope};
+use crate::protocol::{ErrorCode, OkResult};
+use crate::reply::OpError;
+
+impl Session {
+    /// Subscribes the connection to `channels` and records them; returns
+    /// their wire names.
+    pub(super) async fn hold_channels(&self, channels: &[Channel]) -> Result<Vec<String>, OpError> {
+        self.state
+            .router
+            .subscribe(self.sink_id, &self.sink, channels)
+            .await?;
+        let wire: Vec<String> = channels.iter().map(Channel::wire_name).collect();
+        let mut subs = self.entry.subscriptions.lock().expect("lock");
+        subs.topics.extend(wire.iter().cloned());
+        Ok(wire)
+    }
+
+    /// Subscribes the connection to broker patterns `resolved` and records
+    /// them under their wire names `wire`.
+    async fn hold_patterns(&self, wire: &[String], resolved: &[String]) -> Result<(), OpError> {
+        self.state
+            .router
+            .psubscribe(self.sink_id, &self.sink, resolved)
+            .await?;
+        let mut subs = self.entry.subscriptions.lock().expect("lock");
+        subs.patterns.extend(wire.iter().cloned());
+        Ok(())
+    }
+
+    /// Drops channels and patterns (broker patterns `resolved`, recorded as
+    /// `wire_patterns`) from the connection; returns the channels' wire
+    /// names.
+    async fn release(
+        &self,
+        channels: &[Channel],
+        resolved: &[String],
+        wire_patterns: &[String],
+    ) -> Vec<String> {
+        let router = &self.state.router;
+        router.unsubscribe(self.sink_id, channels).await;
+        router.punsubscribe(self.sink_id, resolved).await;
+        let wire: Vec<String> = channels.iter().map(Channel::wire_name).collect();
+        let mut subs = self.entry.subscriptions.lock().expect("lock");
+        for t in &wire {
+            subs.topics.remove(t);
+        }
+        for p in wire_patterns {
+            subs.patterns.remove(p);
+        }
+        wire
+    }
+
+    /// Drops everything the connection holds (on close).
+    pub(super) async fn release_all(&self) {
+        let subs = self.entry.subscriptions.lock().expect("lock").clone();
+        let scope = self.identity().scope();
+        let channels: Vec<Channel> = subs
+            .topics
+            .iter()
+            .filter_map(|t| names::resolve_topic(scope, t).ok())
+            .collect();
+        let wire_patterns: Vec<String> = subs.patterns.into_iter().collect();
+        let resolved: Vec<String> = wire_patterns
+            .iter()
+            .filter_map(|p| names::resolve_pattern(scope, p).ok())
+            .collect();
+        self.release(&channels, &resolved, &wire_patterns).await;
+    }
+
+    /// Resolves wire names the agent's token allows, with `resolve`
+    /// (topics or patterns); the first refusal refuses them all.
+    fn resolve_allowed<T>(
+        &self,
+        wire: &[String],
+        resolve: impl Fn(Scope<'_>, &str) -> Result<T, NameError>,
+    ) -> Result<Vec<T>, OpError> {
+        let scope = self.identity().scope();
+        wire.iter()
+            .map(|name| {
+                self.allowed(name)?;
+                Ok(resolve(scope, name)?)
+            })
+            .collect()
+    }
+
+    pub(super) async fn subscribe(&mut self, topics: Vec<String>) -> OpResult {
+        let channels = self.resolve_allowed(&topics, names::resolve_topic)?;
+        let topics = self.hold_channels(&channels).await?;
+        Ok(OkResult {
+            topics,
+            ..Default::default()
+        })
+    }
+
+    pub(super) async fn psubscribe(&mut self, patterns: Vec<String>) -> OpResult {
+        let resolved = self.resolve_allowed(&patterns, names::resolve_pattern)?;
+        self.hold_patterns(&patterns, &resolved).await?;
+        Ok(OkResult {
+            patterns,
+            ..Default::default()
+        })
+    }
+
+    /// Unsubscribing needs no permission: it can only give something up.
+    pub(super) async fn unsubscribe(
+        &mut self,
+        topics: Vec<String>,
+        patterns: Vec<String>,
+    ) -> OpResult {
+        let scope = self.identity().scope();
+        let channels = topics
+            .iter()
+            .map(|t| names::resolve_topic(scope, t))
+            .collect::<Result<Vec<_>, _>>()?;
+        let resolved = patterns
+            .iter()
+            .map(|p| names::resolve_pattern(scope, p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let topics = self.release(&channels, &resolved, &patterns).await;
+        Ok(OkResult {
+            topics,
+            patterns,
+            ..Default::default()
+        })
+    }
+
+    /// Publishes to a topic or the agent's workspace; broadcasts and
+    /// inboxes have their own ops, which check their own permissions.
+    pub(super) async fn publish(
+        &mut self,
+        topic: String,
+        payload: serde_json::Value,
+        kind: MessageKind,
+        correlation_id: Option<String>,
+    ) -> OpResult {
+        self.allowed(&topic)?;
+        let channel = names::resolve_topic(self.identity().scope(), &topic)?;
+        match channel {
+            Channel::Topic { .. } | Channel::Workspace(_) => {}
+            Channel::Broadcast => {
+                return Err(OpError::new(
+                    ErrorCode::Forbidden,
+                    "use the broadcast op with scope \"global\"",
+                ));
+            }
+            Channel::Inbox { .. } | Channel::Internal(_) => {
+                return Err(OpError::new(
+                    ErrorCode::Forbidden,
+                    "inboxes take direct messages: use the send op",
+                ));
+            }
+        }
+        let mut message = self.new_message(&topic, payload, kind);
+        message.correlation_id = correlation_id;
+        let id = message.id.clone();
+        let receivers = self.state.router.publish(&channel, message).await?;
+        Ok(OkResult {
+            receivers: Some(receivers),
+            message_ids: vec![id],
+            ..Default::default()
+        })
+    }
+}
