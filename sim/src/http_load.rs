@@ -16,10 +16,7 @@ use goose::prelude::*;
 use serde_json::json;
 
 use crate::metrics::{MetricsHub, Operation};
-
-/// The topic REST users publish to. Agents whose patterns match it ignore
-/// it (it carries no measurement stamp), rather than count it misrouted.
-pub const REST_TOPIC: &str = "agent:sim-rest";
+use crate::plan::REST_TOPIC;
 
 /// What to run.
 #[derive(Debug, Clone)]

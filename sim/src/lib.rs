@@ -52,6 +52,7 @@ pub mod check;
 pub mod cli;
 pub mod context;
 pub mod drive;
+pub mod exit;
 pub mod faults;
 pub mod http_load;
 pub mod ledger;

@@ -4,12 +4,12 @@
 //!
 //! - [`socket`]: connecting (source addresses, retries).
 //! - [`wire`]: frames out (hand-written) and in (borrowed views).
-//! - [`schedule`]: planned send instants.
+//! - [`arrivals`]: planned send instants.
 //! - `send`, `receive`, `work`: the behaviours.
 
 mod adversary;
+pub mod arrivals;
 mod receive;
-pub mod schedule;
 mod send;
 pub mod socket;
 pub mod wire;
@@ -25,12 +25,12 @@ use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use tokio_tungstenite::tungstenite::Message;
 
-use self::schedule::Schedule;
+use self::arrivals::Arrivals;
 use self::socket::{Endpoint, Socket};
 use crate::context::{Counters, NodeTraffic, RunContext};
 use crate::ledger::{AgentOutcome, ChannelKey, MessageClass, Streams, Window};
 use crate::metrics::Operation;
-use crate::plan::{AgentPlan, Session};
+use crate::plan::{AgentPlan, Stay};
 use crate::scenario::{Behaviour, Group};
 
 /// Frames an agent handles per wake-up when more are already read: a
@@ -93,7 +93,7 @@ struct Agent<'a> {
     ctx: &'a RunContext,
     workspace: String,
     rng: SmallRng,
-    schedule: Option<Schedule>,
+    arrivals: Option<Arrivals>,
     /// Next sequence number per channel it sends on.
     seqs: HashMap<ChannelKey, u64>,
     next_request: u64,
@@ -146,7 +146,7 @@ enum End {
 pub async fn run(plan: AgentPlan, ctx: Arc<RunContext>) -> AgentOutcome {
     let group = &ctx.scenario.groups[plan.group];
     let mut agent = Agent::new(&plan, group, &ctx);
-    for (n, session) in plan.sessions.iter().enumerate() {
+    for (n, session) in plan.stays.iter().enumerate() {
         let start = ctx.clock.instant(session.connect_at);
         tokio::select! {
             _ = ctx.stop.cancelled() => break,
@@ -188,7 +188,7 @@ pub async fn run(plan: AgentPlan, ctx: Arc<RunContext>) -> AgentOutcome {
                 c.connect_failures += 1;
             }
         });
-        agent.schedule = None;
+        agent.arrivals = None;
     }
     agent.outcome
 }
@@ -201,7 +201,7 @@ impl<'a> Agent<'a> {
             ctx,
             workspace: plan.workspace_name(),
             rng: SmallRng::seed_from_u64(plan.seed),
-            schedule: None,
+            arrivals: None,
             seqs: HashMap::new(),
             next_request: 0,
             in_flight: HashMap::new(),
@@ -330,7 +330,7 @@ impl<'a> Agent<'a> {
     }
 
     /// One connected session: set up, then serve until leave, stop or loss.
-    async fn session(&mut self, socket: Socket, session: &Session) -> End {
+    async fn session(&mut self, socket: Socket, session: &Stay) -> End {
         let (mut sink, mut stream) = socket.split();
         let now = self.now_us();
         self.open_window(ChannelKey::Workspace(self.plan.workspace), None, now);
@@ -428,12 +428,12 @@ impl<'a> Agent<'a> {
     /// sends, and a slow connect shows as send lag, not fewer messages.
     /// Back from a broken connection, what fell due while disconnected is
     /// skipped (and counted), not sent in a burst.
-    fn resume_schedule(&mut self, session: &Session) {
+    fn resume_schedule(&mut self, session: &Stay) {
         if !(self.group.behaviour.requires_rate() || self.group.rate > 0.0) {
             return;
         }
-        let Some(schedule) = self.schedule.as_mut() else {
-            self.schedule = Some(Schedule::new(
+        let Some(schedule) = self.arrivals.as_mut() else {
+            self.arrivals = Some(Arrivals::new(
                 self.group.rate,
                 self.group.arrival,
                 session.connect_at,
@@ -528,7 +528,7 @@ impl<'a> Agent<'a> {
                         // but what is in flight is still answered.
                         ctx.set_online(self.plan.id, false);
                         self.end_windows();
-                        self.schedule = None;
+                        self.arrivals = None;
                         linger_until = Some(now + ctx.linger);
                         continue;
                     }
@@ -554,9 +554,9 @@ impl<'a> Agent<'a> {
     fn next_due(&self, leaving: bool) -> tokio::time::Instant {
         let mut due = far_future();
         if let Some(t) = self
-            .schedule
+            .arrivals
             .as_ref()
-            .and_then(Schedule::peek)
+            .and_then(Arrivals::peek)
             .filter(|_| !leaving && !self.ctx.is_draining())
         {
             due = due.min(self.ctx.clock.instant(t));

@@ -7,6 +7,7 @@ use super::{Agent, InFlight};
 use crate::context::Counters;
 use crate::ledger::{Arrival, ChannelKey, MessageClass};
 use crate::metrics::Operation;
+use crate::plan::Subscriptions;
 
 impl Agent<'_> {
     pub(super) fn on_frame(&mut self, text: &str) {
@@ -154,6 +155,21 @@ impl Agent<'_> {
         })
     }
 
+    /// Whether the plan has this agent subscribe to what `message` came on
+    /// (its topic, or the pattern it matched).
+    fn asked_for(&self, message: &MessageView<'_>, pattern: Option<&str>) -> bool {
+        match (&self.plan.subscriptions, pattern) {
+            (Subscriptions::Topics(ids), None) => self
+                .ctx
+                .plan
+                .topics
+                .id(&message.topic)
+                .is_some_and(|id| ids.contains(&id)),
+            (Subscriptions::Patterns(globs), Some(p)) => globs.iter().any(|g| g.glob == p),
+            _ => false,
+        }
+    }
+
     fn on_message(&mut self, message: &MessageView<'_>, pattern: Option<&str>) {
         let now = self.now_us();
         self.messages_received += 1;
@@ -162,7 +178,7 @@ impl Agent<'_> {
         if message.topic.ends_with(":inbox") {
             return self.on_direct(message, false);
         }
-        if message.topic == crate::http_load::REST_TOPIC {
+        if message.topic == crate::plan::REST_TOPIC {
             // REST users' traffic (rest_client groups) reaching a pattern.
             return;
         }
@@ -182,6 +198,15 @@ impl Agent<'_> {
             (Some(_), Some(p)) => self.patterns.get(p).copied(),
             (None, _) => None,
         };
+        if window.is_none()
+            && self.subscribing
+            && !wrong_workspace
+            && self.asked_for(message, pattern)
+        {
+            // Delivered between the bus taking the subscription and its
+            // reply, which opens the window: not owed, not misrouted.
+            return;
+        }
         let (Some(stamp), Some(channel), Some(window), false) = (
             message.payload,
             self.channel_of(message),

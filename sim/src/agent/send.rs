@@ -115,12 +115,12 @@ impl Agent<'_> {
     pub(super) fn on_timers(&mut self, leaving: bool) {
         if !leaving && !self.ctx.is_draining() {
             let now = self.ctx.clock.offset(self.now_us());
-            while let Some(due) = self.schedule.as_ref().and_then(|s| s.peek()) {
+            while let Some(due) = self.arrivals.as_ref().and_then(|s| s.peek()) {
                 if due > now {
                     break;
                 }
                 let scenario = &self.ctx.scenario;
-                if let Some(s) = self.schedule.as_mut() {
+                if let Some(s) = self.arrivals.as_mut() {
                     s.pop(scenario, &mut self.rng);
                 }
                 self.send_scheduled(self.ctx.clock.at_us(due));

@@ -23,12 +23,12 @@ pub use compare::{Comparison, Row, RowStatus, Tolerance, compare, render_table};
 pub use junit::render_junit;
 
 /// `sim check`: nothing regressed.
-pub const EXIT_CLEAN: i32 = 0;
+pub const EXIT_CLEAN: i32 = crate::exit::HEALTHY;
 /// `sim check` and `sim baseline`: a file could not be read or written, or
 /// the report is of another scenario than the baseline.
-pub const EXIT_BAD_INPUT: i32 = 2;
+pub const EXIT_BAD_INPUT: i32 = crate::exit::SETUP;
 /// `sim check`: at least one metric regressed.
-pub const EXIT_REGRESSION: i32 = 3;
+pub const EXIT_REGRESSION: i32 = crate::exit::REGRESSION;
 
 /// Why a check could not be made.
 #[derive(Debug, thiserror::Error)]

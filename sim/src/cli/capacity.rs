@@ -1,12 +1,12 @@
 //! `sim capacity`: sweep or search the load of a scenario on one or more
 //! bus set-ups, and write `capacity.json`, `capacity.md`, `capacity.html`.
 
+use crate::exit;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use clap::Args;
 
-use super::EXIT_SETUP;
 use crate::capacity::search::{self, Strategy};
 use crate::capacity::{self, CapacityReport, PointProber, ProbeSettings, Setup, SetupResult, Vary};
 use crate::metrics::Operation;
@@ -75,7 +75,7 @@ pub async fn capacity_command(args: CapacityArgs) -> i32 {
         Ok(s) => s,
         Err(e) => {
             eprintln!("sim: {e}");
-            return EXIT_SETUP;
+            return exit::SETUP;
         }
     };
     let needs_redis = setups.iter().any(|s| s.broker == BrokerKind::Redis);

@@ -1,7 +1,8 @@
 //! `sim merge`: the shards of one run combined into one report, written
 //! like a run's, with the verdict's exit code.
 
-use super::{EXIT_SETUP, MergeArgs, run::print_summary};
+use super::{MergeArgs, run::print_summary};
+use crate::exit;
 use crate::merge;
 use crate::orchestrate::FinishedRun;
 use crate::report;
@@ -15,7 +16,7 @@ pub fn merge_command(args: &MergeArgs) -> i32 {
         Ok(merged) => merged,
         Err(e) => {
             eprintln!("sim merge: {e}");
-            return EXIT_SETUP;
+            return exit::SETUP;
         }
     };
     if let Err(e) = report::write_all(&report, &metrics, &args.out) {

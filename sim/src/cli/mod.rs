@@ -27,9 +27,6 @@ pub use self::run::run_command;
 pub use self::start_at::{MAX_LEAD, START_GRACE, check_start_at, parse_start_at};
 use crate::scenario::{LoadScale, Scenario};
 
-/// Exit code of setup errors.
-pub const EXIT_SETUP: i32 = 2;
-
 /// Load-tests an agent message bus from scenario files.
 #[derive(Debug, Parser)]
 #[command(name = "sim", version, about, long_about = None)]

@@ -3,11 +3,12 @@
 //! ledger from the bus's own counts, judge, write the report, print the
 //! summary, and exit with the verdict's code.
 
+use crate::exit;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::{EXIT_SETUP, RunArgs, apply_overrides, check_start_at};
+use super::{RunArgs, apply_overrides, check_start_at};
 use crate::bus_under_test::{self, RunningTarget, TargetOptions};
 use crate::drive::RunOptions;
 use crate::orchestrate::{self, FinishedRun};
@@ -36,7 +37,7 @@ pub async fn run_command(args: RunArgs) -> i32 {
         Ok(scale) => scale,
         Err(e) => {
             eprintln!("sim: {e}");
-            return EXIT_SETUP;
+            return exit::SETUP;
         }
     };
     if let Some(Err(e)) = args
@@ -44,7 +45,7 @@ pub async fn run_command(args: RunArgs) -> i32 {
         .map(|at| check_start_at(at, SystemTime::now()))
     {
         eprintln!("sim: {e}");
-        return EXIT_SETUP;
+        return exit::SETUP;
     }
     let args = &RunArgs {
         jwt_secret: args
@@ -72,7 +73,7 @@ pub async fn run_command(args: RunArgs) -> i32 {
     }
     if let Some(problem) = bus_under_test::descriptor_budget(agents_here, mode).problem() {
         eprintln!("sim: {problem}");
-        return EXIT_SETUP;
+        return exit::SETUP;
     }
     let options = TargetOptions {
         redis_url: args.redis.clone(),
@@ -93,7 +94,7 @@ pub async fn run_command(args: RunArgs) -> i32 {
         Ok(t) => t,
         Err(e) => {
             eprintln!("sim: cannot start the bus under test: {e}");
-            return EXIT_SETUP;
+            return exit::SETUP;
         }
     };
     if let Some(Err(e)) = args
@@ -104,7 +105,7 @@ pub async fn run_command(args: RunArgs) -> i32 {
         if let Err(e) = target.stop().await {
             eprintln!("sim: stopping the bus under test: {e}");
         }
-        return EXIT_SETUP;
+        return exit::SETUP;
     }
     if !args.quiet {
         eprintln!(

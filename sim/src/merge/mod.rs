@@ -3,7 +3,7 @@
 //!
 //! - `load`: one shard directory read back (`report.json`, `shard.json`,
 //!   `hdr/*.hlog`).
-//! - `check`: the shards must be all of one run: same scenario and seed,
+//! - `consistency`: the shards must be all of one run: same scenario and seed,
 //!   same shard count, every index exactly once.
 //! - `parts`: the report's other parts combined (bus nodes, faults, the
 //!   bus's health as shard 0 saw it, the simulator's cost, notes).
@@ -17,7 +17,7 @@
 //! class settles from the bus's counts as read by the shard that ended
 //! last. The verdicts are judged once, with the scenario's thresholds.
 
-mod check;
+mod consistency;
 mod load;
 mod parts;
 #[cfg(test)]
@@ -94,7 +94,7 @@ pub fn merge_dirs(dirs: &[PathBuf]) -> Result<FinishedRun, MergeError> {
         .iter()
         .map(|d| load::load(d))
         .collect::<Result<Vec<_>, _>>()?;
-    merge(check::complete_set(shards)?)
+    merge(consistency::complete_set(shards)?)
 }
 
 /// Merges a complete set of shards (see [`merge_dirs`]).

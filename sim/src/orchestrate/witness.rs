@@ -182,7 +182,7 @@ struct Listed {
 pub fn audit_instant(plan: &Plan) -> Option<Duration> {
     let mut edges: Vec<(Duration, i64)> = Vec::new();
     for agent in &plan.agents {
-        for s in &agent.sessions {
+        for s in &agent.stays {
             edges.push((s.connect_at, 1));
             edges.push((s.leave_at.unwrap_or(plan.run_length), -1));
         }

@@ -19,12 +19,18 @@ pub use self::subscriptions::{PatternSubscription, Subscriptions, TopicTable};
 use self::subscriptions::{patterns_of, topics_of};
 use crate::scenario::{Behaviour, Scenario};
 
+/// The topic the REST users (`rest_client` groups) publish to. Agents whose
+/// patterns match it ignore it (it carries no measurement stamp), rather
+/// than count it misrouted.
+pub const REST_TOPIC: &str = "agent:sim-rest";
+
 /// Resolution of the agent-count schedule.
 const STEP: Duration = Duration::from_millis(10);
 
-/// One connected stretch of an agent's life.
+/// One planned stay of an agent on the bus: when it connects and when it
+/// leaves (a broken connection is resumed within the same stay).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Session {
+pub struct Stay {
     pub connect_at: Duration,
     /// `None`: stays until the run ends.
     pub leave_at: Option<Duration>,
@@ -46,7 +52,7 @@ pub struct AgentPlan {
     /// Which bus node it connects to.
     pub node: usize,
     pub source: Option<IpAddr>,
-    pub sessions: Vec<Session>,
+    pub stays: Vec<Stay>,
     pub seed: u64,
     /// What it subscribes to on every connect (beyond its inbox, workspace
     /// and the global broadcast, which every agent gets).
@@ -80,8 +86,8 @@ pub struct Plan {
 
 /// Which agents of a `count`-strong group are connected at each step:
 /// agent `i` is connected while `fraction * count > i`.
-fn sessions_of_group(scenario: &Scenario, count: u32) -> Vec<Vec<Session>> {
-    let mut sessions: Vec<Vec<Session>> = vec![Vec::new(); count as usize];
+fn stays_of_group(scenario: &Scenario, count: u32) -> Vec<Vec<Stay>> {
+    let mut stays: Vec<Vec<Stay>> = vec![Vec::new(); count as usize];
     let end = scenario.total_duration();
     let steps = (end.as_nanos() / STEP.as_nanos()) as u32;
     let mut active = 0u32;
@@ -92,7 +98,7 @@ fn sessions_of_group(scenario: &Scenario, count: u32) -> Vec<Vec<Session>> {
             .floor()
             .clamp(0.0, f64::from(count)) as u32;
         while active < target {
-            sessions[active as usize].push(Session {
+            stays[active as usize].push(Stay {
                 connect_at: t,
                 leave_at: None,
             });
@@ -100,12 +106,12 @@ fn sessions_of_group(scenario: &Scenario, count: u32) -> Vec<Vec<Session>> {
         }
         while active > target {
             active -= 1;
-            if let Some(s) = sessions[active as usize].last_mut() {
+            if let Some(s) = stays[active as usize].last_mut() {
                 s.leave_at = Some(t);
             }
         }
     }
-    sessions
+    stays
 }
 
 /// Builds the plan. `shard` = (index, count) keeps only the agents whose id
@@ -133,7 +139,7 @@ pub fn build(scenario: &Scenario, nodes: usize, sources: &[IpAddr], shard: (u32,
     let mut first_id = Vec::with_capacity(scenario.groups.len());
     for (g, group) in scenario.groups.iter().enumerate() {
         first_id.push(id);
-        for (index, sessions) in sessions_of_group(scenario, group.count)
+        for (index, stays) in stays_of_group(scenario, group.count)
             .into_iter()
             .enumerate()
         {
@@ -161,7 +167,7 @@ pub fn build(scenario: &Scenario, nodes: usize, sources: &[IpAddr], shard: (u32,
                     workspace,
                     node: id as usize % nodes.max(1),
                     source: (!sources.is_empty()).then(|| sources[id as usize % sources.len()]),
-                    sessions,
+                    stays,
                     seed,
                     subscriptions,
                 });
@@ -210,8 +216,8 @@ rate = 1.0
         assert_eq!(plan.agents.len(), 12);
         for a in &plan.agents {
             assert_eq!(
-                a.sessions,
-                vec![Session {
+                a.stays,
+                vec![Stay {
                     connect_at: Duration::ZERO,
                     leave_at: None
                 }]
@@ -231,10 +237,10 @@ rate = 1.0
         );
         let plan = build(&s, 1, &[], (0, 1));
         let subs: Vec<&AgentPlan> = plan.agents.iter().filter(|a| a.group == 0).collect();
-        assert!(subs[0].sessions[0].connect_at <= Duration::from_millis(110));
-        assert!(subs[9].sessions[0].connect_at >= Duration::from_millis(890));
+        assert!(subs[0].stays[0].connect_at <= Duration::from_millis(110));
+        assert!(subs[9].stays[0].connect_at >= Duration::from_millis(890));
         // The last to come is the first to go.
-        assert!(subs[9].sessions[0].leave_at.unwrap() < subs[0].sessions[0].leave_at.unwrap());
+        assert!(subs[9].stays[0].leave_at.unwrap() < subs[0].stays[0].leave_at.unwrap());
     }
 
     #[test]

@@ -27,13 +27,10 @@ pub enum ScenarioError {
 }
 
 impl ScenarioError {
-    /// The process exit code for any setup error, scenario errors included.
-    /// Verdict exit codes (0, 10, 11) are in [`crate::verdict::exit_code`].
-    pub const EXIT_CODE: i32 = 2;
-
-    /// The exit code the CLI uses for this error (always 2).
+    /// The exit code the CLI uses for this error: a setup error
+    /// ([`crate::exit::SETUP`]).
     pub fn exit_code(&self) -> i32 {
-        Self::EXIT_CODE
+        crate::exit::SETUP
     }
 
     /// The details of an invalid scenario, if that is the error.

@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{EXIT_INCONCLUSIVE, Status, exit_code};
+use super::{Status, exit_code};
+use crate::exit;
 use crate::ledger::MessageClass;
 use crate::metrics::{Operation, RunMetrics};
 use crate::scenario::Thresholds;
@@ -123,11 +124,11 @@ impl Verdicts {
     }
 
     /// The process exit code of the verdicts: the overall verdict's, or
-    /// [`EXIT_INCONCLUSIVE`] when the overall verdict is not critical and
+    /// [`exit::INCONCLUSIVE`] when the overall verdict is not critical and
     /// some bad figure could not be judged.
     pub fn exit_code(&self) -> i32 {
         if self.overall < Status::Critical && self.is_inconclusive() {
-            return EXIT_INCONCLUSIVE;
+            return exit::INCONCLUSIVE;
         }
         exit_code(self.overall)
     }

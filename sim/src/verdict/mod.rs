@@ -1,16 +1,6 @@
 //! Verdicts: healthy / warning / critical per operation, per message class (loss) and for connections, and the exit code.
 //!
-//! Exit codes of a run (the CLI returns them):
-//!
-//! | code | meaning |
-//! | --- | --- |
-//! | 0 | overall verdict healthy |
-//! | 2 | setup error: bad scenario, bus unreachable, ... (see [`ScenarioError::EXIT_CODE`](crate::scenario::ScenarioError::EXIT_CODE)) |
-//! | 1 | the run failed its integrity check: the simulator's own counts and the bus's disagree (see [`trust`]); no verdict on the bus |
-//! | 10 | overall verdict warning |
-//! | 11 | overall verdict critical |
-//! | 12 | inconclusive: a bad figure may be the simulator's own delay (it could not keep its schedule), and nothing conclusive is critical |
-//! | 13 | interrupted (SIGINT or SIGTERM): the report holds what was measured until then |
+//! The exit codes these map to are in [`crate::exit`].
 
 mod judge;
 pub mod trust;
@@ -18,6 +8,8 @@ pub mod trust;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+
+use crate::exit;
 
 pub use judge::{
     ConnectionVerdict, LossVerdict, OperationVerdict, SecurityVerdict, Verdicts, judge, min_samples,
@@ -68,27 +60,14 @@ impl fmt::Display for Status {
     }
 }
 
-/// Exit code for an overall healthy verdict.
-pub const EXIT_HEALTHY: i32 = 0;
-/// Exit code for an overall warning verdict.
-pub const EXIT_WARNING: i32 = 10;
-/// Exit code for an overall critical verdict.
-pub const EXIT_CRITICAL: i32 = 11;
-/// Exit code of a run whose bad figures the simulator could not vouch for.
-pub const EXIT_INCONCLUSIVE: i32 = 12;
-/// Exit code of an interrupted run (SIGINT, SIGTERM).
-pub const EXIT_INTERRUPTED: i32 = 13;
-/// Exit code of a run that failed its integrity check.
-pub const EXIT_INTEGRITY: i32 = 1;
-
 /// The process exit code for an overall verdict: 0 healthy, 10 warning, 11
 /// critical. Distinct from 1 (a panic or unexpected failure) and 2 (setup
 /// errors), so CI can tell "the bus is slow" from "the run broke".
 pub const fn exit_code(overall: Status) -> i32 {
     match overall {
-        Status::Healthy => EXIT_HEALTHY,
-        Status::Warning => EXIT_WARNING,
-        Status::Critical => EXIT_CRITICAL,
+        Status::Healthy => exit::HEALTHY,
+        Status::Warning => exit::WARNING,
+        Status::Critical => exit::CRITICAL,
     }
 }
 

@@ -18,7 +18,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{EXIT_INTEGRITY, EXIT_INTERRUPTED, Status, Verdicts};
+use super::{Status, Verdicts};
+use crate::exit;
 
 /// The simulator's runtime lag (p99) above which it is saturated, at
 /// least: a timer woken 5 ms late is the simulator's delay, not the bus's.
@@ -228,10 +229,10 @@ impl Integrity {
 /// when inconclusive).
 pub fn exit_code(verdicts: &Verdicts, integrity: &Integrity) -> i32 {
     if integrity.status == IntegrityStatus::Failed {
-        return EXIT_INTEGRITY;
+        return exit::INTEGRITY;
     }
     if integrity.interrupted_at_s.is_some() {
-        return EXIT_INTERRUPTED;
+        return exit::INTERRUPTED;
     }
     verdicts.exit_code()
 }
@@ -239,7 +240,7 @@ pub fn exit_code(verdicts: &Verdicts, integrity: &Integrity) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::verdict::{EXIT_INCONCLUSIVE, OperationVerdict};
+    use crate::verdict::OperationVerdict;
 
     fn figures(lag: f64, send: Option<f64>, busy: Option<f64>) -> SelfFigures {
         SelfFigures {
@@ -293,7 +294,7 @@ mod tests {
         mark_inconclusive(&mut v);
         assert!(v.operations[0].inconclusive && !v.operations[1].inconclusive);
         assert_eq!(v.overall, Status::Healthy, "nothing conclusive is bad");
-        assert_eq!(v.exit_code(), EXIT_INCONCLUSIVE);
+        assert_eq!(v.exit_code(), exit::INCONCLUSIVE);
         let mut integrity = Integrity {
             saturation: Some("late".into()),
             ..Integrity::default()

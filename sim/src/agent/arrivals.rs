@@ -1,4 +1,4 @@
-//! The open-model send schedule of one agent: when each message is due.
+//! The open-model arrivals of one agent: when each of its messages is due.
 //! Latency is measured from these planned instants, so a stalled bus (or a
 //! stalled simulator) cannot hide its stall by delaying the next send.
 
@@ -16,13 +16,13 @@ const IDLE_STEP: Duration = Duration::from_millis(50);
 
 /// Planned send instants of one agent, relative to the run start.
 #[derive(Debug, Clone)]
-pub struct Schedule {
+pub struct Arrivals {
     rate: f64,
     arrival: Arrival,
     next: Option<Duration>,
 }
 
-impl Schedule {
+impl Arrivals {
     /// A schedule for `rate` messages/s (before phase multipliers), first due
     /// from `start` on.
     pub fn new(
@@ -135,7 +135,7 @@ rate = 10.0
     fn count(arrival: Arrival, from: f64, to: f64) -> usize {
         let s = scenario();
         let mut rng = SmallRng::seed_from_u64(1);
-        let mut schedule = Schedule::new(10.0, arrival, Duration::ZERO, &s, &mut rng);
+        let mut schedule = Arrivals::new(10.0, arrival, Duration::ZERO, &s, &mut rng);
         let mut n = 0;
         while let Some(t) = schedule.pop(&s, &mut rng) {
             let t = t.as_secs_f64();
