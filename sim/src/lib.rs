@@ -1,49 +1,45 @@
-//! The load simulator: synthetic agents against the agent bus, HDR latency, verdicts and reports.
+//! The load simulator: synthetic agents against the agent bus, HDR latency,
+//! verdicts and reports.
 //!
-//! Data flow: scenario file → validated plan → runner → agents → per-worker
-//! recorders → merged metrics → verdicts → reports.
+//! Data flow: scenario file → [`plan`] → [`drive`] spawns the [`agent`]s,
+//! which share a [`context`] → per-worker recorders ([`metrics`]) and the
+//! agents' evidence ([`ledger`]) → merged metrics → [`verdict`]s (and the
+//! run's [`verdict::trust`]) → [`report`]s. [`orchestrate`] runs all of that
+//! against a [`bus_under_test`] while [`monitor`] watches it and [`faults`]
+//! disturb it.
 //!
-//! Modules, each using only the ones above it in this list:
+//! Layers, lowest first. A module uses only modules of the layers before
+//! its own, never one of its own layer (`tests/layers.rs` checks this very
+//! list against the sources):
 //!
-//! - [`metrics`]: what is measured and how it is kept: [`metrics::Operation`]
-//!   and [`metrics::MessageClass`] names, one [`metrics::Recorder`] per worker
-//!   thread (HDR histograms in µs, a per-second series, error kinds and the
-//!   delivery [`metrics::Ledger`]), handed out by a [`metrics::MetricsHub`]
-//!   and merged losslessly into [`metrics::RunMetrics`]; HDR interval logs.
-//! - [`scenario`]: the TOML scenario format ([`scenario::Scenario`]): target,
-//!   phases, agent groups, thresholds, faults; loading with errors that name
-//!   the file, line, column and field; the load schedule over time; the JSON
-//!   Schema for editors.
-//! - [`verdict`]: healthy / warning / critical per operation, per message
-//!   class (loss) and for connections, from a scenario's thresholds; the exit
-//!   codes.
-//! - [`report`]: `report.json`, `report.md`, `report.html` (inline SVG plots)
-//!   and `hdr/*.hlog` from merged metrics, verdicts and run facts; the
-//!   snapshot view (the facts two healthy runs share).
-//! - [`check`]: baselines and `sim check`: a report compared with a
-//!   committed baseline, counts exactly and latency within a tolerance; a
-//!   diff table and JUnit XML.
-//!
-//! - [`procstat`]: CPU and memory of processes (the simulator, bus nodes).
-//! - [`target`]: where the bus under test runs: embedded in this process,
-//!   spawned as child processes, or external; the open-file budget.
-//! - [`monitor`]: the bus's `/health` and connections and Redis `INFO`
-//!   polled during a run.
-//! - [`agent`]: one simulated agent, a real WebSocket client: connect,
-//!   subscribe, send on its open-model schedule, answer, work, account.
-//! - [`runner`]: the plan (who connects when and where), the agents' shared
-//!   context and clock, phases and drain, the ledger's evidence and its
-//!   reconciliation, and the record a shard writes for `sim merge`.
-//! - [`faults`]: a scenario's faults injected while it runs.
-//! - [`http_load`]: REST load through goose (`rest_client` groups).
-//! - [`execute`]: one scenario against a running bus, watched, faults
-//!   injected, with the queue ledger settled from the bus's counts and
-//!   per-node figures.
-//! - [`merge`]: the shards of a sharded run (`sim run --shard i/n`) merged
-//!   into one report: histograms added, the ledger reconciled over every
-//!   shard's sends and windows, verdicts judged once.
-//! - [`capacity`]: load sweeps and searches for the highest healthy load.
-//! - [`cli`]: the `sim` command line.
+//! 1. [`exit`]: every exit code; [`ledger`]: the delivery ledger (counts,
+//!    subscription windows, evidence, reconciliation); [`procstat`]: CPU
+//!    and memory of processes and of the machine.
+//! 2. [`metrics`]: operations, per-worker HDR recorders merged into
+//!    `RunMetrics`, per-second series, HDR interval logs.
+//! 3. [`scenario`]: the TOML scenario format, loading with located errors,
+//!    validation, scaling, the load profile, the JSON Schema.
+//! 4. [`verdict`]: healthy / warning / critical per operation, class and
+//!    connections; whether a run's numbers can be trusted.
+//! 5. [`report`]: `report.json`, `report.md`, `report.html`, the snapshot
+//!    view.
+//! 6. [`check`]: baselines and `sim check`; [`plan`]: who connects when,
+//!    where, subscribed to what; [`bus_under_test`]: the bus the agents
+//!    load (embedded, spawned or external), its Redis, fault actuators.
+//! 7. [`context`]: what a run's agents share (clock, hub, counters, fault
+//!    switches, signals); [`monitor`]: the bus's health, connections and
+//!    Redis polled during a run.
+//! 8. [`agent`]: one simulated agent, a real WebSocket client.
+//! 9. [`drive`]: spawning the agents, phases, drain, completing the
+//!    ledger, the simulator watching itself, shard records.
+//! 10. [`faults`]: a scenario's faults injected while it runs;
+//!     [`http_load`]: REST load through goose.
+//! 11. [`orchestrate`]: one scenario against a running bus, watched,
+//!     faults injected, witnessed by the bus's own counts, judged and
+//!     reported.
+//! 12. [`merge`]: the shards of a run merged into one report.
+//! 13. [`capacity`]: load sweeps and searches for the highest healthy load.
+//! 14. [`cli`]: the `sim` command line.
 
 pub mod agent;
 pub mod bus_under_test;

@@ -7,6 +7,7 @@ mod cli;
 mod deploy;
 mod generated;
 mod interrupt;
+mod layers;
 mod ledger_faults;
 mod nodes;
 mod run_embedded;

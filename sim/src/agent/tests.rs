@@ -40,7 +40,7 @@ fn the_ledger_expects_exactly_what_each_agent_subscribed_to() {
     use bus::protocol::ClientFrame;
 
     use super::Agent;
-    use crate::drive::{Endpoints, RunOptions, context};
+    use crate::context::{ContextSettings, RunClock, RunContext};
     use crate::ledger::ChannelKey;
     use crate::scenario::Scenario;
 
@@ -73,11 +73,12 @@ topics = {{ count = 7, distribution = "{distribution}" }}
 "#
             );
             let scenario = Arc::new(Scenario::parse(&text, "subs.toml").unwrap());
-            let endpoints = Endpoints {
+            let plan = Arc::new(crate::plan::build(&scenario, 1, &[], (0, 1)));
+            let settings = ContextSettings {
                 ws_urls: vec!["ws://127.0.0.1:9/ws/connect".into()],
-                source_addresses: Vec::new(),
+                ..ContextSettings::default()
             };
-            let ctx = context(&scenario, &endpoints, &RunOptions::default());
+            let ctx = RunContext::new(scenario.clone(), plan, RunClock::new(), settings);
             let case = format!("{distribution}, per_agent {per_agent}");
             for plan in &ctx.plan.agents {
                 let group = &scenario.groups[plan.group];

@@ -65,7 +65,73 @@ pub struct RunContext {
     pub node_traffic: Vec<NodeTraffic>,
 }
 
+/// How a run's context is set up (everything that is not the scenario,
+/// the plan or the clock).
+#[derive(Debug, Clone)]
+pub struct ContextSettings {
+    /// `ws://host:port/ws/connect` per bus node.
+    pub ws_urls: Vec<String>,
+    /// Signs agent tokens when the bus wants them.
+    pub jwt_secret: Option<String>,
+    /// WebSocket handshakes in flight at most.
+    pub connect_concurrency: usize,
+    /// How long an agent that leaves mid-run keeps reading.
+    pub linger: Duration,
+    /// `(index, count)` of this process's shard.
+    pub shard: (u32, u32),
+    /// Cancelled when the run is interrupted.
+    pub interrupt: CancellationToken,
+}
+
+impl Default for ContextSettings {
+    fn default() -> Self {
+        Self {
+            ws_urls: Vec::new(),
+            jwt_secret: None,
+            connect_concurrency: 256,
+            linger: Duration::from_secs(1),
+            shard: (0, 1),
+            interrupt: CancellationToken::new(),
+        }
+    }
+}
+
 impl RunContext {
+    /// The context of a run of `scenario` along `plan`, from `clock`'s zero.
+    pub fn new(
+        scenario: Arc<Scenario>,
+        plan: Arc<Plan>,
+        clock: RunClock,
+        settings: ContextSettings,
+    ) -> Self {
+        let agents = scenario.total_agents() as usize;
+        let flags = || (0..agents).map(|_| AtomicBool::default()).collect();
+        Self {
+            scenario,
+            plan,
+            clock,
+            hub: MetricsHub::new(clock.start),
+            node_traffic: settings
+                .ws_urls
+                .iter()
+                .map(|_| Default::default())
+                .collect(),
+            ws_urls: settings.ws_urls,
+            jwt_secret: settings.jwt_secret,
+            counters: Counters::default(),
+            broadcasts: BroadcastTracker::default(),
+            connects: Semaphore::new(settings.connect_concurrency.max(1)),
+            draining: AtomicBool::default(),
+            stop: CancellationToken::new(),
+            interrupted: settings.interrupt,
+            linger: settings.linger,
+            online: flags(),
+            subscribed: flags(),
+            faults: FaultSwitches::new(agents),
+            shard: settings.shard,
+        }
+    }
+
     /// Sleeps `duration`, or less if the run is interrupted meanwhile;
     /// false when it was.
     pub async fn hold(&self, duration: Duration) -> bool {

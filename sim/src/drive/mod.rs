@@ -21,18 +21,16 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use self::self_load::{SelfLoad, SelfWatch};
 use crate::agent;
 use crate::context::{
-    BroadcastTracker, ConnectSpan, Counters, FaultSwitches, NodeTraffic, RunClock, RunContext,
-    TrafficTotals,
+    ConnectSpan, ContextSettings, NodeTraffic, RunClock, RunContext, TrafficTotals,
 };
 use crate::ledger::{Counting, Evidence};
-use crate::metrics::{MetricsHub, RunMetrics};
+use crate::metrics::RunMetrics;
 use crate::scenario::{LoadScale, Scenario};
 
 /// How a run is driven (everything that is not in the scenario).
@@ -238,7 +236,7 @@ fn node_agents(plan: &crate::plan::Plan, nodes: usize) -> Vec<u64> {
 }
 
 /// The shared context of a run of `scenario` (agents are not started).
-pub(crate) fn context(
+fn context(
     scenario: &Arc<Scenario>,
     endpoints: &Endpoints,
     options: &RunOptions,
@@ -252,31 +250,19 @@ pub(crate) fn context(
     let clock = options
         .start_at
         .map_or_else(RunClock::new, RunClock::starting_at);
-    let agents = scenario.total_agents() as usize;
-    Arc::new(RunContext {
-        scenario: scenario.clone(),
+    Arc::new(RunContext::new(
+        scenario.clone(),
         plan,
         clock,
-        hub: MetricsHub::new(clock.start),
-        ws_urls: endpoints.ws_urls.clone(),
-        jwt_secret: options.jwt_secret.clone(),
-        counters: Counters::default(),
-        broadcasts: BroadcastTracker::default(),
-        connects: Semaphore::new(options.connect_concurrency.max(1)),
-        draining: Default::default(),
-        stop: CancellationToken::new(),
-        interrupted: options.interrupt.child_token(),
-        linger: options.linger,
-        online: (0..agents).map(|_| Default::default()).collect(),
-        subscribed: (0..agents).map(|_| Default::default()).collect(),
-        faults: FaultSwitches::new(agents),
-        shard: options.shard,
-        node_traffic: endpoints
-            .ws_urls
-            .iter()
-            .map(|_| Default::default())
-            .collect(),
-    })
+        ContextSettings {
+            ws_urls: endpoints.ws_urls.clone(),
+            jwt_secret: options.jwt_secret.clone(),
+            connect_concurrency: options.connect_concurrency,
+            linger: options.linger,
+            shard: options.shard,
+            interrupt: options.interrupt.child_token(),
+        },
+    ))
 }
 
 /// Waits until nothing arrives any more (or the drain time is up); true
