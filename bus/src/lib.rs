@@ -28,7 +28,6 @@
 //! 9. [`server`]: building and running a node with graceful shutdown.
 
 // Here rather than in [workspace.lints] until sim is ready for them too.
-#![warn(missing_docs, unreachable_pub)]
 
 pub mod auth;
 pub mod broker;

@@ -1,8 +1,6 @@
 //! The `bus` binary: parses the configuration, binds the listener, serves
 //! until ctrl-c or SIGTERM.
 
-#![warn(missing_docs, unreachable_pub)]
-
 use std::process::ExitCode;
 
 use anyhow::Context;

@@ -32,7 +32,7 @@ fn msg(n: usize, priority: u8) -> AgentMessage {
     AgentMessage::new("jobs", json!({ "n": n })).with_priority(priority)
 }
 
-pub async fn exact_channels(b: Backend) {
+pub(crate) async fn exact_channels(b: Backend) {
     let mut sub = b.broker.subscribe().await.unwrap();
     sub.control.subscribe(&["topic:w1/a".into()]).await.unwrap();
     assert_eq!(
@@ -67,7 +67,7 @@ pub async fn exact_channels(b: Backend) {
     );
 }
 
-pub async fn pattern_subscriptions(b: Backend) {
+pub(crate) async fn pattern_subscriptions(b: Backend) {
     let mut sub = b.broker.subscribe().await.unwrap();
     sub.control
         .psubscribe(&["topic:w1/agent:*".into()])
@@ -130,7 +130,7 @@ pub async fn pattern_subscriptions(b: Backend) {
     );
 }
 
-pub async fn publish_order_is_kept(b: Backend) {
+pub(crate) async fn publish_order_is_kept(b: Backend) {
     let mut sub = b.broker.subscribe().await.unwrap();
     sub.control
         .subscribe(&["topic:w1/seq".into()])
@@ -148,7 +148,7 @@ pub async fn publish_order_is_kept(b: Backend) {
     }
 }
 
-pub async fn priority_and_fifo_over_10k(b: Backend) {
+pub(crate) async fn priority_and_fifo_over_10k(b: Backend) {
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let messages: Vec<AgentMessage> = (0..10_000)
         .map(|n| msg(n, rng.random_range(0..10)))
@@ -196,7 +196,7 @@ pub async fn priority_and_fifo_over_10k(b: Backend) {
     assert!(claimed.iter().all(|c| c.message.attempts == 1));
 }
 
-pub async fn claims_are_atomic_under_50_consumers(b: Backend) {
+pub(crate) async fn claims_are_atomic_under_50_consumers(b: Backend) {
     let messages: Vec<AgentMessage> = (0..5_000).map(|n| msg(n, 0)).collect();
     for chunk in messages.chunks(1000) {
         b.broker.enqueue("w1/work", chunk, u64::MAX).await.unwrap();
@@ -240,7 +240,7 @@ pub async fn claims_are_atomic_under_50_consumers(b: Backend) {
     );
 }
 
-pub async fn ack_reject_retry_and_dead_letter(b: Backend) {
+pub(crate) async fn ack_reject_retry_and_dead_letter(b: Backend) {
     let p = policy(3);
     let m = msg(1, 5);
     b.broker
@@ -337,7 +337,7 @@ pub async fn ack_reject_retry_and_dead_letter(b: Backend) {
     assert!(!b.broker.ack("w1/q", "no-such-id").await.unwrap());
 }
 
-pub async fn acks_are_idempotent_for_a_while(b: Backend) {
+pub(crate) async fn acks_are_idempotent_for_a_while(b: Backend) {
     let p = policy(3);
     let m = msg(1, 0);
     b.broker
@@ -360,7 +360,7 @@ pub async fn acks_are_idempotent_for_a_while(b: Backend) {
     assert_eq!((stats.ready, stats.processing), (0, 0));
 }
 
-pub async fn acks_in_batches(b: Backend) {
+pub(crate) async fn acks_in_batches(b: Backend) {
     let p = policy(3);
     let messages: Vec<AgentMessage> = (0..5).map(|i| msg(i, 0)).collect();
     b.broker.enqueue("w1/b", &messages, u64::MAX).await.unwrap();
@@ -388,7 +388,7 @@ pub async fn acks_in_batches(b: Backend) {
     );
 }
 
-pub async fn reclaim_after_visibility_timeout(b: Backend) {
+pub(crate) async fn reclaim_after_visibility_timeout(b: Backend) {
     let p = policy(2);
     let m = msg(1, 0);
     b.broker
@@ -429,7 +429,7 @@ pub async fn reclaim_after_visibility_timeout(b: Backend) {
     );
 }
 
-pub async fn stats_queues_and_limits(b: Backend) {
+pub(crate) async fn stats_queues_and_limits(b: Backend) {
     let batch: Vec<AgentMessage> = (0..5).map(|n| msg(n, 0)).collect();
     assert_eq!(b.broker.enqueue("w1/s", &batch[..3], 4).await.unwrap(), 3);
     assert_eq!(
@@ -462,7 +462,7 @@ pub async fn stats_queues_and_limits(b: Backend) {
     );
 }
 
-pub async fn waiting_workers_are_woken_by_enqueue(b: Backend) {
+pub(crate) async fn waiting_workers_are_woken_by_enqueue(b: Backend) {
     let broker = b.broker.clone();
     // Register the waiter first, then enqueue: the waiter must return long
     // before its 60 s timeout, which only a wake-up can do.
@@ -508,7 +508,7 @@ async fn until<F: Fn() -> bool>(what: &str, f: F) {
     .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
 }
 
-pub async fn router_inbox_and_pending(b: Backend) {
+pub(crate) async fn router_inbox_and_pending(b: Backend) {
     let router = MessageRouter::new(b.broker.clone(), RouterConfig::default())
         .await
         .unwrap();
@@ -572,7 +572,7 @@ pub async fn router_inbox_and_pending(b: Backend) {
     assert!(router.pending("w2", "a2", 10).await.unwrap().is_empty());
 }
 
-pub async fn router_fans_out_once_per_node(b: Backend) {
+pub(crate) async fn router_fans_out_once_per_node(b: Backend) {
     let router = MessageRouter::new(b.broker.clone(), RouterConfig::default())
         .await
         .unwrap();

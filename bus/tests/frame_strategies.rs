@@ -10,7 +10,7 @@ use serde_json::{Number, Value, json};
 
 /// JSON text that parses, or nearly: every type, extreme and out-of-range
 /// numbers, odd strings, and nesting deep enough to hit the parser's limit.
-pub fn hostile_json() -> impl Strategy<Value = String> {
+pub(crate) fn hostile_json() -> impl Strategy<Value = String> {
     let leaf = prop_oneof![
         Just("null".to_owned()),
         any::<bool>().prop_map(|b| b.to_string()),
@@ -64,7 +64,7 @@ pub fn hostile_json() -> impl Strategy<Value = String> {
 }
 
 /// A JSON value of any shape (finite numbers only: JSON has no others).
-pub fn json_value() -> impl Strategy<Value = Value> {
+pub(crate) fn json_value() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
@@ -83,7 +83,7 @@ pub fn json_value() -> impl Strategy<Value = Value> {
 }
 
 /// An id a client may send: a string or a number.
-pub fn request_id() -> impl Strategy<Value = Value> {
+pub(crate) fn request_id() -> impl Strategy<Value = Value> {
     prop_oneof![
         "\\PC{0,16}".prop_map(Value::String),
         any::<i64>().prop_map(Value::from),
@@ -127,7 +127,7 @@ fn scope() -> impl Strategy<Value = BroadcastScope> {
 }
 
 /// Any client frame (values that `decode` must give back as they were).
-pub fn client_frame() -> impl Strategy<Value = ClientFrame> {
+pub(crate) fn client_frame() -> impl Strategy<Value = ClientFrame> {
     let item =
         (json_value(), any::<u8>()).prop_map(|(payload, priority)| QueueItem { payload, priority });
     prop_oneof![
@@ -234,7 +234,7 @@ pub fn client_frame() -> impl Strategy<Value = ClientFrame> {
     ]
 }
 
-pub fn agent_message() -> impl Strategy<Value = AgentMessage> {
+pub(crate) fn agent_message() -> impl Strategy<Value = AgentMessage> {
     let optional = || proptest::option::of(text());
     (
         (text(), kind(), optional(), optional(), optional(), text()),
@@ -331,7 +331,7 @@ fn error_code() -> impl Strategy<Value = ErrorCode> {
 }
 
 /// Any frame the bus may send.
-pub fn server_frame() -> impl Strategy<Value = ServerFrame> {
+pub(crate) fn server_frame() -> impl Strategy<Value = ServerFrame> {
     prop_oneof![
         (any::<u64>(), text(), text(), text(), texts()).prop_map(
             |(connection_id, agent, workspace, node, subscribed)| ServerFrame::Welcome {

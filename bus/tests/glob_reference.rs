@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 
 /// Whether `text` matches the Redis glob `pattern`.
-pub fn matches(pattern: &[u8], text: &[u8]) -> bool {
+pub(crate) fn matches(pattern: &[u8], text: &[u8]) -> bool {
     Reference {
         pattern,
         text,

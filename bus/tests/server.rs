@@ -10,12 +10,12 @@ use crate::support::client;
 use crate::support::nodes;
 
 /// A node on the named backend, with the Redis kept alive beside it.
-pub struct Node {
+pub(crate) struct Node {
     pub server: RunningServer,
     pub _redis: Option<TestRedis>,
 }
 
-pub async fn node(backend: &str, tweak: impl FnOnce(&mut BusConfig)) -> Node {
+pub(crate) async fn node(backend: &str, tweak: impl FnOnce(&mut BusConfig)) -> Node {
     let (mut config, redis) = match backend {
         "memory" => (nodes::memory_config(), None),
         _ => {

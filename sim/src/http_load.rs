@@ -23,9 +23,11 @@ use crate::plan::REST_TOPIC;
 pub struct HttpLoad {
     /// `http://host:port` of one bus node.
     pub base_url: String,
+    /// Concurrent goose users.
     pub users: usize,
     /// Pause between a user's requests.
     pub think: Duration,
+    /// How long the users run (whole seconds, at least one).
     pub run_time: Duration,
     /// Workspace of the queue and topic the users hit.
     pub workspace: String,

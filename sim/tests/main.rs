@@ -5,6 +5,7 @@ mod capacity;
 mod chaos;
 mod cli;
 mod deploy;
+mod frames;
 mod generated;
 mod interrupt;
 mod layers;

@@ -7,7 +7,7 @@ use sim::drive::{self, Endpoints, RunOptions};
 use sim::ledger::MessageClass;
 use sim::scenario::Scenario;
 
-pub fn smoke() -> Scenario {
+pub(crate) fn smoke() -> Scenario {
     Scenario::load(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../scenarios/ci/smoke.toml"

@@ -5,10 +5,10 @@ use std::process::{Child, Command, Stdio};
 /// Held by the tests that run real load and judge its latency (the shipped
 /// and generated scenarios, the snapshots), so they never share the CPU
 /// with each other.
-pub static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub(crate) static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A `bus` process on the memory broker, killed on drop.
-pub struct Bus {
+pub(crate) struct Bus {
     child: Child,
     /// `ws://HOST:PORT`.
     pub url: String,
@@ -17,7 +17,7 @@ pub struct Bus {
 }
 
 impl Bus {
-    pub fn start() -> Bus {
+    pub(crate) fn start() -> Bus {
         let bus = sim::bus_under_test::find_bus_binary(None)
             .expect("the bus binary (cargo build -p bus)");
         let mut child = Command::new(bus)

@@ -12,15 +12,15 @@ use tokio::sync::mpsc;
 
 /// A broker under test, its clock, and the Redis it uses (kept alive; the
 /// shared test cluster lives as long as the process).
-pub struct Backend {
+pub(crate) struct Backend {
     pub broker: Arc<dyn Broker>,
     pub clock: ManualClock,
     pub _redis: Option<TestRedis>,
 }
 
-pub const START_MS: u64 = 1_700_000_000_000;
+pub(crate) const START_MS: u64 = 1_700_000_000_000;
 
-pub async fn memory() -> Backend {
+pub(crate) async fn memory() -> Backend {
     let clock = ManualClock::new(START_MS);
     Backend {
         broker: Arc::new(MemoryBroker::with_clock(Arc::new(clock.clone()))),
@@ -29,7 +29,7 @@ pub async fn memory() -> Backend {
     }
 }
 
-pub async fn redis() -> Backend {
+pub(crate) async fn redis() -> Backend {
     let redis = TestRedis::new();
     let clock = ManualClock::new(START_MS);
     let options = RedisOptions::new(&redis.url)
@@ -45,7 +45,7 @@ pub async fn redis() -> Backend {
     }
 }
 
-pub async fn redis_cluster() -> Backend {
+pub(crate) async fn redis_cluster() -> Backend {
     let cluster = TestRedisCluster::new();
     let clock = ManualClock::new(START_MS);
     let options = RedisOptions::cluster(&cluster.urls)
@@ -63,7 +63,7 @@ pub async fn redis_cluster() -> Backend {
 }
 
 /// Receives the next delivery or fails the test after 10 s.
-pub async fn next(rx: &mut mpsc::Receiver<Delivery>) -> Delivery {
+pub(crate) async fn next(rx: &mut mpsc::Receiver<Delivery>) -> Delivery {
     tokio::time::timeout(Duration::from_secs(10), rx.recv())
         .await
         .expect("a delivery within 10 s")
@@ -71,7 +71,7 @@ pub async fn next(rx: &mut mpsc::Receiver<Delivery>) -> Delivery {
 }
 
 /// A real WebSocket client speaking the bus protocol.
-pub mod client {
+pub(crate) mod client {
     use std::time::Duration;
 
     use futures_util::{SinkExt, StreamExt};
@@ -81,12 +81,12 @@ pub mod client {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 
-    pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+    pub(crate) type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
     /// How long a test waits for any one frame.
-    pub const WAIT: Duration = Duration::from_secs(10);
+    pub(crate) const WAIT: Duration = Duration::from_secs(10);
 
-    pub struct Client {
+    pub(crate) struct Client {
         pub socket: Socket,
         next_id: u64,
         /// Frames read while waiting for something else.
@@ -95,14 +95,14 @@ pub mod client {
     }
 
     /// Connects in development mode as `agent` of `workspace`.
-    pub async fn connect(ws_url: &str, agent: &str, workspace: &str) -> Client {
+    pub(crate) async fn connect(ws_url: &str, agent: &str, workspace: &str) -> Client {
         let url = format!("{ws_url}?agent={agent}&workspace={workspace}");
         connect_request(&url, None).await.expect("connect")
     }
 
     /// Connects with an optional bearer token; Err carries the HTTP status
     /// when the upgrade was refused.
-    pub async fn connect_request(url: &str, token: Option<&str>) -> Result<Client, u16> {
+    pub(crate) async fn connect_request(url: &str, token: Option<&str>) -> Result<Client, u16> {
         let mut request = url.into_client_request().expect("request");
         if let Some(t) = token {
             request
@@ -128,16 +128,16 @@ pub mod client {
     }
 
     impl Client {
-        pub async fn send_text(&mut self, text: String) {
+        pub(crate) async fn send_text(&mut self, text: String) {
             self.socket.send(Message::text(text)).await.expect("send");
         }
 
-        pub async fn send(&mut self, frame: Value) {
+        pub(crate) async fn send(&mut self, frame: Value) {
             self.send_text(frame.to_string()).await;
         }
 
         /// Reads the next text frame from the socket (ignores pings).
-        pub async fn read(&mut self) -> Result<Value, Option<(u16, String)>> {
+        pub(crate) async fn read(&mut self) -> Result<Value, Option<(u16, String)>> {
             loop {
                 let next = tokio::time::timeout(WAIT, self.socket.next())
                     .await
@@ -154,7 +154,7 @@ pub mod client {
         }
 
         /// The next frame (backlog first).
-        pub async fn next(&mut self) -> Value {
+        pub(crate) async fn next(&mut self) -> Value {
             if !self.backlog.is_empty() {
                 return self.backlog.remove(0);
             }
@@ -162,7 +162,7 @@ pub mod client {
         }
 
         /// The next frame with `op`; others go to the backlog.
-        pub async fn expect_op(&mut self, op: &str) -> Value {
+        pub(crate) async fn expect_op(&mut self, op: &str) -> Value {
             if let Some(i) = self.backlog.iter().position(|f| f["op"] == op) {
                 return self.backlog.remove(i);
             }
@@ -176,7 +176,7 @@ pub mod client {
         }
 
         /// Sends a request with a fresh id; returns the reply (ok or error).
-        pub async fn request(&mut self, mut frame: Value) -> Value {
+        pub(crate) async fn request(&mut self, mut frame: Value) -> Value {
             self.next_id += 1;
             let id = format!("r{}", self.next_id);
             frame["id"] = json!(id);
@@ -194,14 +194,14 @@ pub mod client {
         }
 
         /// A request that must succeed; returns the `ok` frame.
-        pub async fn ok(&mut self, frame: Value) -> Value {
+        pub(crate) async fn ok(&mut self, frame: Value) -> Value {
             let reply = self.request(frame.clone()).await;
             assert_eq!(reply["op"], "ok", "{frame} failed: {reply}");
             reply
         }
 
         /// Waits for the server to close; returns the close code.
-        pub async fn closed(&mut self) -> Option<u16> {
+        pub(crate) async fn closed(&mut self) -> Option<u16> {
             loop {
                 match self.read().await {
                     Ok(frame) => self.backlog.push(frame),
@@ -213,16 +213,16 @@ pub mod client {
 }
 
 /// Bus nodes for end-to-end tests, on port 0.
-pub mod nodes {
+pub(crate) mod nodes {
     use bus::config::{BrokerKind, BusConfig};
     use bus::server::RunningServer;
     use testkit::{TestRedis, TestRedisCluster};
 
-    pub fn memory_config() -> BusConfig {
+    pub(crate) fn memory_config() -> BusConfig {
         BusConfig::embedded_memory()
     }
 
-    pub fn redis_config(redis: &TestRedis, node: &str) -> BusConfig {
+    pub(crate) fn redis_config(redis: &TestRedis, node: &str) -> BusConfig {
         BusConfig {
             broker: BrokerKind::Redis,
             redis_url: redis.url.clone(),
@@ -235,7 +235,7 @@ pub mod nodes {
 
     /// A node on the test cluster; nodes given the same `cluster` share a
     /// namespace and so form one bus.
-    pub fn redis_cluster_config(cluster: &TestRedisCluster, node: &str) -> BusConfig {
+    pub(crate) fn redis_cluster_config(cluster: &TestRedisCluster, node: &str) -> BusConfig {
         BusConfig {
             broker: BrokerKind::Redis,
             redis_url: cluster.seeds(),
@@ -247,7 +247,7 @@ pub mod nodes {
         }
     }
 
-    pub async fn start(config: BusConfig) -> RunningServer {
+    pub(crate) async fn start(config: BusConfig) -> RunningServer {
         RunningServer::start(config)
             .await
             .expect("start a bus node")

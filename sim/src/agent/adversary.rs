@@ -40,9 +40,9 @@ impl Agent<'_> {
 
     /// One attempt to cross a boundary; the reply decides denied or breach.
     pub(super) fn attack(&mut self, seq: u64) {
-        self.next_request += 1;
-        let id = self.next_request;
-        self.in_flight.insert(id, InFlight::Attack);
+        self.sending.next_request += 1;
+        let id = self.sending.next_request;
+        self.sending.in_flight.insert(id, InFlight::Attack);
         let other_ws = self.other_workspace();
         let peer = self.other_agent();
         let mut f = String::with_capacity(160);

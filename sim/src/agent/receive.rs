@@ -36,21 +36,21 @@ impl Agent<'_> {
 
     fn request_of(&mut self, frame: &Incoming<'_>) -> Option<InFlight> {
         let id: u64 = frame.id.as_deref()?.parse().ok()?;
-        self.in_flight.remove(&id)
+        self.sending.in_flight.remove(&id)
     }
 
     fn on_error(&mut self, frame: &Incoming<'_>) {
         let code = frame.code.as_deref().unwrap_or("error").to_owned();
         self.count_error(&code);
         if frame.id.as_deref() == Some("dq") {
-            self.dequeue_pending = false;
+            self.working.dequeue_pending = false;
             return;
         }
         match self.request_of(frame) {
             Some(InFlight::Attack) => self.attack_answered(Some(&code)),
             // It may not have been published: owed only where it arrived.
             Some(InFlight::Published(channel, sent_us)) => self.unconfirm(channel, sent_us),
-            Some(InFlight::Request(seq)) if self.outstanding.remove(&seq).is_some() => {
+            Some(InFlight::Request(seq)) if self.sending.outstanding.remove(&seq).is_some() => {
                 self.ledger(MessageClass::Direct, |l| l.expected -= 1);
             }
             Some(InFlight::Enqueue(jobs)) => {
@@ -90,8 +90,8 @@ impl Agent<'_> {
 
     fn on_ok(&mut self, frame: Incoming<'_>) {
         if frame.id.as_deref() == Some("dq") {
-            self.dequeue_pending = false;
-            self.last_claimed_priority = None;
+            self.working.dequeue_pending = false;
+            self.working.last_claimed_priority = None;
             for job in frame.jobs.unwrap_or_default() {
                 self.on_claimed(&job.message);
             }
@@ -172,7 +172,7 @@ impl Agent<'_> {
 
     fn on_message(&mut self, message: &MessageView<'_>, pattern: Option<&str>) {
         let now = self.now_us();
-        self.messages_received += 1;
+        self.traffic.messages_received += 1;
         Counters::add(&self.ctx.counters.delivered, 1);
         self.record(|r, at| r.count_delivered(at));
         if message.topic.ends_with(":inbox") {
@@ -194,12 +194,12 @@ impl Agent<'_> {
             Some(w) => w != my_workspace,
         };
         let window = match (self.channel_of(message), pattern) {
-            (Some(channel), None) => self.exact.get(&channel).copied(),
-            (Some(_), Some(p)) => self.patterns.get(p).copied(),
+            (Some(channel), None) => self.listening.exact.get(&channel).copied(),
+            (Some(_), Some(p)) => self.listening.patterns.get(p).copied(),
             (None, _) => None,
         };
         if window.is_none()
-            && self.subscribing
+            && self.listening.subscribing
             && !wrong_workspace
             && self.asked_for(message, pattern)
         {
@@ -216,9 +216,9 @@ impl Agent<'_> {
             return self.ledger(class, |l| l.misrouted += 1);
         };
         let streams = if pattern.is_some() {
-            self.pattern_streams.entry(window).or_default()
+            self.listening.pattern_streams.entry(window).or_default()
         } else {
-            &mut self.streams
+            &mut self.listening.streams
         };
         match streams.observe(stamp.s, channel, stamp.q) {
             Arrival::Duplicate => return self.ledger(class, |l| l.duplicated += 1),
@@ -236,7 +236,7 @@ impl Agent<'_> {
             self.record(|r, at| r.record(Operation::PublishDelivery, latency, at));
         }
         let local = self.ctx.is_local_agent(stamp.s);
-        let w = &mut self.windows[window];
+        let w = &mut self.listening.windows[window];
         if w.expects(stamp.w) {
             w.count_delivery(local);
         }
@@ -265,7 +265,7 @@ impl Agent<'_> {
             return self.ledger(MessageClass::Direct, |l| l.misrouted += 1);
         };
         let _ = sender;
-        match self.outstanding.remove(&seq) {
+        match self.sending.outstanding.remove(&seq) {
             Some(planned) => {
                 let rtt = self.now_us().saturating_sub(planned);
                 self.record(|r, at| {

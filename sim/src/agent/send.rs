@@ -62,11 +62,14 @@ impl Agent<'_> {
         let Some(frame) = self.subscribe_frame() else {
             return true;
         };
+        if let Some(log) = &self.ctx.frame_log {
+            log.record(&frame);
+        }
         if sink.send(Message::text(frame)).await.is_err() {
             return false;
         }
-        self.frames_written += 1;
-        self.subscribing = true;
+        self.traffic.frames_written += 1;
+        self.listening.subscribing = true;
         let reply = tokio::time::timeout(SETUP_TIMEOUT, async {
             while let Some(Ok(msg)) = stream.next().await {
                 if let Message::Text(text) = msg {
@@ -79,7 +82,7 @@ impl Agent<'_> {
             false
         })
         .await;
-        self.subscribing = false;
+        self.listening.subscribing = false;
         if reply != Ok(true) {
             self.count_error("subscribe_failed");
             return false;
@@ -133,15 +136,17 @@ impl Agent<'_> {
     }
 
     fn next_seq(&mut self, channel: ChannelKey) -> u64 {
-        let seq = self.seqs.entry(channel).or_insert(0);
+        let seq = self.sending.seqs.entry(channel).or_insert(0);
         *seq += 1;
         *seq
     }
 
     fn request_id(&mut self, kind: InFlight) -> u64 {
-        self.next_request += 1;
-        self.in_flight.insert(self.next_request, kind);
-        self.next_request
+        self.sending.next_request += 1;
+        self.sending
+            .in_flight
+            .insert(self.sending.next_request, kind);
+        self.sending.next_request
     }
 
     fn payload_bytes(&mut self) -> u32 {
@@ -263,7 +268,7 @@ impl Agent<'_> {
         };
         let stamp = self.stamp(ChannelKey::Global, k, planned_us);
         let id = self.request_id(InFlight::Request(stamp.q));
-        self.outstanding.insert(stamp.q, planned_us);
+        self.sending.outstanding.insert(stamp.q, planned_us);
         self.ledger(MessageClass::Direct, |l| l.expected += 1);
         let bytes = self.payload_bytes();
         let mut f = String::with_capacity(bytes as usize + 160);
@@ -305,12 +310,12 @@ impl Agent<'_> {
     /// Whether a queue worker should ask for more jobs now.
     pub(super) fn wants_dequeue(&self) -> bool {
         self.group.behaviour == Behaviour::QueueWorker
-            && !self.dequeue_pending
-            && self.work.len() < self.group.batch.max(1) as usize
+            && !self.working.dequeue_pending
+            && self.working.work.len() < self.group.batch.max(1) as usize
     }
 
     fn send_dequeue(&mut self) {
-        self.dequeue_pending = true;
+        self.working.dequeue_pending = true;
         let mut f = String::with_capacity(96);
         let _ = write!(f, r#"{{"op":"dequeue","id":"dq","queue":"#);
         wire::quoted(&mut f, &self.group.queue);

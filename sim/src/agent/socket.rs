@@ -9,6 +9,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{WebSocketStream, client_async_with_config};
 
+/// An agent's open WebSocket to the bus.
 pub type Socket = WebSocketStream<TcpStream>;
 
 /// Connection attempts per session before giving up.
@@ -20,9 +21,13 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 pub struct Endpoint<'a> {
     /// `ws://host:port/ws/connect`.
     pub url: &'a str,
+    /// The agent id, sent as the `agent` query parameter.
     pub agent: &'a str,
+    /// The agent's workspace, sent as the `workspace` query parameter.
     pub workspace: &'a str,
+    /// The auth token, sent as the `token` query parameter; `None` sends none.
     pub token: Option<&'a str>,
+    /// Local address to connect from; `None` lets the kernel choose.
     pub source: Option<IpAddr>,
 }
 

@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::round_due;
+use super::session::round_due;
 
 #[test]
 fn a_lingering_agent_sleeps_until_its_lingering_ends_not_its_past_leave() {
@@ -88,6 +88,7 @@ topics = {{ count = 7, distribution = "{distribution}" }}
                 };
                 agent.open_subscription_windows();
                 let windowed: BTreeSet<String> = agent
+                    .listening
                     .windows
                     .iter()
                     .filter(|w| !w.pattern)
@@ -104,10 +105,10 @@ topics = {{ count = 7, distribution = "{distribution}" }}
                         assert_eq!(subscribed, windowed, "{case}: agent {}", plan.name);
                     }
                     ClientFrame::Psubscribe { patterns, .. } => {
-                        let globs: BTreeSet<&String> = agent.patterns.keys().collect();
+                        let globs: BTreeSet<&String> = agent.listening.patterns.keys().collect();
                         assert_eq!(globs, patterns.iter().collect(), "{case}");
                         for glob in &patterns {
-                            let w = &agent.windows[agent.patterns[glob]];
+                            let w = &agent.listening.windows[agent.listening.patterns[glob]];
                             let topics: Vec<u32> = w
                                 .channels
                                 .iter()

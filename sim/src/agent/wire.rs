@@ -16,14 +16,19 @@ use serde::{Deserialize, Deserializer};
 /// The measurement payload of a simulated message.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 pub struct Stamp {
+    /// The sending agent's id in the plan.
     #[serde(default)]
     pub s: u32,
+    /// The channel key (topic id, priority, ...).
     #[serde(default)]
     pub k: u32,
+    /// The sender's sequence number on that channel.
     #[serde(default)]
     pub q: u64,
+    /// Planned send instant, µs on the run clock.
     #[serde(default)]
     pub t: u64,
+    /// Actual send instant, µs on the run clock.
     #[serde(default)]
     pub w: u64,
 }
@@ -112,14 +117,19 @@ impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
 /// One frame from the bus, as much as the simulator reads of it.
 #[derive(Debug, Deserialize)]
 pub struct Incoming<'a> {
+    /// The frame's kind: `message`, `job`, `ok`, `error`, ...
     #[serde(borrow)]
     pub op: Text<'a>,
+    /// Replies: the id of the request answered; `None` when it had none.
     #[serde(default, borrow)]
     pub id: Option<Text<'a>>,
+    /// `ok` replies: the op answered.
     #[serde(default, borrow)]
     pub re: Option<Text<'a>>,
+    /// `error` frames: the machine-readable error code.
     #[serde(default, borrow)]
     pub code: Option<Text<'a>>,
+    /// `message` pushes from a pattern subscription: the pattern that matched.
     #[serde(default, borrow)]
     pub pattern: Option<Text<'a>>,
     /// A message (pushes) — or, in `error` frames, the error's text, which
@@ -132,51 +142,72 @@ pub struct Incoming<'a> {
     /// `dequeue` replies.
     #[serde(default, borrow)]
     pub jobs: Option<Vec<JobView<'a>>>,
+    /// Replies to an ack of one message: whether the queue held it.
     #[serde(default)]
     pub acked: Option<bool>,
     /// Replies to acks of several `message_ids`.
     #[serde(default)]
     pub acks: Option<Vec<bool>>,
+    /// Replies to a `reject`: what became of the message; `None` when it
+    /// was not claimed.
     #[serde(default)]
     pub outcome: Option<OutcomeView>,
+    /// Ids of the messages an op created; skipped, not read.
     #[serde(default)]
     pub message_ids: Option<IgnoredAny>,
 }
 
+/// A bus message, as much as the simulator reads of it.
 #[derive(Debug, Deserialize)]
 pub struct MessageView<'a> {
+    /// The message's unique id.
     #[serde(borrow)]
     pub id: Text<'a>,
+    /// `request`, `response`, `notification` or `command`; `None` when absent.
     #[serde(default, borrow)]
     pub kind: Option<Text<'a>>,
+    /// The sending agent's id; `None` for operator/REST sends.
     #[serde(default, borrow)]
     pub from: Option<Text<'a>>,
+    /// The recipient agent's id, for direct messages.
     #[serde(default, borrow)]
     pub to: Option<Text<'a>>,
+    /// The message's workspace; `None` only for global broadcasts.
     #[serde(default, borrow)]
     pub workspace: Option<Text<'a>>,
+    /// The wire-level topic.
     #[serde(borrow)]
     pub topic: Text<'a>,
+    /// The measurement payload; `None` when the message carries none.
     #[serde(default)]
     pub payload: Option<Stamp>,
+    /// Links a response to its request.
     #[serde(default, borrow)]
     pub correlation_id: Option<Text<'a>>,
+    /// Queue priority (higher is served first); 0 when absent.
     #[serde(default)]
     pub priority: u8,
+    /// How many times a queue has handed the message out, this claim
+    /// included; 0 when absent.
     #[serde(default)]
     pub attempts: u32,
 }
 
+/// A job in a `dequeue` reply: a claimed queue message.
 #[derive(Debug, Deserialize)]
 pub struct JobView<'a> {
+    /// The claimed message.
     #[serde(borrow)]
     pub message: MessageView<'a>,
 }
 
+/// What a `reject` did to the message, as its reply tells it.
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum OutcomeView {
+    /// Put back in the queue, to be claimed again.
     Requeued {},
+    /// Moved to the dead-letter queue.
     DeadLettered {},
 }
 
@@ -209,6 +240,7 @@ fn message_or_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<MessageView
     d.deserialize_any(Either)
 }
 
+/// Parses one frame from the bus, borrowing from `text` where it can.
 pub fn parse(text: &str) -> Result<Incoming<'_>, serde_json::Error> {
     serde_json::from_str(text)
 }

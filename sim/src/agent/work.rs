@@ -26,7 +26,7 @@ impl Agent<'_> {
     /// the processing time.
     fn work_due(&self) -> tokio::time::Instant {
         let now = tokio::time::Instant::now();
-        let after = self.work.back().map_or(now, |w| w.due.max(now));
+        let after = self.working.work.back().map_or(now, |w| w.due.max(now));
         after + self.group.processing_time.get()
     }
 
@@ -37,9 +37,10 @@ impl Agent<'_> {
         let wrong_workspace = message.workspace.as_deref() != Some(self.my_workspace().as_str());
         let latency = message.payload.map(|s| now.saturating_sub(s.t));
         let inversion = self
+            .working
             .last_claimed_priority
             .is_some_and(|last| message.priority > last);
-        self.last_claimed_priority = Some(message.priority);
+        self.working.last_claimed_priority = Some(message.priority);
         self.record(|r, at| {
             let ledger = r.ledger_mut();
             ledger.queue.claimed += 1;
@@ -79,7 +80,7 @@ impl Agent<'_> {
             WorkKind::Crash
         };
         let due = self.work_due();
-        self.work.push_back(WorkItem { due, kind });
+        self.working.work.push_back(WorkItem { due, kind });
     }
 
     /// A direct request to answer after the processing time.
@@ -88,13 +89,13 @@ impl Agent<'_> {
         if stored_copy && !from_inbox {
             self.ack_stored("inbox", &message.id);
         }
-        if self.answered.iter().any(|id| *id == *message.id) {
+        if self.working.answered.iter().any(|id| *id == *message.id) {
             return;
         }
-        if self.answered.len() == ANSWERED_MEMORY {
-            self.answered.pop_front();
+        if self.working.answered.len() == ANSWERED_MEMORY {
+            self.working.answered.pop_front();
         }
-        self.answered.push_back(message.id.to_string());
+        self.working.answered.push_back(message.id.to_string());
         let (Some(from), Some(correlation), Some(stamp)) = (
             message.from.as_deref(),
             message.correlation_id.as_deref(),
@@ -111,7 +112,7 @@ impl Agent<'_> {
         wire::write_payload(&mut frame, &stamp, 0);
         frame.push('}');
         let due = self.work_due();
-        self.work.push_back(WorkItem {
+        self.working.work.push_back(WorkItem {
             due,
             kind: WorkKind::Respond { frame },
         });
@@ -134,8 +135,8 @@ impl Agent<'_> {
     pub(super) fn finish_due_work(&mut self) {
         let now = tokio::time::Instant::now();
         let mut acks = Vec::new();
-        while self.work.front().is_some_and(|w| w.due <= now) {
-            let Some(item) = self.work.pop_front() else {
+        while self.working.work.front().is_some_and(|w| w.due <= now) {
+            let Some(item) = self.working.work.pop_front() else {
                 break;
             };
             match item.kind {
@@ -161,8 +162,8 @@ impl Agent<'_> {
     }
 
     fn send_acks(&mut self, acks: Vec<(String, Instant, u32)>) {
-        self.next_request += 1;
-        let id = self.next_request;
+        self.sending.next_request += 1;
+        let id = self.sending.next_request;
         let mut f = String::with_capacity(64 + 40 * acks.len());
         let _ = write!(f, r#"{{"op":"ack","id":"{id}","queue":"#);
         wire::quoted(&mut f, &self.group.queue);
@@ -175,12 +176,12 @@ impl Agent<'_> {
         }
         f.push_str("]}");
         self.outbox.push(f);
-        self.in_flight.insert(id, InFlight::AckBatch(acks));
+        self.sending.in_flight.insert(id, InFlight::AckBatch(acks));
     }
 
     fn send_ack(&mut self, message_id: String, claimed: Instant, tries: u32) {
-        self.next_request += 1;
-        let id = self.next_request;
+        self.sending.next_request += 1;
+        let id = self.sending.next_request;
         let mut f = String::with_capacity(128);
         let _ = write!(f, r#"{{"op":"ack","id":"{id}","queue":"#);
         wire::quoted(&mut f, &self.group.queue);
@@ -188,7 +189,7 @@ impl Agent<'_> {
         wire::quoted(&mut f, &message_id);
         f.push('}');
         self.outbox.push(f);
-        self.in_flight.insert(
+        self.sending.in_flight.insert(
             id,
             InFlight::Ack {
                 message: message_id,
@@ -199,8 +200,8 @@ impl Agent<'_> {
     }
 
     fn send_reject(&mut self, message_id: String, tries: u32) {
-        self.next_request += 1;
-        let id = self.next_request;
+        self.sending.next_request += 1;
+        let id = self.sending.next_request;
         let mut f = String::with_capacity(160);
         let _ = write!(f, r#"{{"op":"reject","id":"{id}","queue":"#);
         wire::quoted(&mut f, &self.group.queue);
@@ -212,7 +213,7 @@ impl Agent<'_> {
             self.group.requeue
         );
         self.outbox.push(f);
-        self.in_flight.insert(
+        self.sending.in_flight.insert(
             id,
             InFlight::Reject {
                 message: message_id,
@@ -226,11 +227,12 @@ impl Agent<'_> {
     pub(super) fn retry_later(&mut self, kind: WorkKind) {
         let due = tokio::time::Instant::now() + RETRY_AFTER;
         let at = self
+            .working
             .work
             .iter()
             .position(|w| w.due > due)
-            .unwrap_or(self.work.len());
-        self.work.insert(at, WorkItem { due, kind });
+            .unwrap_or(self.working.work.len());
+        self.working.work.insert(at, WorkItem { due, kind });
     }
 }
 

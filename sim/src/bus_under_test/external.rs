@@ -52,7 +52,7 @@ pub fn normalize_url(url: &str) -> Result<Endpoint, TargetError> {
 
 /// Normalizes every URL and checks that each node answers `/health`;
 /// returns the endpoints and the broker kind the first node reports.
-pub async fn connect(urls: &[String]) -> Result<(Vec<Endpoint>, String), TargetError> {
+pub(super) async fn connect(urls: &[String]) -> Result<(Vec<Endpoint>, String), TargetError> {
     if urls.is_empty() {
         return Err(TargetError::NoUrls);
     }

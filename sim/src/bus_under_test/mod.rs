@@ -10,32 +10,38 @@
 //! - [`external`]: normalizing user-given URLs and checking them.
 //! - [`probe`]: `GET /health` over plain HTTP (also used by the monitor).
 //! - [`descriptors`]: whether a run's sockets fit in this process.
+//! - `redis`: the Redis behind a started bus, its namespace, redacted URLs.
+//! - `actuators`: fault actions on what the simulator started.
+//! - [`proxy`]: the TCP proxy a network cut goes through.
 
+mod actuators;
 mod descriptors;
 mod error;
 mod external;
 mod probe;
 mod proxy;
+mod redis;
 mod spawn;
 #[cfg(test)]
 mod tests;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bus::config::{BrokerKind as BusBroker, BusConfig};
 use bus::router::DeliveryFaults;
 use bus::server::RunningServer;
 use bus::state::AppState;
 use futures_util::future::try_join_all;
-use testkit::RedisServer;
+use localredis::RedisServer;
 
 pub use self::descriptors::{DESCRIPTOR_MARGIN, DescriptorCheck, descriptor_budget};
 pub use self::error::TargetError;
 pub use self::external::{Endpoint, normalize_url};
 pub use self::probe::{HealthProbe, HealthResponse, ProbeError};
 pub use self::proxy::Proxy;
+pub use self::redis::redact_url;
+use self::redis::{choose_redis, forget_namespace, unique_namespace};
 pub use self::spawn::find_bus_binary;
 use self::spawn::{BusNode, NodeSpec};
 use crate::scenario::{BrokerKind, Target, TargetMode};
@@ -113,14 +119,6 @@ enum Nodes {
     /// Each node with the spec that restarts it; `None` while killed.
     Spawned(tokio::sync::Mutex<Vec<(NodeSpec, Option<BusNode>)>>),
     External,
-}
-
-/// The Redis a started bus uses: a URL, and the server if the simulator
-/// started it.
-#[derive(Debug, Default)]
-struct RedisChoice {
-    url: Option<String>,
-    server: Option<RedisServer>,
 }
 
 impl RunningTarget {
@@ -308,36 +306,6 @@ impl RunningTarget {
     }
 }
 
-/// Deletes every key under `namespace:` (SCAN and UNLINK, a page at a time).
-async fn forget_namespace(url: &str, namespace: &str) -> redis::RedisResult<u64> {
-    let client = redis::Client::open(url)?;
-    let mut con = client.get_multiplexed_async_connection().await?;
-    let pattern = format!("{namespace}:*");
-    let mut cursor: u64 = 0;
-    let mut deleted = 0;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(&pattern)
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut con)
-            .await?;
-        if !keys.is_empty() {
-            deleted += keys.len() as u64;
-            redis::cmd("UNLINK")
-                .arg(&keys)
-                .query_async::<()>(&mut con)
-                .await?;
-        }
-        if next == 0 {
-            return Ok(deleted);
-        }
-        cursor = next;
-    }
-}
-
 /// The embedded node's configuration: `bus` defaults plus the scenario's
 /// `bus_args`.
 fn embedded_config(bus_args: &[String]) -> Result<BusConfig, TargetError> {
@@ -354,201 +322,6 @@ fn embedded_config(bus_args: &[String]) -> Result<BusConfig, TargetError> {
     Ok(config)
 }
 
-/// Fault actions on what the simulator started.
-impl RunningTarget {
-    /// Routes agents through a TCP proxy per node, so the network can be
-    /// cut.
-    async fn with_proxies(mut self, wanted: bool) -> Self {
-        if !wanted {
-            return self;
-        }
-        let mut urls = Vec::new();
-        for url in &self.ws_urls {
-            let Ok(endpoint) = normalize_url(url) else {
-                continue;
-            };
-            let Some(addr) = endpoint
-                .http_url
-                .strip_prefix("http://")
-                .and_then(|a| a.parse().ok())
-            else {
-                continue;
-            };
-            match Proxy::start(addr).await {
-                Ok(proxy) => {
-                    urls.push(format!("ws://{}/ws/connect", proxy.addr));
-                    self.proxies.push(proxy);
-                }
-                Err(e) => tracing::warn!(cause = %e, "no proxy for {url}"),
-            }
-        }
-        if urls.len() == self.ws_urls.len() {
-            self.ws_urls = urls;
-            self.description.push_str(" behind a TCP proxy");
-        }
-        self
-    }
-
-    fn redis_server(&self) -> Result<Arc<Mutex<RedisServer>>, TargetError> {
-        self.redis.clone().ok_or(TargetError::NoFaultControl(
-            "the simulator did not start this Redis",
-        ))
-    }
-
-    /// Kills the private redis-server (it restarts from its append-only file
-    /// with [`RunningTarget::start_redis`]).
-    pub async fn stop_redis(&self) -> Result<(), TargetError> {
-        let server = self.redis_server()?;
-        tokio::task::spawn_blocking(move || server.lock().expect("redis lock").stop())
-            .await
-            .map_err(|e| TargetError::RedisStart(e.to_string()))
-    }
-
-    /// Starts the private redis-server again on its port and directory.
-    pub async fn start_redis(&self) -> Result<(), TargetError> {
-        let server = self.redis_server()?;
-        tokio::task::spawn_blocking(move || server.lock().expect("redis lock").restart())
-            .await
-            .map_err(|e| TargetError::RedisStart(e.to_string()))
-    }
-
-    /// SIGSTOP (`true`) or SIGCONT (`false`) to the private redis-server.
-    pub fn pause_redis(&self, pause: bool) -> Result<(), TargetError> {
-        let server = self.redis_server()?;
-        let server = server.lock().expect("redis lock");
-        if pause {
-            server.pause()
-        } else {
-            server.resume()
-        }
-        Ok(())
-    }
-
-    /// Kills spawned node `index` (SIGKILL).
-    pub async fn kill_node(&self, index: usize) -> Result<String, TargetError> {
-        let Nodes::Spawned(nodes) = &self.nodes else {
-            return Err(TargetError::NoFaultControl(
-                "only spawned nodes can be killed",
-            ));
-        };
-        let mut nodes = nodes.lock().await;
-        let (spec, node) = nodes
-            .get_mut(index)
-            .ok_or(TargetError::NoFaultControl("no such node"))?;
-        if let Some(node) = node.take() {
-            node.kill().await;
-        }
-        Ok(spec.name.clone())
-    }
-
-    /// Starts a killed node again where it listened before.
-    pub async fn restart_node(&self, index: usize) -> Result<(), TargetError> {
-        let Nodes::Spawned(nodes) = &self.nodes else {
-            return Err(TargetError::NoFaultControl(
-                "only spawned nodes can be restarted",
-            ));
-        };
-        let mut nodes = nodes.lock().await;
-        let (spec, node) = nodes
-            .get_mut(index)
-            .ok_or(TargetError::NoFaultControl("no such node"))?;
-        if node.is_none() {
-            *node = Some(BusNode::start(spec).await?);
-        }
-        Ok(())
-    }
-
-    /// Cuts (`true`) or restores (`false`) the network to every node.
-    pub fn cut_network(&self, cut: bool) -> Result<(), TargetError> {
-        if self.proxies.is_empty() {
-            return Err(TargetError::NoFaultControl("no proxy in front of the bus"));
-        }
-        for proxy in &self.proxies {
-            if cut { proxy.cut() } else { proxy.restore() }
-        }
-        Ok(())
-    }
-}
-
-impl RedisChoice {
-    fn pid(&self) -> Option<u32> {
-        self.server.as_ref().and_then(RedisServer::pid)
-    }
-
-    /// "memory", or the Redis URL without credentials.
-    fn describe(&self) -> String {
-        match &self.url {
-            Some(url) => redact_url(url),
-            None => "memory".to_owned(),
-        }
-    }
-}
-
-/// The Redis for `broker = "redis"`: `--redis`, else the scenario's URL,
-/// else a private redis-server kept until [`RunningTarget::stop`]. Nothing
-/// for the memory broker.
-async fn choose_redis(
-    target: &Target,
-    options: &TargetOptions,
-) -> Result<RedisChoice, TargetError> {
-    if target.broker == BrokerKind::Memory {
-        return Ok(RedisChoice::default());
-    }
-    if let Some(url) = options
-        .redis_url
-        .clone()
-        .or_else(|| target.redis_url.clone())
-    {
-        return Ok(RedisChoice {
-            url: Some(url),
-            server: None,
-        });
-    }
-    let server = start_private_redis(options.durable_redis).await?;
-    Ok(RedisChoice {
-        url: Some(server.url()),
-        server: Some(server),
-    })
-}
-
-/// Starts a redis-server on a free loopback port (testkit's guard: it waits
-/// for the ready line and kills the server on drop).
-async fn start_private_redis(durable: bool) -> Result<RedisServer, TargetError> {
-    if spawn::find_on_path("redis-server").is_none() {
-        return Err(TargetError::RedisServerMissing(testkit::INSTALL_HINT));
-    }
-    // testkit blocks while waiting and panics when it cannot start one.
-    let args: &[&str] = if durable {
-        &["--appendonly", "yes", "--appendfsync", "always"]
-    } else {
-        &[]
-    };
-    tokio::task::spawn_blocking(move || RedisServer::start_with(args))
-        .await
-        .map_err(|join| {
-            let reason = match join.try_into_panic() {
-                Ok(panic) => panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                    .unwrap_or_else(|| "it panicked".to_owned()),
-                Err(join) => join.to_string(),
-            };
-            TargetError::RedisStart(reason)
-        })
-}
-
-/// `sim-<pid>-<nanos>`: a Redis key prefix no other run uses.
-fn unique_namespace() -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!("sim-{}-{nanos}", std::process::id())
-}
-
-/// `redis://user:secret@host:6379/0` → `redis://***@host:6379/0`, for text
-/// that ends up in reports.
 /// The bus's counts of one queue: read in process for an embedded node,
 /// through `GET /queues/{workspace}/{queue}` otherwise.
 pub async fn queue_stats(
@@ -587,15 +360,4 @@ pub async fn queue_stats(
     serde_json::from_slice::<Answer>(&body)
         .map(|a| a.stats)
         .map_err(|e| format!("{url}: {e}"))
-}
-
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{scheme}://***{}", &rest[at..]),
-        None => url.to_owned(),
-    }
 }

@@ -13,7 +13,9 @@ use tokio::task::JoinHandle;
 /// One proxy: `addr` forwards to `upstream`. Stops when dropped.
 #[derive(Debug)]
 pub struct Proxy {
+    /// The proxy's own loopback address, where agents connect.
     pub addr: SocketAddr,
+    /// The bus node it forwards to.
     pub upstream: SocketAddr,
     cut: Arc<AtomicBool>,
     generation: watch::Sender<u64>,
@@ -27,6 +29,8 @@ impl Drop for Proxy {
 }
 
 impl Proxy {
+    /// Starts a proxy to `upstream` on a free loopback port, letting
+    /// connections through.
     pub async fn start(upstream: SocketAddr) -> std::io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;

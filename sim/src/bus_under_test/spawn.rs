@@ -56,7 +56,7 @@ type LogTail = Arc<Mutex<VecDeque<String>>>;
 
 impl BusNode {
     /// Starts the node and waits until it listens.
-    pub async fn start(spec: &NodeSpec) -> Result<Self, TargetError> {
+    pub(super) async fn start(spec: &NodeSpec) -> Result<Self, TargetError> {
         let mut child = command(spec).spawn().map_err(|source| TargetError::Spawn {
             node: spec.name.clone(),
             binary: spec.binary.clone(),
@@ -107,25 +107,25 @@ impl BusNode {
     }
 
     /// Kills the node outright (SIGKILL), as a crash would.
-    pub async fn kill(mut self) {
+    pub(super) async fn kill(mut self) {
         let _ = self.child.kill().await;
         let _ = self.child.wait().await;
     }
 
     /// `ws://ADDR/ws/connect`.
-    pub fn ws_url(&self) -> String {
+    pub(super) fn ws_url(&self) -> String {
         format!("ws://{}/ws/connect", self.addr)
     }
 
     /// `http://ADDR`.
-    pub fn http_url(&self) -> String {
+    pub(super) fn http_url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
     /// Asks the node to shut down (SIGTERM: it closes its WebSockets and
     /// drains) and waits; kills it if it is still there after
     /// [`STOP_TIMEOUT`].
-    pub async fn stop(mut self) -> Result<ExitStatus, TargetError> {
+    pub(super) async fn stop(mut self) -> Result<ExitStatus, TargetError> {
         let stop_error = |source| TargetError::Stop {
             node: self.name.clone(),
             source,

@@ -42,6 +42,7 @@ pub enum Vary {
 }
 
 impl Vary {
+    /// Whether loads of this quantity are whole numbers (counts) or not (rates).
     pub fn grain(self) -> Grain {
         match self {
             Vary::Rate => Grain::Fractional,
@@ -49,6 +50,7 @@ impl Vary {
         }
     }
 
+    /// The unit of the load axis, as reports print it.
     pub fn unit(self) -> &'static str {
         match self {
             Vary::Agents => "agents",
@@ -157,9 +159,14 @@ pub fn steady_state(scenario: &Scenario, connect: Duration, steady: Duration) ->
 /// A bus set-up to measure.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Setup {
+    /// The name it was given on the command line (`memory`, `redis-2`, ...).
     pub name: String,
+    /// Whether the bus runs in the simulator's process, as child processes,
+    /// or elsewhere.
     pub mode: TargetMode,
+    /// The broker behind the bus (memory or Redis).
     pub broker: BrokerKind,
+    /// Bus nodes.
     pub nodes: u32,
 }
 
@@ -194,6 +201,7 @@ impl Setup {
 /// One measured run at one load.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PointRun {
+    /// The load measured, in the report's unit.
     pub load: f64,
     /// Verdict of the agents' measurements (connects not judged).
     pub status: Status,
@@ -201,14 +209,19 @@ pub struct PointRun {
     /// the earlier in [`Operation::ALL`]). The verdict covers every
     /// operation.
     pub operation: Option<Operation>,
+    /// Median latency of `operation`, ms (0 without one).
     pub p50_ms: f64,
+    /// 99th percentile latency of `operation`, ms (0 without one).
     pub p99_ms: f64,
+    /// 99.9th percentile latency of `operation`, ms (0 without one).
     pub p999_ms: f64,
     /// Sends per second during the steady phase (an enqueue of a batch is
     /// one send; the load axis counts its jobs).
     pub offered_per_s: f64,
     /// Deliveries (and queue claims) per second during the steady phase.
     pub delivered_per_s: f64,
+    /// Messages lost as a share of messages owed, over every class (0 when
+    /// none were owed).
     pub loss_ratio: f64,
     /// Worst status the bus reported about itself during the steady phase.
     pub bus_health: Option<String>,
@@ -219,9 +232,18 @@ pub struct PointRun {
     /// Seconds from the agents' p99 first passing the warning threshold to
     /// the bus first reporting itself not healthy.
     pub notice_s: Option<f64>,
+    /// CPU of the bus processes the simulator started, in percent of one
+    /// core over the run, summed over nodes; `None` when it started none
+    /// (an embedded bus).
     pub bus_cpu_percent: Option<f64>,
+    /// Peak resident memory of the bus processes the simulator started,
+    /// bytes, summed over nodes; `None` when it started none.
     pub bus_peak_rss_bytes: Option<u64>,
+    /// Redis's CPU (user + system) in percent of one core over the run;
+    /// `None` without Redis or when its `INFO` could not be read.
     pub redis_cpu_percent: Option<f64>,
+    /// Redis's `used_memory` at the end of the run, bytes; `None` without
+    /// Redis or when its `INFO` could not be read.
     pub redis_memory_bytes: Option<u64>,
     /// Why the simulator could not keep its schedule at this point, when it
     /// could not (its bad verdicts are inconclusive; the search stops).
@@ -235,21 +257,28 @@ pub struct PointRun {
 /// All repeats at one load.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Point {
+    /// The load measured, in the report's unit.
     pub load: f64,
     /// Worst status of the repeats.
     pub status: Status,
     /// Median over repeats.
     pub p50_ms: f64,
+    /// Median p99 over repeats, ms.
     pub p99_ms: f64,
+    /// Median p99.9 over repeats, ms.
     pub p999_ms: f64,
+    /// Median deliveries (and queue claims) per second over repeats.
     pub delivered_per_s: f64,
     /// Spread of p99 over repeats.
     pub p99_min_ms: f64,
+    /// Highest p99 of the repeats, ms.
     pub p99_max_ms: f64,
+    /// Every repeat, in the order run.
     pub runs: Vec<PointRun>,
 }
 
 impl Point {
+    /// Summarises the repeats at `load` (worst status, medians, p99 spread).
     pub fn of(load: f64, runs: Vec<PointRun>) -> Self {
         let median = |f: fn(&PointRun) -> f64| {
             let mut v: Vec<f64> = runs.iter().map(f).collect();
@@ -278,11 +307,14 @@ impl Point {
 /// The result for one set-up.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SetupResult {
+    /// The set-up measured.
     pub setup: Setup,
     /// In load order.
     pub points: Vec<Point>,
     /// The highest load still healthy, and still below critical.
     pub highest_healthy: Option<f64>,
+    /// The highest load judged healthy or warning; `None` when no load tried
+    /// was.
     pub highest_below_critical: Option<f64>,
     /// The load where the p99 curve bends.
     pub knee: Option<f64>,
@@ -291,6 +323,8 @@ pub struct SetupResult {
 }
 
 impl SetupResult {
+    /// Sorts the points by load and finds the boundaries, the knee and the
+    /// disagreements.
     pub fn new(setup: Setup, mut points: Vec<Point>) -> Self {
         points.sort_by(|a, b| a.load.total_cmp(&b.load));
         let trail: Vec<(f64, Status)> = points.iter().map(|p| (p.load, p.status)).collect();
@@ -313,16 +347,28 @@ impl SetupResult {
 /// A whole capacity run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CapacityReport {
+    /// The scenario's name.
     pub scenario: String,
+    /// The scenario's content hash (SHA-256 of its canonical form).
     pub content_hash: String,
+    /// What was varied.
     pub vary: Vary,
+    /// The unit of every load.
     pub unit: String,
+    /// How the loads were chosen.
     pub strategy: Strategy,
+    /// Runs per load.
     pub repeats: u32,
+    /// Steady-phase length of each run, seconds.
     pub point_duration_s: f64,
+    /// The scenario's warning latency threshold for publish delivery, ms.
     pub warning_ms: f64,
+    /// The scenario's critical latency threshold for publish delivery, ms.
     pub critical_ms: f64,
+    /// One result per set-up, in the order given.
     pub setups: Vec<SetupResult>,
+    /// What the search noticed: points it could not run, inconclusive or
+    /// failed points, caveats of embedded set-ups.
     pub notes: Vec<String>,
 }
 

@@ -132,19 +132,9 @@ fn table(out: &mut String, s: &SetupResult, unit: &str) {
 const COLORS: [RGBColor; 4] = [BLUE, RED, GREEN, MAGENTA];
 
 /// The capacity curve as inline SVG.
-pub fn curve(r: &CapacityReport) -> Result<String, OutputError> {
+pub(super) fn curve(r: &CapacityReport) -> Result<String, OutputError> {
     let plot = |e: &dyn std::fmt::Display| OutputError::Plot(e.to_string());
-    let loads = r
-        .setups
-        .iter()
-        .flat_map(|s| s.points.iter().map(|p| p.load));
-    let x_max = loads.fold(1.0, f64::max) * 1.05;
-    let y_max = r
-        .setups
-        .iter()
-        .flat_map(|s| s.points.iter().map(|p| p.p999_ms))
-        .fold(r.critical_ms, f64::max)
-        * 1.2;
+    let (x_max, y_max) = axis_ends(r);
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (900, 420)).into_drawing_area();
@@ -213,6 +203,15 @@ pub fn curve(r: &CapacityReport) -> Result<String, OutputError> {
         root.present().map_err(|e| plot(&e))?;
     }
     Ok(svg)
+}
+
+/// Where the curve's axes end: a little past the highest load and past the
+/// highest p99.9 (or the critical threshold, whichever is higher).
+fn axis_ends(r: &CapacityReport) -> (f64, f64) {
+    let points = || r.setups.iter().flat_map(|s| s.points.iter());
+    let x_max = points().map(|p| p.load).fold(1.0, f64::max) * 1.05;
+    let y_max = points().map(|p| p.p999_ms).fold(r.critical_ms, f64::max) * 1.2;
+    (x_max, y_max)
 }
 
 fn html(r: &CapacityReport) -> Result<String, OutputError> {

@@ -11,7 +11,7 @@ use super::{Point, PointRun, Setup, Vary, steady_state};
 use crate::bus_under_test::{self, RunningTarget, TargetOptions};
 use crate::drive::RunOptions;
 use crate::ledger::MessageClass;
-use crate::metrics::Operation;
+use crate::metrics::{Operation, RunMetrics};
 use crate::orchestrate::{self, Measured};
 use crate::scenario::Scenario;
 use crate::verdict::trust::IntegrityStatus;
@@ -20,13 +20,23 @@ use crate::verdict::{self, Status, Verdicts};
 /// How every point of one set-up is measured.
 #[derive(Debug, Clone)]
 pub struct ProbeSettings {
+    /// The bus set-up each point starts afresh.
     pub setup: Setup,
+    /// What the load sets.
     pub vary: Vary,
+    /// The scenario whose load is varied.
     pub base: Scenario,
+    /// Length of each point's steady phase.
     pub point_duration: Duration,
+    /// Runs per load (at least one is made).
     pub repeats: u32,
+    /// Redis for Redis set-ups; `None`: the scenario's `redis_url`, else a
+    /// private redis-server per run.
     pub redis_url: Option<String>,
+    /// The `bus` executable for spawned set-ups; `None`: `BUS_BIN`, the
+    /// `bus` next to the running executable, then `PATH`.
     pub bus_binary: Option<PathBuf>,
+    /// Whether to print nothing per run.
     pub quiet: bool,
 }
 
@@ -34,11 +44,14 @@ pub struct ProbeSettings {
 #[derive(Debug)]
 pub struct PointProber {
     settings: ProbeSettings,
+    /// Every load measured so far, in the order tried.
     pub points: Vec<Point>,
+    /// Why a run could not be made or judged, one line each.
     pub notes: Vec<String>,
 }
 
 impl PointProber {
+    /// A prober with nothing measured yet.
     pub fn new(settings: ProbeSettings) -> Self {
         Self {
             settings,
@@ -185,36 +198,14 @@ fn summarise(load: f64, scenario: &Scenario, measured: &Measured, connect: Durat
         IntegrityStatus::Inconclusive => integrity.saturation.clone(),
         _ => None,
     };
-    // The operation a point shows (and the curve and knee use): the
-    // busiest, ties going to the earlier one (queue_wait before
-    // queue_process), so every point of a set-up shows the same one.
-    let operation = metrics
-        .operations()
-        .into_iter()
-        .filter(|op| op.is_judged() && *op != Operation::Connect)
-        .min_by_key(|op| {
-            (
-                std::cmp::Reverse(metrics.summary(*op).map_or(0, |s| s.count)),
-                op.index(),
-            )
-        });
+    let operation = shown_operation(metrics);
     let summary = operation.and_then(|op| metrics.summary(op));
     let steady_s = scenario
         .total_duration()
         .saturating_sub(connect)
         .as_secs_f64()
         .max(1e-9);
-    let ledger = metrics.ledger();
-    let delivered: u64 = MessageClass::ALL
-        .iter()
-        .filter(|c| **c != MessageClass::Queue)
-        .map(|c| ledger.class(*c).delivered)
-        .sum::<u64>()
-        + ledger.queue.claimed;
-    let (expected, lost) = ledger
-        .classes
-        .values()
-        .fold((0, 0), |(e, l), c| (e + c.expected, l + c.lost()));
+    let (delivered, loss_ratio) = delivered_and_loss(metrics);
     let sent: u64 = metrics.series_rows().iter().map(|r| r.sent).sum();
     let latency_status = verdicts
         .operations
@@ -236,11 +227,7 @@ fn summarise(load: f64, scenario: &Scenario, measured: &Measured, connect: Durat
         p999_ms: summary.map_or(0.0, |s| s.p999_ms),
         offered_per_s: sent as f64 / steady_s,
         delivered_per_s: delivered as f64 / steady_s,
-        loss_ratio: if expected == 0 {
-            0.0
-        } else {
-            lost as f64 / expected as f64
-        },
+        loss_ratio,
         bus_health: health.map(|s| s.as_str().to_owned()),
         agrees,
         disagreement,
@@ -255,6 +242,44 @@ fn summarise(load: f64, scenario: &Scenario, measured: &Measured, connect: Durat
         integrity_failed: (integrity.status == IntegrityStatus::Failed)
             .then(|| integrity.findings.join("; ")),
     }
+}
+
+/// The operation a point shows (and the curve and knee use): the busiest,
+/// ties going to the earlier one (queue_wait before queue_process), so
+/// every point of a set-up shows the same one.
+fn shown_operation(metrics: &RunMetrics) -> Option<Operation> {
+    metrics
+        .operations()
+        .into_iter()
+        .filter(|op| op.is_judged() && *op != Operation::Connect)
+        .min_by_key(|op| {
+            (
+                std::cmp::Reverse(metrics.summary(*op).map_or(0, |s| s.count)),
+                op.index(),
+            )
+        })
+}
+
+/// Messages delivered (every class but queue jobs, plus jobs claimed) and
+/// the share of owed messages lost.
+fn delivered_and_loss(metrics: &RunMetrics) -> (u64, f64) {
+    let ledger = metrics.ledger();
+    let delivered: u64 = MessageClass::ALL
+        .iter()
+        .filter(|c| **c != MessageClass::Queue)
+        .map(|c| ledger.class(*c).delivered)
+        .sum::<u64>()
+        + ledger.queue.claimed;
+    let (expected, lost) = ledger
+        .classes
+        .values()
+        .fold((0, 0), |(e, l), c| (e + c.expected, l + c.lost()));
+    let loss = if expected == 0 {
+        0.0
+    } else {
+        lost as f64 / expected as f64
+    };
+    (delivered, loss)
 }
 
 /// The worst status the bus gave itself during the steady phase.

@@ -14,21 +14,38 @@ use crate::verdict::Status;
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Strategy {
     /// `steps` loads evenly spaced from `from` to `to`.
-    Sweep { from: f64, to: f64, steps: u32 },
+    Sweep {
+        /// The first load.
+        from: f64,
+        /// The last load.
+        to: f64,
+        /// How many loads (at least one).
+        steps: u32,
+    },
     /// Double from `from` (up to `to`) until critical, then bisect each
     /// boundary `refine` times.
-    Search { from: f64, to: f64, refine: u32 },
+    Search {
+        /// The first load.
+        from: f64,
+        /// The highest load the doubling goes to.
+        to: f64,
+        /// Most bisection steps per boundary.
+        refine: u32,
+    },
 }
 
 /// Measures one load; returns the verdict (worst of its repeats).
 pub trait Prober {
+    /// Measures `load` and returns its status.
     fn probe(&mut self, load: f64) -> impl Future<Output = Status>;
 }
 
 /// Loads are whole numbers when the varied quantity is a count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Grain {
+    /// Loads are rounded to whole numbers, at least 1.
     Whole,
+    /// Loads are used as they are.
     Fractional,
 }
 

@@ -3,14 +3,15 @@
 use std::fmt::Write;
 
 use super::{Comparison, RowStatus};
+use crate::report::escape_markup;
 
 /// The comparison as a JUnit XML document: one `<testsuite>` named after
 /// the scenario, one `<testcase>` per metric (class name
 /// `sim.check.<scenario>`), a `<failure>` for each regression and
 /// `<skipped>` for metrics only the report has.
 pub fn render_junit(comparison: &Comparison) -> String {
-    let suite = escape(&format!("sim check {}", comparison.scenario));
-    let class = escape(&format!("sim.check.{}", comparison.scenario));
+    let suite = escape_markup(&format!("sim check {}", comparison.scenario));
+    let class = escape_markup(&format!("sim.check.{}", comparison.scenario));
     let failures = comparison.regressions().count();
     let skipped = comparison
         .rows
@@ -28,8 +29,8 @@ pub fn render_junit(comparison: &Comparison) -> String {
         "  <testsuite name=\"{suite}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\">"
     );
     for row in &comparison.rows {
-        let name = escape(&row.metric);
-        let detail = escape(&format!(
+        let name = escape_markup(&row.metric);
+        let detail = escape_markup(&format!(
             "{}: baseline {}, current {}, allowed {}",
             row.metric, row.baseline, row.current, row.allowed
         ));
@@ -59,27 +60,6 @@ pub fn render_junit(comparison: &Comparison) -> String {
     out
 }
 
-/// Escapes text for XML attributes and content; characters XML 1.0 cannot
-/// hold at all (most control characters) become U+FFFD.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\t' | '\n' | '\r' => {
-                let _ = write!(out, "&#{};", u32::from(c));
-            }
-            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => out.push('\u{FFFD}'),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,15 +73,6 @@ mod tests {
             allowed: "<= 1.5".to_owned(),
             status,
         }
-    }
-
-    #[test]
-    fn escapes_markup_and_control_characters() {
-        assert_eq!(
-            escape(r#"a<b>&"c"'d'"#),
-            "a&lt;b&gt;&amp;&quot;c&quot;&apos;d&apos;"
-        );
-        assert_eq!(escape("x\ny\u{1}"), "x&#10;y\u{FFFD}");
     }
 
     #[test]

@@ -12,6 +12,7 @@ use crate::capacity::{self, CapacityReport, PointProber, ProbeSettings, Setup, S
 use crate::metrics::Operation;
 use crate::scenario::{BrokerKind, Scenario};
 
+/// The arguments of `sim capacity`.
 #[derive(Debug, Clone, Args)]
 pub struct CapacityArgs {
     /// The scenario whose load is varied.
@@ -54,10 +55,14 @@ pub struct CapacityArgs {
     /// Output directory (default: reports/capacity/<scenario>/<timestamp>/).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// No progress lines and no summary (the reports are still written).
     #[arg(long, short)]
     pub quiet: bool,
 }
 
+/// Runs `sim capacity`; returns the exit code: 0 once the reports are
+/// written (whatever the points' verdicts), 2 for bad input, 1 when the
+/// reports cannot be written.
 pub async fn capacity_command(args: CapacityArgs) -> i32 {
     let scenario = match Scenario::load(&args.scenario) {
         Ok(s) => s,
@@ -79,12 +84,55 @@ pub async fn capacity_command(args: CapacityArgs) -> i32 {
         }
     };
     let needs_redis = setups.iter().any(|s| s.broker == BrokerKind::Redis);
-    let private_redis = (needs_redis && args.redis.is_none()).then(testkit::RedisServer::start);
+    let private_redis = (needs_redis && args.redis.is_none()).then(localredis::RedisServer::start);
     let redis_url = args
         .redis
         .clone()
         .or(private_redis.as_ref().map(|r| r.url()));
     let strategy = strategy(&args, &scenario);
+    let (results, notes) = search_setups(&args, &scenario, setups, strategy, redis_url).await;
+    let threshold = scenario
+        .thresholds
+        .for_operation(Operation::PublishDelivery);
+    let report = CapacityReport {
+        scenario: scenario.name.clone(),
+        content_hash: scenario.content_hash(),
+        vary: args.vary,
+        unit: args.vary.unit().to_owned(),
+        strategy,
+        repeats: args.repeat.max(1),
+        point_duration_s: args.point_duration.as_secs_f64(),
+        warning_ms: threshold.warning.as_secs_f64() * 1000.0,
+        critical_ms: threshold.critical.as_secs_f64() * 1000.0,
+        setups: results,
+        notes,
+    };
+    let dir = args.out.clone().unwrap_or_else(|| {
+        crate::report::default_dir(
+            &Path::new("reports").join("capacity"),
+            &scenario.name,
+            SystemTime::now(),
+        )
+    });
+    if let Err(e) = capacity::write_all(&report, &dir) {
+        eprintln!("sim: {e}");
+        return exit::FAILURE;
+    }
+    if !args.quiet {
+        println!("{}", capacity::output_summary(&report));
+        println!("capacity report: {}", dir.display());
+    }
+    0
+}
+
+/// Searches each set-up in turn; their results and the search's notes.
+async fn search_setups(
+    args: &CapacityArgs,
+    scenario: &Scenario,
+    setups: Vec<Setup>,
+    strategy: Strategy,
+    redis_url: Option<String>,
+) -> (Vec<SetupResult>, Vec<String>) {
     let mut results = Vec::new();
     let mut notes = Vec::new();
     for setup in setups {
@@ -118,38 +166,7 @@ pub async fn capacity_command(args: CapacityArgs) -> i32 {
                 .into(),
         );
     }
-    let threshold = scenario
-        .thresholds
-        .for_operation(Operation::PublishDelivery);
-    let report = CapacityReport {
-        scenario: scenario.name.clone(),
-        content_hash: scenario.content_hash(),
-        vary: args.vary,
-        unit: args.vary.unit().to_owned(),
-        strategy,
-        repeats: args.repeat.max(1),
-        point_duration_s: args.point_duration.as_secs_f64(),
-        warning_ms: threshold.warning.as_secs_f64() * 1000.0,
-        critical_ms: threshold.critical.as_secs_f64() * 1000.0,
-        setups: results,
-        notes,
-    };
-    let dir = args.out.clone().unwrap_or_else(|| {
-        crate::report::default_dir(
-            &Path::new("reports").join("capacity"),
-            &scenario.name,
-            SystemTime::now(),
-        )
-    });
-    if let Err(e) = capacity::write_all(&report, &dir) {
-        eprintln!("sim: {e}");
-        return 1;
-    }
-    if !args.quiet {
-        println!("{}", capacity::output_summary(&report));
-        println!("capacity report: {}", dir.display());
-    }
-    0
+    (results, notes)
 }
 
 fn strategy(args: &CapacityArgs, scenario: &Scenario) -> Strategy {

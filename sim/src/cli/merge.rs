@@ -24,7 +24,7 @@ pub fn merge_command(args: &MergeArgs) -> i32 {
             "sim merge: writing the report to {}: {e}",
             args.out.display()
         );
-        return 1;
+        return exit::FAILURE;
     }
     if !args.quiet {
         print_summary(&report, &args.out);

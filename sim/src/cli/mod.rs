@@ -31,10 +31,12 @@ use crate::scenario::{LoadScale, Scenario};
 #[derive(Debug, Parser)]
 #[command(name = "sim", version, about, long_about = None)]
 pub struct Cli {
+    /// The command to run.
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// The `sim` commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Runs a scenario and writes its report.
@@ -62,6 +64,7 @@ pub enum Command {
     Baseline(BaselineArgs),
 }
 
+/// The arguments of `sim check`.
 #[derive(Debug, Clone, Args)]
 pub struct CheckArgs {
     /// The report: a `report.json`, or the run directory holding it.
@@ -82,6 +85,7 @@ pub struct CheckArgs {
     pub junit: Option<PathBuf>,
 }
 
+/// The arguments of `sim merge`.
 #[derive(Debug, Clone, Args)]
 pub struct MergeArgs {
     /// The shards' report directories (`sim run --shard i/n --out DIR`),
@@ -96,6 +100,7 @@ pub struct MergeArgs {
     pub quiet: bool,
 }
 
+/// The arguments of `sim baseline`.
 #[derive(Debug, Clone, Args)]
 pub struct BaselineArgs {
     /// The report(s): `report.json` files or run directories. With several
@@ -124,6 +129,7 @@ fn shard(s: &str) -> Result<(u32, u32), String> {
     Ok((i, n))
 }
 
+/// The arguments of `sim run`.
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
     /// The scenario file (TOML; see scenarios/README.md).

@@ -20,43 +20,11 @@ use tokio_util::sync::CancellationToken;
 
 /// Runs `sim run`; returns the exit code.
 pub async fn run_command(args: RunArgs) -> i32 {
-    let mut scenario = match Scenario::load(&args.scenario) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("{e}");
-            return e.exit_code();
-        }
+    let (scenario, scale, args) = match prepare(args) {
+        Ok(prepared) => prepared,
+        Err(code) => return code,
     };
-    let scale = match apply_overrides(
-        &mut scenario,
-        args.seed,
-        args.duration,
-        args.scale_agents,
-        args.scale_rate,
-    ) {
-        Ok(scale) => scale,
-        Err(e) => {
-            eprintln!("sim: {e}");
-            return exit::SETUP;
-        }
-    };
-    if let Some(Err(e)) = args
-        .start_at
-        .map(|at| check_start_at(at, SystemTime::now()))
-    {
-        eprintln!("sim: {e}");
-        return exit::SETUP;
-    }
-    let args = &RunArgs {
-        jwt_secret: args
-            .jwt_secret
-            .clone()
-            .or_else(|| scenario.target.jwt_secret.clone()),
-        ..args
-    };
-    if args.redis.is_some() {
-        scenario.target.broker = crate::scenario::BrokerKind::Redis;
-    }
+    let args = &args;
     let mode = if args.targets.is_empty() {
         scenario.target.mode
     } else {
@@ -75,28 +43,14 @@ pub async fn run_command(args: RunArgs) -> i32 {
         eprintln!("sim: {problem}");
         return exit::SETUP;
     }
-    let options = TargetOptions {
-        redis_url: args.redis.clone(),
-        urls: args.targets.clone(),
-        bus_binary: args.bus_bin.clone(),
-        jwt_secret: args.jwt_secret.clone(),
-        durable_redis: scenario
-            .faults
-            .iter()
-            .any(|f| f.kind == FaultKind::RedisRestart),
-        network_proxy: scenario
-            .faults
-            .iter()
-            .any(|f| f.kind == FaultKind::NetworkCut),
-        ..TargetOptions::default()
-    };
-    let target = match RunningTarget::start(&scenario.target, &options).await {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("sim: cannot start the bus under test: {e}");
-            return exit::SETUP;
-        }
-    };
+    let target =
+        match RunningTarget::start(&scenario.target, &target_options(args, &scenario)).await {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("sim: cannot start the bus under test: {e}");
+                return exit::SETUP;
+            }
+        };
     if let Some(Err(e)) = args
         .start_at
         .map(|at| check_start_at(at, SystemTime::now()))
@@ -108,27 +62,86 @@ pub async fn run_command(args: RunArgs) -> i32 {
         return exit::SETUP;
     }
     if !args.quiet {
-        eprintln!(
-            "sim: {} ({} agents, {:?}) against {}",
-            scenario.name,
-            agents_here,
-            scenario.total_duration(),
-            target.description
-        );
-        if let Some(at) = args.start_at {
-            let wait = at.duration_since(SystemTime::now()).unwrap_or_default();
-            eprintln!(
-                "sim: starting at {} (in {:.1} s)",
-                humantime::format_rfc3339_millis(at),
-                wait.as_secs_f64()
-            );
-        }
+        announce(args, &scenario, agents_here, &target);
     }
     let code = run_against(args, Arc::new(scenario), scale, &target).await;
     if let Err(e) = target.stop().await {
         eprintln!("sim: stopping the bus under test: {e}");
     }
     code
+}
+
+/// The scenario with the command line's overrides applied, its load scale,
+/// and the arguments completed from the scenario (the JWT secret); or the
+/// exit code of a setup error, already reported.
+fn prepare(args: RunArgs) -> Result<(Scenario, Option<LoadScale>, RunArgs), i32> {
+    let mut scenario = Scenario::load(&args.scenario).map_err(|e| {
+        eprintln!("{e}");
+        e.exit_code()
+    })?;
+    let scale = apply_overrides(
+        &mut scenario,
+        args.seed,
+        args.duration,
+        args.scale_agents,
+        args.scale_rate,
+    )
+    .map_err(|e| {
+        eprintln!("sim: {e}");
+        exit::SETUP
+    })?;
+    if let Some(Err(e)) = args
+        .start_at
+        .map(|at| check_start_at(at, SystemTime::now()))
+    {
+        eprintln!("sim: {e}");
+        return Err(exit::SETUP);
+    }
+    let args = RunArgs {
+        jwt_secret: args
+            .jwt_secret
+            .clone()
+            .or_else(|| scenario.target.jwt_secret.clone()),
+        ..args
+    };
+    if args.redis.is_some() {
+        scenario.target.broker = crate::scenario::BrokerKind::Redis;
+    }
+    Ok((scenario, scale, args))
+}
+
+/// What the bus under test needs from the command line and the scenario's
+/// faults (a durable Redis to restart, a proxy to cut).
+fn target_options(args: &RunArgs, scenario: &Scenario) -> TargetOptions {
+    let has = |kind| scenario.faults.iter().any(|f| f.kind == kind);
+    TargetOptions {
+        redis_url: args.redis.clone(),
+        urls: args.targets.clone(),
+        bus_binary: args.bus_bin.clone(),
+        jwt_secret: args.jwt_secret.clone(),
+        durable_redis: has(FaultKind::RedisRestart),
+        network_proxy: has(FaultKind::NetworkCut),
+        ..TargetOptions::default()
+    }
+}
+
+/// The run's first line on stderr (and when it starts, if scheduled).
+fn announce(args: &RunArgs, scenario: &Scenario, agents: u64, target: &RunningTarget) {
+    eprintln!(
+        "sim: {} ({} agents, {:?}) against {}",
+        scenario.name,
+        agents,
+        scenario.total_duration(),
+        target.description
+    );
+    if let Some(at) = args.start_at {
+        let wait = at.duration_since(SystemTime::now()).unwrap_or_default();
+        eprintln!(
+            "sim: starting at {} (in {:.1} s)",
+            humantime::format_rfc3339_millis(at),
+            wait.as_secs_f64()
+        );
+    }
 }
 
 async fn run_against(
@@ -159,11 +172,11 @@ async fn run_against(
     });
     if let Err(e) = report::write_all(&report, &metrics, &dir) {
         eprintln!("sim: writing the report to {}: {e}", dir.display());
-        return 1;
+        return exit::FAILURE;
     }
     if let Some(Err(e)) = shard.map(|record| record.write(&dir)) {
         eprintln!("sim: {e}");
-        return 1;
+        return exit::FAILURE;
     }
     if !args.quiet {
         print_summary(&report, &dir);

@@ -17,10 +17,16 @@ use super::clock::RunClock;
 pub struct Counters {
     /// Run offsets (µs) of the first and last completed connect.
     pub first_connect_us: AtomicU64,
+    /// See `first_connect_us`.
     pub last_connect_us: AtomicU64,
+    /// Connects completed (welcome received), never decremented.
     pub connected: AtomicU64,
+    /// Scheduled sends made.
     pub sent: AtomicU64,
+    /// Pub/sub deliveries (`message` pushes) received.
     pub delivered: AtomicU64,
+    /// Errors counted by agents (error frames, unreadable frames, failed
+    /// connects, ...).
     pub errors: AtomicU64,
     /// Every frame received: the drain waits for this to go quiet.
     pub received: AtomicU64,
@@ -47,8 +53,11 @@ impl Default for Counters {
 /// (run-clock µs, so spans of shards compare).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConnectSpan {
+    /// Connects completed.
     pub connects: u64,
+    /// When the first completed, run-clock µs.
     pub first_us: u64,
+    /// When the last completed, run-clock µs.
     pub last_us: u64,
 }
 
@@ -83,6 +92,7 @@ impl Counters {
         })
     }
 
+    /// Adds `n` to `counter` (relaxed: the totals are only for watching).
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }

@@ -6,9 +6,12 @@
 //! - [`counters`](Counters): live totals, connect spans, per-node traffic,
 //!   the broadcast tracker.
 //! - [`switches`](FaultSwitches): what faults ask of agents.
+//! - [`frames`](FrameLog): a copy of the frames agents write, when a check
+//!   reads them (off in real runs).
 
 mod clock;
 mod counters;
+mod frames;
 mod switches;
 
 use std::sync::Arc;
@@ -20,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use self::clock::{RunClock, wall_us};
 pub use self::counters::{BroadcastTracker, ConnectSpan, Counters, NodeTraffic, TrafficTotals};
+pub use self::frames::FrameLog;
 pub use self::switches::FaultSwitches;
 use crate::metrics::MetricsHub;
 use crate::plan::Plan;
@@ -28,14 +32,21 @@ use crate::scenario::Scenario;
 /// Everything shared by one run's agents.
 #[derive(Debug)]
 pub struct RunContext {
+    /// The scenario being run.
     pub scenario: Arc<Scenario>,
+    /// The plan: this process's agents and the topic table.
     pub plan: Arc<Plan>,
+    /// The run's zero, on the monotonic and the wall clock.
     pub clock: RunClock,
+    /// Where agents record their metrics.
     pub hub: MetricsHub,
+    /// `ws://host:port/ws/connect` per bus node.
     pub ws_urls: Vec<String>,
     /// JWT secret to sign agent tokens with, when the bus wants them.
     pub jwt_secret: Option<String>,
+    /// Live totals for the progress display, and the connect span.
     pub counters: Counters,
+    /// First and last arrival of every broadcast.
     pub broadcasts: BroadcastTracker,
     /// Bounds concurrent WebSocket handshakes.
     pub connects: Semaphore,
@@ -63,6 +74,8 @@ pub struct RunContext {
     pub shard: (u32, u32),
     /// What the agents did with each bus node (indexed like `ws_urls`).
     pub node_traffic: Vec<NodeTraffic>,
+    /// Where agents copy the frames they write, when a check reads them.
+    pub frame_log: Option<Arc<FrameLog>>,
 }
 
 /// How a run's context is set up (everything that is not the scenario,
@@ -81,6 +94,8 @@ pub struct ContextSettings {
     pub shard: (u32, u32),
     /// Cancelled when the run is interrupted.
     pub interrupt: CancellationToken,
+    /// Where agents copy the frames they write (`None`: nowhere).
+    pub frame_log: Option<Arc<FrameLog>>,
 }
 
 impl Default for ContextSettings {
@@ -92,6 +107,7 @@ impl Default for ContextSettings {
             linger: Duration::from_secs(1),
             shard: (0, 1),
             interrupt: CancellationToken::new(),
+            frame_log: None,
         }
     }
 }
@@ -124,6 +140,7 @@ impl RunContext {
             draining: AtomicBool::default(),
             stop: CancellationToken::new(),
             interrupted: settings.interrupt,
+            frame_log: settings.frame_log,
             linger: settings.linger,
             online: flags(),
             subscribed: flags(),
@@ -148,10 +165,12 @@ impl RunContext {
         }
     }
 
+    /// Whether the last phase has ended.
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
     }
 
+    /// Marks agent `agent` connected or not (ids out of range are ignored).
     pub fn set_online(&self, agent: u32, online: bool) {
         if let Some(flag) = self.online.get(agent as usize) {
             flag.store(online, Ordering::Relaxed);
@@ -163,18 +182,22 @@ impl RunContext {
         id % self.shard.1.max(1) == self.shard.0
     }
 
+    /// Marks agent `agent`'s subscriptions confirmed or not (ids out of
+    /// range are ignored).
     pub fn set_subscribed(&self, agent: u32, subscribed: bool) {
         if let Some(flag) = self.subscribed.get(agent as usize) {
             flag.store(subscribed, Ordering::Relaxed);
         }
     }
 
+    /// Whether agent `agent` is connected with its subscriptions confirmed.
     pub fn is_subscribed(&self, agent: u32) -> bool {
         self.subscribed
             .get(agent as usize)
             .is_some_and(|f| f.load(Ordering::Relaxed))
     }
 
+    /// Whether agent `agent` is connected now.
     pub fn is_online(&self, agent: u32) -> bool {
         self.online
             .get(agent as usize)

@@ -23,6 +23,7 @@ pub struct FaultSwitches {
 }
 
 impl FaultSwitches {
+    /// Every switch off, for `agents` agents.
     pub fn new(agents: usize) -> Self {
         let flags = || (0..agents).map(|_| AtomicBool::new(false)).collect();
         Self {
@@ -42,24 +43,30 @@ impl FaultSwitches {
             .is_some_and(|f| f.load(Ordering::Relaxed))
     }
 
+    /// Whether agent `agent` is to stop reading now.
     pub fn is_slow(&self, agent: u32) -> bool {
         Self::flag(&self.slow, agent)
     }
 
+    /// Whether agent `agent` was a slow consumer at some point of the run.
     pub fn was_slow(&self, agent: u32) -> bool {
         Self::flag(&self.ever_slow, agent)
     }
 
+    /// Whether agent `agent` is to crash on every claimed job now.
     pub fn crashes(&self, agent: u32) -> bool {
         Self::flag(&self.crash, agent)
     }
 
+    /// How many reconnect storms have hit agent `agent` (0 for ids out of
+    /// range); a change means reconnect now.
     pub fn storm_generation(&self, agent: u32) -> u64 {
         self.storm
             .get(agent as usize)
             .map_or(0, |g| g.load(Ordering::Relaxed))
     }
 
+    /// A receiver of the epoch, bumped whenever a switch changes.
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.epoch.subscribe()
     }
@@ -68,6 +75,7 @@ impl FaultSwitches {
         self.epoch.send_modify(|e| *e += 1);
     }
 
+    /// Makes `agents` stop reading (`on`) or read again.
     pub fn set_slow(&self, agents: &[u32], on: bool) {
         for a in agents {
             if let Some(f) = self.slow.get(*a as usize) {
@@ -80,6 +88,7 @@ impl FaultSwitches {
         self.bump();
     }
 
+    /// Makes `agents` crash on every claimed job (`on`) or stop crashing.
     pub fn set_crash(&self, agents: &[u32], on: bool) {
         for a in agents {
             if let Some(f) = self.crash.get(*a as usize) {
@@ -89,6 +98,7 @@ impl FaultSwitches {
         self.bump();
     }
 
+    /// Makes `agents` drop their connections and reconnect now.
     pub fn storm(&self, agents: &[u32]) {
         for a in agents {
             if let Some(g) = self.storm.get(*a as usize) {

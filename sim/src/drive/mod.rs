@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use self::self_load::{SelfLoad, SelfWatch};
 use crate::agent;
 use crate::context::{
-    ConnectSpan, ContextSettings, NodeTraffic, RunClock, RunContext, TrafficTotals,
+    ConnectSpan, ContextSettings, FrameLog, NodeTraffic, RunClock, RunContext, TrafficTotals,
 };
 use crate::ledger::{Counting, Evidence};
 use crate::metrics::RunMetrics;
@@ -61,6 +61,9 @@ pub struct RunOptions {
     /// for at most [`INTERRUPTED_DRAIN`], and the run ends with what it
     /// measured so far.
     pub interrupt: CancellationToken,
+    /// Where agents copy the frames they write, for a check that decodes
+    /// them (`None` in real runs).
+    pub frame_log: Option<Arc<FrameLog>>,
 }
 
 /// Longest drain of an interrupted run.
@@ -79,6 +82,7 @@ impl Default for RunOptions {
             start_at: None,
             scale: None,
             interrupt: CancellationToken::new(),
+            frame_log: None,
         }
     }
 }
@@ -88,6 +92,8 @@ impl Default for RunOptions {
 pub struct Endpoints {
     /// `ws://host:port/ws/connect` per bus node.
     pub ws_urls: Vec<String>,
+    /// Local addresses the agents' sockets are spread over (by agent id);
+    /// empty lets the operating system pick.
     pub source_addresses: Vec<IpAddr>,
 }
 
@@ -102,6 +108,8 @@ pub struct RunResult {
     /// it came from: with the histograms, what `sim merge` needs of a
     /// shard to complete the shards' metrics together.
     pub recorded: RunMetrics,
+    /// What the agents sent and received, that the pub/sub, pattern and
+    /// broadcast ledger is computed from.
     pub evidence: Evidence,
     /// Expected and delivered messages of agents that faults made slow
     /// consumers, kept out of the ledger's classes.
@@ -261,6 +269,7 @@ fn context(
             linger: options.linger,
             shard: options.shard,
             interrupt: options.interrupt.child_token(),
+            frame_log: options.frame_log.clone(),
         },
     ))
 }

@@ -54,7 +54,7 @@ fn line(ctx: &RunContext, total_agents: u64) -> String {
 
 /// Shows progress until `stop`; every second on a terminal, every five
 /// seconds otherwise (or never when `quiet`).
-pub fn spawn(
+pub(super) fn spawn(
     ctx: Arc<RunContext>,
     total_agents: u64,
     quiet: bool,

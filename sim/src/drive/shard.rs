@@ -63,24 +63,42 @@ pub struct ShardRecord {
 /// Why a shard record could not be written or read.
 #[derive(Debug, thiserror::Error)]
 pub enum ShardRecordError {
+    /// The record could not be written.
     #[error("cannot write {path}: {source}")]
     Write {
+        /// The file written.
         path: PathBuf,
+        /// Why the write failed.
         #[source]
         source: std::io::Error,
     },
+    /// The record could not be read.
     #[error(
         "cannot read {path}: {source} (is it the report directory of a `sim run --shard i/n` with n > 1?)"
     )]
     Read {
+        /// The file read.
         path: PathBuf,
+        /// Why the read failed.
         #[source]
         source: std::io::Error,
     },
+    /// The file is not a shard record.
     #[error("{path} is not a shard record: {message}")]
-    Parse { path: PathBuf, message: String },
+    Parse {
+        /// The file read.
+        path: PathBuf,
+        /// What the parser said.
+        message: String,
+    },
+    /// The record has a format this simulator does not read.
     #[error("{path} has shard format {found}; this sim reads format {SHARD_FORMAT}")]
-    Format { path: PathBuf, found: u32 },
+    Format {
+        /// The file read.
+        path: PathBuf,
+        /// The format number the record holds.
+        found: u32,
+    },
 }
 
 impl ShardRecord {

@@ -220,6 +220,7 @@ pub struct SecurityLedger {
 }
 
 impl SecurityLedger {
+    /// Whether nothing was attempted (every count is zero).
     pub fn is_empty(&self) -> bool {
         *self == Self::default()
     }

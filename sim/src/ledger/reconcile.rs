@@ -18,7 +18,9 @@ use super::tracking::{ChannelKey, Window};
 /// slow-consumer policy rather than being the bus's fault).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Reconciled {
+    /// `(expected, delivered)` per class, slow consumers left out.
     pub classes: BTreeMap<MessageClass, (u64, u64)>,
+    /// `(expected, delivered)` of the windows of slow consumers.
     pub slow: (u64, u64),
 }
 
@@ -43,6 +45,8 @@ fn class_of(window: &Window) -> MessageClass {
     }
 }
 
+/// Counts, for every subscription window, the messages owed to it (sent
+/// on its channels while it was open) and those delivered, per class.
 pub fn reconcile(evidence: &Evidence, counting: Counting) -> Reconciled {
     let mut out = Reconciled::default();
     for window in &evidence.windows {

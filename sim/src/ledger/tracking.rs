@@ -17,8 +17,16 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(into = "String", try_from = "String")]
 pub enum ChannelKey {
-    Topic { workspace: u32, topic: u32 },
+    /// A topic of a workspace.
+    Topic {
+        /// The workspace's number.
+        workspace: u32,
+        /// The topic's id in the plan's topic table.
+        topic: u32,
+    },
+    /// The broadcast of the workspace with this number.
     Workspace(u32),
+    /// The global broadcast.
     Global,
 }
 
@@ -78,13 +86,16 @@ pub struct StreamTracker {
 /// What one arrival was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arrival {
+    /// Higher than every sequence seen on the stream (gaps allowed).
     InOrder,
     /// Older than one already seen (a gap filled late).
     OutOfOrder,
+    /// Seen before: the highest, or one of the 128 below it already seen.
     Duplicate,
 }
 
 impl StreamTracker {
+    /// Notes sequence `seq` and says what its arrival was.
     pub fn observe(&mut self, seq: u64) -> Arrival {
         let Some(highest) = self.highest else {
             self.highest = Some(seq);
@@ -149,6 +160,8 @@ fn is_false(b: &bool) -> bool {
 }
 
 impl Window {
+    /// An open window on `channels` from `start_us` (run-clock µs), nothing
+    /// delivered yet.
     pub fn new(channels: Vec<ChannelKey>, pattern: bool, start_us: u64) -> Self {
         Self {
             channels,
@@ -181,6 +194,8 @@ pub struct Streams {
 }
 
 impl Streams {
+    /// Notes sequence `seq` of `sender` on `channel` and says what its
+    /// arrival was.
     pub fn observe(&mut self, sender: u32, channel: ChannelKey, seq: u64) -> Arrival {
         self.trackers
             .entry((sender, channel))

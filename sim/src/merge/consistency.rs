@@ -9,7 +9,7 @@ use super::load::LoadedShard;
 
 /// Checks that `shards` are the complete set of shards of one run and
 /// returns them ordered by index.
-pub fn complete_set(mut shards: Vec<LoadedShard>) -> Result<Vec<LoadedShard>, MergeError> {
+pub(super) fn complete_set(mut shards: Vec<LoadedShard>) -> Result<Vec<LoadedShard>, MergeError> {
     let Some(first) = shards.first() else {
         return Err(MergeError::NoShards);
     };

@@ -19,14 +19,16 @@ use crate::report::{Report, parse_json};
 pub struct LoadedShard {
     /// Its report directory, as given.
     pub dir: PathBuf,
+    /// Its `report.json`.
     pub report: Report,
+    /// Its `shard.json`.
     pub record: ShardRecord,
     /// Its whole-run histograms (µs), one per operation with samples.
     pub histograms: Vec<(Operation, Histogram<u64>)>,
 }
 
 /// Reads the shard in `dir`.
-pub fn load(dir: &Path) -> Result<LoadedShard, MergeError> {
+pub(super) fn load(dir: &Path) -> Result<LoadedShard, MergeError> {
     let json_path = dir.join("report.json");
     let text = std::fs::read_to_string(&json_path).map_err(|source| MergeError::Read {
         path: json_path.clone(),

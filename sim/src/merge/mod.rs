@@ -39,53 +39,85 @@ use crate::verdict;
 /// Why shards could not be merged.
 #[derive(Debug, thiserror::Error)]
 pub enum MergeError {
+    /// No directory was given.
     #[error("no shard directories given")]
     NoShards,
+    /// A shard's file or directory could not be read.
     #[error("cannot read {path}: {source}")]
     Read {
+        /// The file or directory read.
         path: PathBuf,
+        /// Why the read failed.
         #[source]
         source: std::io::Error,
     },
+    /// A shard's `report.json` or histogram log could not be parsed.
     #[error("{path}: {message}")]
-    Invalid { path: PathBuf, message: String },
+    Invalid {
+        /// The file read.
+        path: PathBuf,
+        /// What was wrong with it.
+        message: String,
+    },
+    /// A shard's `shard.json` could not be read.
     #[error(transparent)]
     Record(#[from] ShardRecordError),
+    /// Two shards ran different scenarios, or different seeds.
     #[error(
         "{} ran {first_run} but {} ran {other_run}: only shards of one scenario with one seed merge",
         first.display(),
         other.display()
     )]
     DifferentRuns {
+        /// The first shard's directory.
         first: PathBuf,
+        /// What it ran: scenario name, seed and content hash.
         first_run: String,
+        /// The directory of the shard that differs.
         other: PathBuf,
+        /// What that one ran.
         other_run: String,
     },
+    /// Two shards were of runs split into different numbers of shards.
     #[error(
         "{} is one of {first_count} shards but {} is one of {other_count}",
         first.display(),
         other.display()
     )]
     DifferentCounts {
+        /// The first shard's directory.
         first: PathBuf,
+        /// Its shard count.
         first_count: u32,
+        /// The directory of the shard that differs.
         other: PathBuf,
+        /// That one's shard count.
         other_count: u32,
     },
+    /// The same shard index was given twice.
     #[error("shard {index}/{count} given twice: {} and {}", first.display(), second.display())]
     Duplicate {
+        /// The shard index.
         index: u32,
+        /// The shard count.
         count: u32,
+        /// The first directory holding it.
         first: PathBuf,
+        /// The second directory holding it.
         second: PathBuf,
     },
+    /// Some shard indexes were not given.
     #[error(
         "shard{} {} missing: a merge needs every shard of the run",
         if missing.len() == 1 { "" } else { "s" },
         missing.iter().map(|i| format!("{i}/{count}")).collect::<Vec<_>>().join(", ")
     )]
-    Missing { missing: Vec<u32>, count: u32 },
+    Missing {
+        /// The indexes not given, in order.
+        missing: Vec<u32>,
+        /// The shard count.
+        count: u32,
+    },
 }
 
 /// Merges the shards in `dirs` into one report and its metrics.

@@ -20,7 +20,7 @@ fn offset_s(shard: &LoadedShard, start_us: u64) -> f64 {
 
 /// Shard 0's health samples (every shard polls every node; one shard's
 /// view is enough and has no repeats), on the merged run's clock.
-pub fn shifted_health(shard: &LoadedShard, start_us: u64) -> Vec<HealthSample> {
+pub(super) fn shifted_health(shard: &LoadedShard, start_us: u64) -> Vec<HealthSample> {
     let offset = offset_s(shard, start_us);
     shard
         .report
@@ -34,7 +34,7 @@ pub fn shifted_health(shard: &LoadedShard, start_us: u64) -> Vec<HealthSample> {
 }
 
 /// Shard 0's Redis samples, on the merged run's clock.
-pub fn shifted_redis(shard: &LoadedShard, start_us: u64) -> Vec<RedisSample> {
+pub(super) fn shifted_redis(shard: &LoadedShard, start_us: u64) -> Vec<RedisSample> {
     let offset = offset_s(shard, start_us);
     shard
         .report
@@ -50,7 +50,7 @@ pub fn shifted_redis(shard: &LoadedShard, start_us: u64) -> Vec<RedisSample> {
 /// The simulator's cost over all shards: CPU and peak memory added up (the
 /// peaks of separate processes, so an upper bound of what they held at
 /// once), per delivered message and per agent of the whole run.
-pub fn simulator(shards: &[LoadedShard], metrics: &RunMetrics) -> SimulatorSelf {
+pub(super) fn simulator(shards: &[LoadedShard], metrics: &RunMetrics) -> SimulatorSelf {
     let cpu: f64 = shards.iter().map(|s| s.report.simulator.cpu_seconds).sum();
     let rss: u64 = shards
         .iter()
@@ -66,7 +66,7 @@ pub fn simulator(shards: &[LoadedShard], metrics: &RunMetrics) -> SimulatorSelf 
 /// Per-node figures of every shard, by node: agents and connects added,
 /// the node's own peak connection count (every shard reads the same one)
 /// and its CPU and memory where a shard measured them.
-pub fn nodes(shards: &[LoadedShard]) -> Vec<NodeFigures> {
+pub(super) fn nodes(shards: &[LoadedShard]) -> Vec<NodeFigures> {
     let mut merged: Vec<NodeFigures> = Vec::new();
     for figures in shards.iter().flat_map(|s| &s.report.nodes) {
         let Some(node) = merged.iter_mut().find(|n| n.node == figures.node) else {
@@ -85,7 +85,7 @@ pub fn nodes(shards: &[LoadedShard]) -> Vec<NodeFigures> {
 /// Every shard's faults, one entry per fault of the scenario: the agents
 /// or nodes each shard saw hit, disconnects added, delivery resuming at
 /// the earliest shard that saw it resume.
-pub fn faults(shards: &[LoadedShard]) -> Vec<FaultOutcome> {
+pub(super) fn faults(shards: &[LoadedShard]) -> Vec<FaultOutcome> {
     let mut merged: Vec<FaultOutcome> = Vec::new();
     for fault in shards.iter().flat_map(|s| &s.report.faults) {
         let same = |f: &&mut FaultOutcome| {
@@ -114,7 +114,7 @@ pub fn faults(shards: &[LoadedShard]) -> Vec<FaultOutcome> {
 /// more than a second apart; different bus nodes (then their agents could
 /// not reach each other, and the merged ledger counts those messages
 /// lost).
-pub fn alignment_notes(shards: &[LoadedShard]) -> Vec<String> {
+pub(super) fn alignment_notes(shards: &[LoadedShard]) -> Vec<String> {
     let mut notes = Vec::new();
     let first = shards.iter().map(|s| s.record.start_us).min().unwrap_or(0);
     let last = shards.iter().map(|s| s.record.start_us).max().unwrap_or(0);

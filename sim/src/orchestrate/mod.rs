@@ -39,11 +39,14 @@ use crate::procstat;
 use crate::report::{FaultOutcome, Report, RunInfo, ScenarioInfo, SimulatorSelf};
 use crate::scenario::{Behaviour, Scenario};
 use crate::verdict;
+use crate::verdict::trust::NodeWitness;
 
 /// What one execution measured.
 #[derive(Debug)]
 pub struct Measured {
+    /// What the agents measured.
     pub result: RunResult,
+    /// What watching the bus's `/health` and Redis saw meanwhile.
     pub watched: MonitorResult,
     /// CPU (percent of one core over the run) and peak RSS per spawned node.
     pub bus_nodes: Vec<NodeCost>,
@@ -202,16 +205,7 @@ pub async fn measure(
     if let Some(at) = options.start_at {
         drive::wait_until(at).await;
     }
-    let monitor = Monitor::start(
-        target.http_urls.clone(),
-        target.redis_url.clone(),
-        options
-            .jwt_secret
-            .as_deref()
-            .map(|s| admin_token(s, "sim-monitor")),
-        Instant::now(),
-        Duration::from_secs(1),
-    );
+    let monitor = start_monitor(target, options);
     let before = nodes::sample_nodes(target);
     let witnessed = witness::applies(target);
     let counts_before = match witnessed {
@@ -249,12 +243,7 @@ pub async fn measure(
         })
         .await;
     let witness = match counts_before {
-        Ok(before) => witness::read_all_closed(target, &before)
-            .await
-            .map(|after| {
-                let labels: Vec<String> = target.http_urls.iter().map(|u| node_label(u)).collect();
-                witness::rows(&labels, &before, &after, &result.node_traffic, &audits)
-            }),
+        Ok(before) => witness_rows(target, &before, &result, &audits).await,
         Err(why) => Err(why),
     };
     let watched = monitor.stop().await;
@@ -266,16 +255,7 @@ pub async fn measure(
         Err(e) => observations.push(format!("the REST load (goose) failed: {e}")),
     }
     let mut notes = Vec::new();
-    match (queues, options.shard.1) {
-        (Some(reading), 1) => {
-            notes.push(ledger::settle_queue(result.metrics.ledger_mut(), reading));
-        }
-        (Some(reading), _) => notes.push(format!(
-            "queue ledger: settled by `sim merge` (producers and workers run in every shard); the bus held {} still queued and {} dead-lettered at this shard's end",
-            reading.still_queued, reading.dead
-        )),
-        (None, _) => {}
-    }
+    notes.extend(settle_queues(&mut result, queues, options.shard.1));
     notes.extend(derived_notes(
         result.metrics.ledger(),
         result.connects,
@@ -291,6 +271,57 @@ pub async fn measure(
         faults,
         witness,
     }
+}
+
+/// The monitor of the bus's health, its nodes' metrics and its Redis,
+/// polled every second.
+fn start_monitor(target: &RunningTarget, options: &RunOptions) -> Monitor {
+    Monitor::start(
+        target.http_urls.clone(),
+        target.redis_url.clone(),
+        options
+            .jwt_secret
+            .as_deref()
+            .map(|s| admin_token(s, "sim-monitor")),
+        Instant::now(),
+        Duration::from_secs(1),
+    )
+}
+
+/// The bus witness's rows: the nodes' own counts once every agent closed,
+/// beside what the agents saw.
+async fn witness_rows(
+    target: &RunningTarget,
+    before: &[witness::BusCounts],
+    result: &RunResult,
+    audits: &[witness::Audit],
+) -> Result<Vec<NodeWitness>, String> {
+    let after = witness::read_all_closed(target, before).await?;
+    let labels: Vec<String> = target.http_urls.iter().map(|u| node_label(u)).collect();
+    Ok(witness::rows(
+        &labels,
+        before,
+        &after,
+        &result.node_traffic,
+        audits,
+    ))
+}
+
+/// Settles the queue ledger from the bus's counts (one shard), or says that
+/// `sim merge` will (several shards, each with producers and workers).
+fn settle_queues(
+    result: &mut RunResult,
+    queues: Option<QueueReading>,
+    shards: u32,
+) -> Option<String> {
+    let reading = queues?;
+    Some(match shards {
+        1 => ledger::settle_queue(result.metrics.ledger_mut(), reading),
+        _ => format!(
+            "queue ledger: settled by `sim merge` (producers and workers run in every shard); the bus held {} still queued and {} dead-lettered at this shard's end",
+            reading.still_queued, reading.dead
+        ),
+    })
 }
 
 /// The goose load of the scenario's `rest_client` groups, if any: their

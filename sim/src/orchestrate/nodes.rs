@@ -15,14 +15,17 @@ use crate::report::{HealthSample, NodeFigures};
 pub struct NodeCost {
     /// Which node (index into the target's URLs).
     pub node: usize,
+    /// The node's process id.
     pub pid: u32,
     /// Percent of one core over the run.
     pub cpu_percent: f64,
+    /// Peak resident memory (`VmHWM`) of the process up to the end of the
+    /// run, bytes.
     pub peak_rss_bytes: u64,
 }
 
 /// Samples of the started nodes' processes, taken before the run.
-pub fn sample_nodes(target: &RunningTarget) -> Vec<Option<ProcSample>> {
+pub(super) fn sample_nodes(target: &RunningTarget) -> Vec<Option<ProcSample>> {
     target
         .bus_pids
         .iter()
@@ -55,7 +58,7 @@ pub fn node_costs(
 }
 
 /// One row per node of `target`, in the order of its URLs.
-pub fn node_figures(
+pub(super) fn node_figures(
     target: &RunningTarget,
     result: &RunResult,
     health: &[HealthSample],

@@ -24,7 +24,7 @@ fn queues_of(scenario: &Scenario) -> BTreeSet<(String, String)> {
 
 /// Reads the bus's counts of the scenario's queues: `None` when it has no
 /// queues; queues whose stats could not be read are left out and noted.
-pub async fn read_queues(
+pub(super) async fn read_queues(
     scenario: &Scenario,
     target: &RunningTarget,
 ) -> (Option<QueueReading>, Vec<String>) {

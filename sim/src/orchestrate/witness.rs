@@ -29,7 +29,7 @@ const CLOSE_WAIT: Duration = Duration::from_secs(3);
 
 /// A node's own counters at one moment.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct BusCounts {
+pub(super) struct BusCounts {
     /// `bus_frames_in_total`, every op.
     pub frames_in: u64,
     /// `bus_deliveries_total`.
@@ -41,7 +41,7 @@ pub struct BusCounts {
 /// Reads the node's name from `/health`, then its counters from
 /// `/metrics` (only the series labelled with its name: nodes embedded in
 /// one process share one registry).
-pub async fn read_counts(probe: &HealthProbe, http_url: &str) -> Result<BusCounts, String> {
+pub(super) async fn read_counts(probe: &HealthProbe, http_url: &str) -> Result<BusCounts, String> {
     let node = probe
         .check(http_url)
         .await
@@ -86,12 +86,12 @@ fn parse_counts(text: &str, node: &str) -> Result<BusCounts, String> {
 }
 
 /// Whether the witness applies to `target` (nodes the simulator started).
-pub fn applies(target: &RunningTarget) -> bool {
+pub(super) fn applies(target: &RunningTarget) -> bool {
     target.namespace.is_some()
 }
 
 /// Every node's counters before the run.
-pub async fn read_all(target: &RunningTarget) -> Result<Vec<BusCounts>, String> {
+pub(super) async fn read_all(target: &RunningTarget) -> Result<Vec<BusCounts>, String> {
     let probe = HealthProbe::new(READ_TIMEOUT);
     let mut all = Vec::with_capacity(target.http_urls.len());
     for url in &target.http_urls {
@@ -102,7 +102,7 @@ pub async fn read_all(target: &RunningTarget) -> Result<Vec<BusCounts>, String> 
 
 /// Every node's counters after the run, once its connections have closed
 /// (its readers have counted every frame), or after [`CLOSE_WAIT`].
-pub async fn read_all_closed(
+pub(super) async fn read_all_closed(
     target: &RunningTarget,
     before: &[BusCounts],
 ) -> Result<Vec<BusCounts>, String> {
@@ -121,7 +121,7 @@ pub async fn read_all_closed(
 }
 
 /// One row per node: the bus's counts over the run beside the agents'.
-pub fn rows(
+pub(super) fn rows(
     labels: &[String],
     before: &[BusCounts],
     after: &[BusCounts],
@@ -154,7 +154,7 @@ pub fn rows(
 
 /// The subscriptions one node held for the agents, compared with the plan.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Audit {
+pub(super) struct Audit {
     /// Connections compared.
     pub audited: u64,
     /// Connections whose subscriptions differ from the plan.
@@ -179,7 +179,7 @@ struct Listed {
 
 /// When to audit: once the most agents are connected (plus a moment for
 /// their subscriptions to be confirmed), inside that stretch.
-pub fn audit_instant(plan: &Plan) -> Option<Duration> {
+pub(super) fn audit_instant(plan: &Plan) -> Option<Duration> {
     let mut edges: Vec<(Duration, i64)> = Vec::new();
     for agent in &plan.agents {
         for s in &agent.stays {
@@ -205,7 +205,7 @@ pub fn audit_instant(plan: &Plan) -> Option<Duration> {
 /// Audits every node at `at` (run offset): which subscriptions the bus
 /// holds for each listed agent of this run whose subscriptions were
 /// confirmed, against the plan.
-pub async fn audit(
+pub(super) async fn audit(
     ctx: &RunContext,
     target: &RunningTarget,
     token: Option<&str>,

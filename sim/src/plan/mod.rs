@@ -31,6 +31,7 @@ const STEP: Duration = Duration::from_millis(10);
 /// leaves (a broken connection is resumed within the same stay).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stay {
+    /// When it connects, from the run's start.
     pub connect_at: Duration,
     /// `None`: stays until the run ends.
     pub leave_at: Option<Duration>,
@@ -51,8 +52,11 @@ pub struct AgentPlan {
     pub workspace: u32,
     /// Which bus node it connects to.
     pub node: usize,
+    /// Local address its sockets bind to; `None`: the operating system picks.
     pub source: Option<IpAddr>,
+    /// When it is on the bus, in order (empty: never).
     pub stays: Vec<Stay>,
+    /// Seed of its random choices, from the scenario's seed and its id.
     pub seed: u64,
     /// What it subscribes to on every connect (beyond its inbox, workspace
     /// and the global broadcast, which every agent gets).
@@ -60,11 +64,13 @@ pub struct AgentPlan {
 }
 
 impl AgentPlan {
+    /// Its workspace's name on the bus, `ws-<n>`.
     pub fn workspace_name(&self) -> String {
         workspace_name(self.workspace)
     }
 }
 
+/// The name on the bus of workspace number `n`: `ws-<n>`.
 pub fn workspace_name(n: u32) -> String {
     format!("ws-{n}")
 }
@@ -72,7 +78,9 @@ pub fn workspace_name(n: u32) -> String {
 /// Everything the runner needs before it starts.
 #[derive(Debug, Clone)]
 pub struct Plan {
+    /// The agents this process runs (its shard's), in id order.
     pub agents: Vec<AgentPlan>,
+    /// The topics of the publisher and subscriber groups, by id.
     pub topics: TopicTable,
     /// Topic ids of each group (empty for groups without topics).
     pub group_topics: Vec<Vec<u32>>,
@@ -81,6 +89,7 @@ pub struct Plan {
     /// Id of the first agent of each group (agent `i` of group `g` has id
     /// `first_id[g] + i`).
     pub first_id: Vec<u32>,
+    /// The scenario's total length (every phase).
     pub run_length: Duration,
 }
 

@@ -43,6 +43,7 @@ pub struct TopicTable {
 }
 
 impl TopicTable {
+    /// The id of topic `name`, given the next free id if it has none yet.
     pub fn intern(&mut self, name: &str) -> u32 {
         if let Some(id) = self.ids.get(name) {
             return *id;
@@ -53,18 +54,22 @@ impl TopicTable {
         id
     }
 
+    /// The id of topic `name`; `None` when it is not in the table.
     pub fn id(&self, name: &str) -> Option<u32> {
         self.ids.get(name).copied()
     }
 
+    /// The name of topic `id`; panics when there is none.
     pub fn name(&self, id: u32) -> &str {
         &self.names[id as usize]
     }
 
+    /// How many topics the table holds.
     pub fn len(&self) -> usize {
         self.names.len()
     }
 
+    /// Whether the table holds no topic.
     pub fn is_empty(&self) -> bool {
         self.names.is_empty()
     }

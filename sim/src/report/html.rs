@@ -6,6 +6,7 @@ use super::ReportError;
 use super::model::Report;
 use super::plots;
 use super::tables::{self, Table};
+use super::text::escape_markup;
 use crate::metrics::RunMetrics;
 use crate::verdict::Status;
 
@@ -23,9 +24,9 @@ figure{margin:0 0 1.5rem}";
 /// the full histograms the percentile curves need.
 pub fn render_html(report: &Report, metrics: &RunMetrics) -> Result<String, ReportError> {
     let mut out = String::new();
-    let title = escape(&report.scenario.name);
+    let title = escape_markup(&report.scenario.name);
     let status = report.overall();
-    let headline = escape(&tables::headline(report));
+    let headline = escape_markup(&tables::headline(report));
     let _ = write!(
         out,
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
@@ -34,7 +35,11 @@ pub fn render_html(report: &Report, metrics: &RunMetrics) -> Result<String, Repo
         status.as_str()
     );
     if !report.scenario.description.is_empty() {
-        let _ = writeln!(out, "<p>{}</p>", escape(&report.scenario.description));
+        let _ = writeln!(
+            out,
+            "<p>{}</p>",
+            escape_markup(&report.scenario.description)
+        );
     }
     for table in tables::all(report) {
         write_table(&mut out, &table);
@@ -43,7 +48,7 @@ pub fn render_html(report: &Report, metrics: &RunMetrics) -> Result<String, Repo
     if !report.notes.is_empty() {
         out.push_str("<h2>Notes</h2>\n<ul>\n");
         for note in &report.notes {
-            let _ = writeln!(out, "<li>{}</li>", escape(note));
+            let _ = writeln!(out, "<li>{}</li>", escape_markup(note));
         }
         out.push_str("</ul>\n");
     }
@@ -80,11 +85,11 @@ fn badge(status: Status) -> String {
 }
 
 fn write_table(out: &mut String, table: &Table) {
-    let _ = writeln!(out, "<h2>{}</h2>\n<table>", escape(table.title));
+    let _ = writeln!(out, "<h2>{}</h2>\n<table>", escape_markup(table.title));
     if table.headers.iter().any(|h| !h.is_empty()) {
         out.push_str("<tr>");
         for header in &table.headers {
-            let _ = write!(out, "<th>{}</th>", escape(header));
+            let _ = write!(out, "<th>{}</th>", escape_markup(header));
         }
         out.push_str("</tr>\n");
     }
@@ -104,24 +109,8 @@ fn cell_html(cell: &str) -> String {
         "healthy" => badge(Status::Healthy),
         "warning" => badge(Status::Warning),
         "critical" => badge(Status::Critical),
-        other => escape(other),
+        other => escape_markup(other),
     }
-}
-
-/// Escapes text for HTML element content and attribute values.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -145,13 +134,5 @@ mod tests {
         assert!(!html.contains("src=\"http"), "no external assets");
         assert!(!html.contains("<script"), "no scripts");
         assert!(html.contains("&lt;fixture&gt; note"), "notes are escaped");
-    }
-
-    #[test]
-    fn escapes_markup() {
-        assert_eq!(
-            escape("<a href=\"x\">&'"),
-            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
-        );
     }
 }

@@ -44,6 +44,7 @@ pub use snapshot::{
     QueueCounts, Snapshot,
 };
 pub use tables::{headline, integrity_lines, verdict_label};
+pub use text::escape_markup;
 
 use crate::metrics::{HlogError, RunMetrics, write_interval_logs};
 

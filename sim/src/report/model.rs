@@ -116,7 +116,9 @@ pub struct MergedFrom {
 pub struct FaultOutcome {
     /// The fault kind's scenario name (e.g. `redis_restart`).
     pub kind: String,
+    /// When it began, seconds from the start of the run.
     pub at_s: f64,
+    /// How long it lasted, seconds (0 for an instantaneous fault).
     pub duration_s: f64,
     /// Nodes or agents it hit.
     pub affected: Vec<String>,
@@ -318,6 +320,7 @@ pub struct SimulatorSelf {
     /// ms: above a few ms it could not keep its own schedule.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheduling_lag_p99_ms: Option<f64>,
+    /// The latest the runtime woke that probe over the run, ms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheduling_lag_max_ms: Option<f64>,
     /// The same, per second.

@@ -1,4 +1,7 @@
-//! How figures are written for people in the Markdown and HTML views: milliseconds, ratios, sizes.
+//! How figures are written for people in the Markdown and HTML views:
+//! milliseconds, ratios, sizes; and text escaped for markup.
+
+use std::fmt::Write;
 
 /// Milliseconds with two decimals ("12.35").
 pub(super) fn ms(value: f64) -> String {
@@ -36,6 +39,28 @@ pub(super) fn or_dash(value: Option<String>) -> String {
     value.unwrap_or_else(|| "–".to_owned())
 }
 
+/// Escapes text for XML and HTML attributes and content (JUnit files,
+/// `report.html`); characters XML 1.0 cannot hold at all (most control
+/// characters) become U+FFFD.
+pub fn escape_markup(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            '\t' | '\n' | '\r' => {
+                let _ = write!(out, "&#{};", u32::from(c));
+            }
+            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => out.push('\u{FFFD}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -48,5 +73,14 @@ mod tests {
         assert_eq!(bytes(512.0), "512 B");
         assert_eq!(bytes(1536.0 * 1024.0), "1.5 MiB");
         assert_eq!(or_dash(None), "–");
+    }
+
+    #[test]
+    fn escapes_markup_and_control_characters() {
+        assert_eq!(
+            escape_markup(r#"a<b>&"c"'d'"#),
+            "a&lt;b&gt;&amp;&quot;c&quot;&apos;d&apos;"
+        );
+        assert_eq!(escape_markup("x\ny\u{1}"), "x&#10;y\u{FFFD}");
     }
 }

@@ -111,9 +111,14 @@ pub struct Verdicts {
 /// accepted bad token) is critical.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct SecurityVerdict {
+    /// Attempts made: requests naming another workspace or another agent's
+    /// inbox, and connections with bad tokens.
     pub attempts: u64,
+    /// Of those, the ones the bus refused.
     pub denied: u64,
+    /// Attempts the bus accepted: holes in its isolation.
     pub holes: u64,
+    /// Critical when there was any hole, else healthy.
     pub status: Status,
 }
 
