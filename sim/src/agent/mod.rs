@@ -153,6 +153,9 @@ struct Working {
 struct Traffic {
     frames_written: u64,
     messages_received: u64,
+    /// Deliveries not yet added to the run's live `delivered` counter (one
+    /// shared atomic: added once per read burst, not once per message).
+    delivered_unposted: u64,
 }
 
 /// Why a session ended.

@@ -4,7 +4,6 @@
 
 use super::wire::{self, Incoming, MessageView, OutcomeView};
 use super::{Agent, InFlight};
-use crate::context::Counters;
 use crate::ledger::{Arrival, ChannelKey, MessageClass};
 use crate::metrics::Operation;
 use crate::plan::Subscriptions;
@@ -170,17 +169,35 @@ impl Agent<'_> {
         }
     }
 
+    /// A `message` frame: counted delivered (the live counter once per read
+    /// burst, the recorder with its latency in one visit), then accounted.
     fn on_message(&mut self, message: &MessageView<'_>, pattern: Option<&str>) {
-        let now = self.now_us();
         self.traffic.messages_received += 1;
-        Counters::add(&self.ctx.counters.delivered, 1);
-        self.record(|r, at| r.count_delivered(at));
+        self.traffic.delivered_unposted += 1;
         if message.topic.ends_with(":inbox") {
+            self.record(|r, at| r.count_delivered(at));
             return self.on_direct(message, false);
         }
+        let latency = self.account_delivery(message, pattern);
+        self.record(|r, at| {
+            r.count_delivered(at);
+            if let Some((op, latency)) = latency {
+                r.record(op, latency, at);
+            }
+        });
+    }
+
+    /// Checks a topic, pattern or broadcast delivery against the windows
+    /// and streams; the latency to record, if any.
+    fn account_delivery(
+        &mut self,
+        message: &MessageView<'_>,
+        pattern: Option<&str>,
+    ) -> Option<(Operation, u64)> {
+        let now = self.now_us();
         if message.topic == crate::plan::REST_TOPIC {
             // REST users' traffic (rest_client groups) reaching a pattern.
-            return;
+            return None;
         }
         let class = match (pattern, message.topic.as_ref()) {
             (Some(_), _) => MessageClass::Pattern,
@@ -193,7 +210,8 @@ impl Agent<'_> {
             None => message.topic != "broadcast",
             Some(w) => w != my_workspace,
         };
-        let window = match (self.channel_of(message), pattern) {
+        let channel = self.channel_of(message);
+        let window = match (channel, pattern) {
             (Some(channel), None) => self.listening.exact.get(&channel).copied(),
             (Some(_), Some(p)) => self.listening.patterns.get(p).copied(),
             (None, _) => None,
@@ -205,15 +223,13 @@ impl Agent<'_> {
         {
             // Delivered between the bus taking the subscription and its
             // reply, which opens the window: not owed, not misrouted.
-            return;
+            return None;
         }
-        let (Some(stamp), Some(channel), Some(window), false) = (
-            message.payload,
-            self.channel_of(message),
-            window,
-            wrong_workspace,
-        ) else {
-            return self.ledger(class, |l| l.misrouted += 1);
+        let (Some(stamp), Some(channel), Some(window), false) =
+            (message.payload, channel, window, wrong_workspace)
+        else {
+            self.ledger(class, |l| l.misrouted += 1);
+            return None;
         };
         let streams = if pattern.is_some() {
             self.listening.pattern_streams.entry(window).or_default()
@@ -221,31 +237,36 @@ impl Agent<'_> {
             &mut self.listening.streams
         };
         match streams.observe(stamp.s, channel, stamp.q) {
-            Arrival::Duplicate => return self.ledger(class, |l| l.duplicated += 1),
+            Arrival::Duplicate => {
+                self.ledger(class, |l| l.duplicated += 1);
+                return None;
+            }
             Arrival::OutOfOrder => self.ledger(class, |l| l.out_of_order += 1),
             Arrival::InOrder => {}
         }
         let latency = now.saturating_sub(stamp.t);
         self.ctx.faults.delivered(stamp.w, now);
         let slow = self.ctx.faults.was_slow(self.plan.id);
-        if slow {
-            self.record(|r, at| r.record(Operation::SlowDelivery, latency, at));
+        let recorded = if slow {
+            Some((Operation::SlowDelivery, latency))
         } else if class == MessageClass::Broadcast {
             self.ctx.broadcasts.arrived(stamp.s, stamp.q, latency);
+            None
         } else {
-            self.record(|r, at| r.record(Operation::PublishDelivery, latency, at));
-        }
+            Some((Operation::PublishDelivery, latency))
+        };
         let local = self.ctx.is_local_agent(stamp.s);
         let w = &mut self.listening.windows[window];
         if w.expects(stamp.w) {
             w.count_delivery(local);
         }
+        recorded
     }
 
     /// A direct message: a response to one of ours, or a request to answer.
     fn on_direct(&mut self, message: &MessageView<'_>, from_inbox: bool) {
         let for_me = message.to.as_deref() == Some(self.plan.name.as_str())
-            && message.workspace.as_deref() == Some(self.my_workspace().as_str());
+            && message.workspace.as_deref() == Some(self.my_workspace());
         if !for_me {
             return self.ledger(MessageClass::Direct, |l| l.misrouted += 1);
         }

@@ -15,7 +15,7 @@ use super::{Agent, InFlight};
 use crate::context::Counters;
 use crate::ledger::{ChannelKey, MessageClass};
 use crate::metrics::Operation;
-use crate::plan::{Subscriptions, workspace_name};
+use crate::plan::Subscriptions;
 use crate::scenario::{Behaviour, BroadcastScope, Delivery, TopicDistribution};
 
 /// How long an agent waits for its subscribe reply.
@@ -324,7 +324,7 @@ impl Agent<'_> {
     }
 
     /// The workspace name an agent of this plan belongs to.
-    pub(super) fn my_workspace(&self) -> String {
-        workspace_name(self.plan.workspace)
+    pub(super) fn my_workspace(&self) -> &str {
+        &self.workspace
     }
 }

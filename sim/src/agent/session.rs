@@ -64,6 +64,10 @@ impl<'a> Agent<'a> {
 
     /// Adds the session's frames to its node's traffic.
     pub(super) fn account_traffic(&mut self) {
+        Counters::add(
+            &self.ctx.counters.delivered,
+            std::mem::take(&mut self.traffic.delivered_unposted),
+        );
         if let Some(node) = self.node_traffic() {
             Counters::add(
                 &node.frames_sent,
@@ -232,6 +236,10 @@ impl<'a> Agent<'a> {
                 }
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
                     Counters::add(&counters.received, texts);
+                    Counters::add(
+                        &counters.delivered,
+                        std::mem::take(&mut self.traffic.delivered_unposted),
+                    );
                     Counters::add(&counters.disconnects, 1);
                     self.record(|r, at| {
                         r.ledger_mut().connections.disconnects += 1;
@@ -246,6 +254,10 @@ impl<'a> Agent<'a> {
             }
         }
         Counters::add(&counters.received, texts);
+        Counters::add(
+            &counters.delivered,
+            std::mem::take(&mut self.traffic.delivered_unposted),
+        );
         true
     }
 

@@ -34,7 +34,7 @@ impl Agent<'_> {
     pub(super) fn on_claimed(&mut self, message: &MessageView<'_>) {
         let now = self.now_us();
         let redelivered = message.attempts > 1;
-        let wrong_workspace = message.workspace.as_deref() != Some(self.my_workspace().as_str());
+        let wrong_workspace = message.workspace.as_deref() != Some(self.my_workspace());
         let latency = message.payload.map(|s| now.saturating_sub(s.t));
         let inversion = self
             .working
