@@ -116,6 +116,53 @@ pub struct BusConfig {
     #[arg(long, env = "BUS_OUTBOUND_QUEUE", default_value_t = 4096)]
     pub outbound_queue: usize,
 
+    /// Bytes of frames queued for one client before it counts as a slow
+    /// consumer (close code 4001). A frame is always taken by an empty
+    /// queue, so a connection holds at most this plus one frame.
+    #[arg(long, env = "BUS_OUTBOUND_BYTES", default_value_t = 1 << 20)]
+    pub outbound_bytes: usize,
+
+    /// A client whose socket takes no batch of frames for this long is a
+    /// slow consumer: closed with 4001 and its socket dropped, whether or
+    /// not it ever reads again.
+    #[arg(long, env = "BUS_WRITE_TIMEOUT", value_parser = duration, default_value = "10s")]
+    pub write_timeout: Duration,
+
+    /// A TCP connection that has not sent a complete HTTP request (the
+    /// WebSocket upgrade included) within this time is closed.
+    #[arg(long, env = "BUS_HANDSHAKE_TIMEOUT", value_parser = duration, default_value = "5s")]
+    pub handshake_timeout: Duration,
+
+    /// Most topics one connection may subscribe to, besides its inbox,
+    /// workspace and broadcast channels (`limit_exceeded` beyond).
+    #[arg(long, env = "BUS_MAX_TOPICS_PER_CONNECTION", default_value_t = 1000)]
+    pub max_topics_per_connection: usize,
+
+    /// Most patterns one connection may subscribe to.
+    #[arg(long, env = "BUS_MAX_PATTERNS_PER_CONNECTION", default_value_t = 100)]
+    pub max_patterns_per_connection: usize,
+
+    /// Most topic and pattern subscriptions the connections of one
+    /// workspace hold together on this node.
+    #[arg(
+        long,
+        env = "BUS_MAX_SUBSCRIPTIONS_PER_WORKSPACE",
+        default_value_t = 100_000
+    )]
+    pub max_subscriptions_per_workspace: usize,
+
+    /// Most distinct patterns this node holds at the broker. Redis matches
+    /// every publish against every pattern of every node, so patterns cost
+    /// all workspaces' publishes; the budget keeps that cost bounded.
+    #[arg(long, env = "BUS_MAX_PATTERNS", default_value_t = 10_000)]
+    pub max_patterns: usize,
+
+    /// Most queues one workspace may create (`limit_exceeded` for an
+    /// enqueue to one more). Inboxes count too: one per agent that was sent a
+    /// stored direct message.
+    #[arg(long, env = "BUS_MAX_QUEUES_PER_WORKSPACE", default_value_t = 100_000)]
+    pub max_queues_per_workspace: u64,
+
     /// How long shutdown waits for connections to drain.
     #[arg(long, env = "BUS_SHUTDOWN_TIMEOUT", value_parser = duration, default_value = "10s")]
     pub shutdown_timeout: Duration,
@@ -213,6 +260,8 @@ impl BusConfig {
             visibility: self.visibility_timeout,
             queue_max_len: self.queue_max_len,
             inbox_max_len: self.inbox_max_len,
+            max_patterns: self.max_patterns,
+            max_queues_per_workspace: self.max_queues_per_workspace,
             faults: self.faults(),
         }
     }
@@ -255,6 +304,12 @@ impl BusConfig {
             return Err(
                 "--outbound-queue, --max-connections and --max-attempts must be at least 1".into(),
             );
+        }
+        if self.outbound_bytes == 0 || self.write_timeout.is_zero() {
+            return Err("--outbound-bytes and --write-timeout must be above zero".into());
+        }
+        if self.handshake_timeout.is_zero() {
+            return Err("--handshake-timeout must be above zero".into());
         }
         Ok(())
     }

@@ -27,8 +27,6 @@
 //!    families; [`rest`]: operator endpoints, `/health`, `/metrics`.
 //! 9. [`server`]: building and running a node with graceful shutdown.
 
-// Here rather than in [workspace.lints] until sim is ready for them too.
-
 pub mod auth;
 pub mod broker;
 pub mod config;

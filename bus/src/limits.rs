@@ -43,6 +43,20 @@ pub struct LimitError {
     pub max: usize,
 }
 
+/// A budget that is used up: the request would hold more of something
+/// (subscriptions, patterns, queues) than its connection, workspace or node
+/// may. Answered with `limit_exceeded`; nothing of the request is applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("at most {max} {what} per {per}")]
+pub struct QuotaError {
+    /// What was counted, e.g. "patterns".
+    pub what: &'static str,
+    /// Whose budget, e.g. "connection", "workspace on this node".
+    pub per: &'static str,
+    /// The budget.
+    pub max: usize,
+}
+
 /// Refuses a batch of more than [`MAX_BATCH`] items.
 pub fn check_batch(len: usize, what: &'static str, op: &'static str) -> Result<(), LimitError> {
     if len > MAX_BATCH {

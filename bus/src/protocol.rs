@@ -50,11 +50,14 @@ pub enum ErrorCode {
     Busy,
     /// The broker could not be reached or failed.
     BrokerUnavailable,
+    /// A per-connection, per-workspace or per-node budget is used up
+    /// (subscriptions, patterns, queues); the request changed nothing.
+    LimitExceeded,
 }
 
 impl ErrorCode {
     /// Every code, for counters registered up front.
-    pub const ALL: [ErrorCode; 10] = [
+    pub const ALL: [ErrorCode; 11] = [
         ErrorCode::BadJson,
         ErrorCode::UnknownOp,
         ErrorCode::BadFrame,
@@ -65,6 +68,7 @@ impl ErrorCode {
         ErrorCode::RateLimited,
         ErrorCode::Busy,
         ErrorCode::BrokerUnavailable,
+        ErrorCode::LimitExceeded,
     ];
 
     /// The code as it appears on the wire and in metric labels.
@@ -80,6 +84,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Busy => "busy",
             ErrorCode::BrokerUnavailable => "broker_unavailable",
+            ErrorCode::LimitExceeded => "limit_exceeded",
         }
     }
 }

@@ -11,6 +11,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Identity;
+use crate::limits::QuotaError;
 
 /// One live connection.
 #[derive(Debug)]
@@ -83,6 +84,16 @@ impl ConnectionEntry {
         self.close.cancel();
     }
 
+    /// The close code chosen so far, if any (the reason stays for the
+    /// writer).
+    pub fn close_code(&self) -> Option<u16> {
+        self.close_reason
+            .lock()
+            .expect("lock")
+            .as_ref()
+            .map(|(code, _)| *code)
+    }
+
     /// The reason chosen for closing, if any.
     pub fn take_close_reason(&self) -> Option<(u16, String)> {
         self.close_reason.lock().expect("lock").take()
@@ -129,6 +140,9 @@ pub struct Registry {
     inner: RwLock<Inner>,
     /// Signalled whenever the last connection goes.
     emptied: tokio::sync::Notify,
+    /// Topic and pattern subscriptions (the default channels aside) each
+    /// workspace's connections hold on this node.
+    workspace_subscriptions: Mutex<HashMap<String, usize>>,
 }
 
 #[derive(Debug, Default)]
@@ -276,6 +290,47 @@ impl Registry {
             topic_subscriptions: topics,
             pattern_subscriptions: patterns,
         }
+    }
+
+    /// Charges `n` more subscriptions to `workspace`, refused when the
+    /// workspace would then hold more than `max` on this node.
+    pub fn charge_subscriptions(
+        &self,
+        workspace: &str,
+        n: usize,
+        max: usize,
+    ) -> Result<(), QuotaError> {
+        if n == 0 {
+            return Ok(());
+        }
+        let mut held = self.workspace_subscriptions.lock().expect("lock");
+        let now = held.get(workspace).copied().unwrap_or(0);
+        if now + n > max {
+            return Err(QuotaError {
+                what: "subscriptions",
+                per: "workspace on this node",
+                max,
+            });
+        }
+        held.insert(workspace.to_owned(), now + n);
+        Ok(())
+    }
+
+    /// Gives back `n` subscriptions charged to `workspace`.
+    pub fn refund_subscriptions(&self, workspace: &str, n: usize) {
+        let mut held = self.workspace_subscriptions.lock().expect("lock");
+        if let Some(now) = held.get_mut(workspace) {
+            *now = now.saturating_sub(n);
+            if *now == 0 {
+                held.remove(workspace);
+            }
+        }
+    }
+
+    /// Subscriptions charged to `workspace` on this node.
+    pub fn workspace_subscriptions(&self, workspace: &str) -> usize {
+        let held = self.workspace_subscriptions.lock().expect("lock");
+        held.get(workspace).copied().unwrap_or(0)
     }
 
     /// Asks every connection to close with `code` (graceful shutdown).

@@ -5,7 +5,7 @@
 //! broker change is never a protocol change.
 
 use crate::broker::{self, BrokerError, Claimed};
-use crate::limits::LimitError;
+use crate::limits::{LimitError, QuotaError};
 use crate::message::names::NameError;
 use crate::protocol::{DecodeError, ErrorCode, Job, RejectOutcome};
 use crate::router::RouterError;
@@ -48,6 +48,7 @@ impl From<RouterError> for OpError {
     fn from(e: RouterError) -> Self {
         let code = match &e {
             RouterError::Broker(BrokerError::QueueFull { .. }) => ErrorCode::QueueFull,
+            RouterError::Quota(_) => ErrorCode::LimitExceeded,
             _ => ErrorCode::BrokerUnavailable,
         };
         Self::new(code, e.to_string())
@@ -59,6 +60,12 @@ impl From<RouterError> for OpError {
 impl From<LimitError> for OpError {
     fn from(e: LimitError) -> Self {
         Self::new(ErrorCode::BadFrame, e.to_string())
+    }
+}
+
+impl From<QuotaError> for OpError {
+    fn from(e: QuotaError) -> Self {
+        Self::new(ErrorCode::LimitExceeded, e.to_string())
     }
 }
 

@@ -60,9 +60,10 @@ impl From<LimitError> for AppError {
 fn status_of(code: ErrorCode) -> StatusCode {
     match code {
         ErrorCode::Forbidden | ErrorCode::CrossWorkspace => StatusCode::FORBIDDEN,
-        ErrorCode::QueueFull | ErrorCode::RateLimited | ErrorCode::Busy => {
-            StatusCode::TOO_MANY_REQUESTS
-        }
+        ErrorCode::QueueFull
+        | ErrorCode::RateLimited
+        | ErrorCode::Busy
+        | ErrorCode::LimitExceeded => StatusCode::TOO_MANY_REQUESTS,
         ErrorCode::BrokerUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::BadJson
         | ErrorCode::UnknownOp
@@ -132,13 +133,10 @@ async fn health(State(state): State<AppState>) -> Response {
     (status, Json(report)).into_response()
 }
 
-/// Most queues whose depth gauges are refreshed per scrape.
-const METRICS_QUEUES: usize = 1000;
-
 async fn metrics(State(state): State<AppState>) -> Response {
-    if let Ok(mut queues) = state.router.all_queue_stats().await {
-        queues.truncate(METRICS_QUEUES);
-        state.telemetry.queue_depths(&queues);
+    if let Ok(queues) = state.router.all_queue_stats().await {
+        let stats: Vec<_> = queues.into_iter().map(|(_, s)| s).collect();
+        state.telemetry.queue_depths(&stats);
     }
     if let Some(report) = state.health.last_report() {
         let checks = report.checks.iter();
@@ -298,15 +296,33 @@ fn queue_name(workspace: &str, queue: &str) -> Result<String, AppError> {
     Ok(names::resolve_queue(operator_scope(workspace)?, queue)?)
 }
 
-async fn all_queues(State(state): State<AppState>) -> ApiResult {
-    let queues: Vec<Value> = state
-        .router
-        .all_queue_stats()
-        .await?
+#[derive(Deserialize)]
+struct QueuePage {
+    /// Clamped to [`limits::MAX_LIST`].
+    #[serde(default = "default_limit", deserialize_with = "saturating_count")]
+    limit: u64,
+    /// Only queues whose name sorts after this one (the previous page's
+    /// `next`).
+    #[serde(default)]
+    after: Option<String>,
+}
+
+/// `GET /queues?limit=N&after=NAME`: queues in name order with their
+/// depths, a page at a time; `total` counts them all, `next` is the
+/// `after` of the following page (absent on the last).
+async fn all_queues(State(state): State<AppState>, Query(p): Query<QueuePage>) -> ApiResult {
+    let limit = limits::list_limit(p.limit);
+    let (total, page) = state.router.queue_page(p.after.as_deref(), limit).await?;
+    let next = (page.len() == limit && limit > 0)
+        .then(|| page.last().map(|(q, _)| q.clone()))
+        .flatten();
+    let queues: Vec<Value> = page
         .into_iter()
         .map(|(queue, stats)| json!({ "queue": queue, "stats": stats }))
         .collect();
-    Ok(Json(json!({ "queues": queues })))
+    Ok(Json(
+        json!({ "queues": queues, "total": total, "next": next }),
+    ))
 }
 
 async fn queue_stats(

@@ -21,6 +21,7 @@ use crate::broker::{
     Broker, BrokerError, Claimed, DeadLetter, QueueStats, ReclaimOutcome, RejectOutcome,
     RetryPolicy,
 };
+use crate::limits::QuotaError;
 use crate::message::names::{self, Channel};
 use crate::message::{AgentMessage, DeliveryMode};
 
@@ -44,6 +45,12 @@ pub struct RouterConfig {
     pub queue_max_len: u64,
     /// Most messages one agent's inbox holds.
     pub inbox_max_len: u64,
+    /// Most distinct patterns the node holds at the broker.
+    #[serde(default = "default_max_patterns")]
+    pub max_patterns: usize,
+    /// Most queues (inboxes included) one workspace may create.
+    #[serde(default = "default_max_queues")]
+    pub max_queues_per_workspace: u64,
     /// Deliberate faults for tests; none by default.
     #[serde(default)]
     pub faults: DeliveryFaults,
@@ -56,9 +63,19 @@ impl Default for RouterConfig {
             visibility: Duration::from_secs(30),
             queue_max_len: 1_000_000,
             inbox_max_len: 10_000,
+            max_patterns: default_max_patterns(),
+            max_queues_per_workspace: default_max_queues(),
             faults: DeliveryFaults::default(),
         }
     }
+}
+
+fn default_max_patterns() -> usize {
+    10_000
+}
+
+fn default_max_queues() -> u64 {
+    100_000
 }
 
 /// What a router call can fail with.
@@ -69,7 +86,19 @@ pub enum RouterError {
     Broker(#[from] BrokerError),
     /// The node's subscription could not be changed.
     #[error(transparent)]
-    Subscription(#[from] SubscriptionError),
+    Subscription(SubscriptionError),
+    /// A budget of the node or workspace is used up.
+    #[error(transparent)]
+    Quota(#[from] QuotaError),
+}
+
+impl From<SubscriptionError> for RouterError {
+    fn from(e: SubscriptionError) -> Self {
+        match e {
+            SubscriptionError::Quota(q) => Self::Quota(q),
+            other => Self::Subscription(other),
+        }
+    }
 }
 
 /// What router calls return.
@@ -107,7 +136,11 @@ impl MessageRouter {
             inner: Arc::new(Inner {
                 broker,
                 config,
-                subscriptions: LocalSubscriptions::start(subscription, config.faults),
+                subscriptions: LocalSubscriptions::start(
+                    subscription,
+                    config.faults,
+                    config.max_patterns,
+                ),
                 next_sink: AtomicU64::new(1),
             }),
         })
@@ -213,11 +246,13 @@ impl MessageRouter {
                     .await?;
                 let stored = live == 0;
                 if stored {
+                    self.admit(&queue).await?;
                     broker.enqueue(&queue, &[message], max).await?;
                 }
                 Ok(DirectOutcome { live, stored })
             }
             DeliveryMode::Queue => {
+                self.admit(&queue).await?;
                 broker.enqueue(&queue, &[message], max).await?;
                 let live = self
                     .publish_raw(&channel, Bytes::from_static(INBOX_WAKE))
@@ -225,6 +260,7 @@ impl MessageRouter {
                 Ok(DirectOutcome { live, stored: true })
             }
             DeliveryMode::Both => {
+                self.admit(&queue).await?;
                 broker.enqueue(&queue, &[message.clone()], max).await?;
                 let live = self
                     .publish_raw(&channel, Bytes::from(message.to_json()))
@@ -256,8 +292,23 @@ impl MessageRouter {
         self.claim(&names::inbox_queue(workspace, agent), max).await
     }
 
+    /// Refuses a queue its workspace has no room for (see
+    /// [`Broker::admit_queue`]).
+    async fn admit(&self, queue: &str) -> Result<()> {
+        let max = self.inner.config.max_queues_per_workspace;
+        if self.inner.broker.admit_queue(queue, max).await? {
+            return Ok(());
+        }
+        Err(RouterError::Quota(QuotaError {
+            what: "queues (inboxes included)",
+            per: "workspace",
+            max: usize::try_from(max).unwrap_or(usize::MAX),
+        }))
+    }
+
     /// Adds messages to a broker-level queue (see [`names::resolve_queue`]).
     pub async fn enqueue(&self, queue: &str, messages: &[AgentMessage]) -> Result<usize> {
+        self.admit(queue).await?;
         Ok(self
             .inner
             .broker
@@ -335,15 +386,29 @@ impl MessageRouter {
         Ok(self.inner.broker.dead_letters(queue, limit).await?)
     }
 
+    /// The number of queues the broker knows (the bus's own health-probe
+    /// queues left out), and the stats of up to `limit` of them, in name
+    /// order, starting after `after`.
+    pub async fn queue_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(usize, Vec<(String, QueueStats)>)> {
+        let mut queues = self.inner.broker.queues().await?;
+        queues.retain(|q| !q.starts_with("internal:"));
+        let total = queues.len();
+        let start = after.map_or(0, |a| queues.partition_point(|q| q.as_str() <= a));
+        let page: Vec<String> = queues.into_iter().skip(start).take(limit).collect();
+        let stats = self.inner.broker.stats_many(&page).await?;
+        Ok((total, page.into_iter().zip(stats).collect()))
+    }
+
     /// Stats of every queue the broker knows (the bus's own health-probe
     /// queues left out).
     pub async fn all_queue_stats(&self) -> Result<Vec<(String, QueueStats)>> {
-        let mut out = Vec::new();
-        let queues = self.inner.broker.queues().await?;
-        for queue in queues.into_iter().filter(|q| !q.starts_with("internal:")) {
-            let stats = self.inner.broker.stats(&queue).await?;
-            out.push((queue, stats));
-        }
-        Ok(out)
+        let mut queues = self.inner.broker.queues().await?;
+        queues.retain(|q| !q.starts_with("internal:"));
+        let stats = self.inner.broker.stats_many(&queues).await?;
+        Ok(queues.into_iter().zip(stats).collect())
     }
 }

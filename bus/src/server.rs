@@ -8,11 +8,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::ConnectInfo;
+use axum::extract::Request;
 use axum::routing::get;
-use axum::serve::ListenerExt;
-use tokio::net::TcpListener;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
 
 use crate::auth::Auth;
 use crate::broker::memory::MemoryBroker;
@@ -129,24 +135,89 @@ pub async fn serve(
     let health_loop = state
         .health
         .spawn(state.config.health_interval, state.shutdown.clone());
-    let drain_state = state.clone();
-    let app = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    // Small frames must not wait for Nagle's algorithm (40 ms with delayed
-    // acks on the other side).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::debug!(cause = %err, "could not set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            drain(&drain_state).await;
-        })
-        .await?;
+    let app = app(state.clone());
+    let connections = TaskTracker::new();
+    let stop_http = CancellationToken::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, remote) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Out of file descriptors and the like: refuse for a
+                    // moment rather than spin.
+                    tracing::warn!(cause = %err, "accept failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+        };
+        connections.spawn(serve_connection(
+            tcp,
+            remote,
+            app.clone(),
+            state.config.handshake_timeout,
+            stop_http.clone(),
+        ));
+    }
+    drop(listener);
+    drain(&state).await;
+    stop_http.cancel();
+    connections.close();
+    if tokio::time::timeout(state.config.shutdown_timeout, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("HTTP requests still running after the shutdown timeout");
+    }
     state.shutdown.cancel();
     let _ = health_loop.await;
     Ok(())
+}
+
+/// A pause after a failed accept (e.g. out of file descriptors).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Serves HTTP/1 on one accepted socket: a request whose head has not
+/// fully arrived within `handshake_timeout` of the connection (or of the
+/// previous response) closes it, so idle and half-sent connections cannot
+/// hold a socket; an upgrade hands the socket to the WebSocket session.
+async fn serve_connection(
+    tcp: TcpStream,
+    remote: SocketAddr,
+    app: Router,
+    handshake_timeout: Duration,
+    stop: CancellationToken,
+) {
+    // Small frames must not wait for Nagle's algorithm (40 ms with delayed
+    // acks on the other side).
+    if let Err(err) = tcp.set_nodelay(true) {
+        tracing::debug!(cause = %err, "could not set TCP_NODELAY");
+    }
+    let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+        request.extensions_mut().insert(ConnectInfo(remote));
+        app.clone().oneshot(request)
+    });
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(handshake_timeout);
+    let connection = builder
+        .serve_connection(TokioIo::new(tcp), service)
+        .with_upgrades();
+    tokio::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => {
+            if let Err(err) = result {
+                tracing::debug!(cause = %err, %remote, "HTTP connection ended with an error");
+            }
+        }
+        _ = stop.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        }
+    }
 }
 
 async fn drain(state: &AppState) {

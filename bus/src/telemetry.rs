@@ -39,9 +39,8 @@ pub struct Telemetry {
     pub connections_refused: Counter,
     /// `bus_auth_failures_total`: upgrades refused for bad credentials.
     pub auth_failures: Counter,
-    /// Registered as `bus_frames_out_total` but not counted anywhere yet
-    /// (frames out are counted per connection, in the registry); kept so the
-    /// series stays in `/metrics`.
+    /// `bus_frames_out_total`: frames written to WebSocket clients (every
+    /// kind: messages, jobs, replies, pings).
     pub frames_out: Counter,
     /// `bus_deliveries_total`: pub/sub messages queued for a client.
     pub deliveries: Counter,
@@ -106,18 +105,29 @@ impl Telemetry {
         }
     }
 
-    /// Sets the queue-depth gauges (called at scrape time).
-    pub fn queue_depths(&self, queues: &[(String, crate::broker::QueueStats)]) {
-        for (queue, stats) in queues {
-            for (state, n) in [
-                ("ready", stats.ready),
-                ("processing", stats.processing),
-                ("delayed", stats.delayed),
-                ("dead", stats.dead),
-            ] {
-                gauge!("bus_queue_messages", "node" => self.node.clone(), "queue" => queue.clone(), "state" => state)
-                    .set(n as f64);
+    /// Sets the queue gauges (called at scrape time): how many queues there
+    /// are and how many messages they hold together in each state. Totals,
+    /// never one series per queue: queue names carry workspace and agent
+    /// ids, and per-queue series would grow `/metrics` with every queue
+    /// created (per-queue depths are `GET /queues`, behind the operator
+    /// credentials).
+    pub fn queue_depths(&self, stats: &[crate::broker::QueueStats]) {
+        gauge!("bus_queues", "node" => self.node.clone()).set(stats.len() as f64);
+        let mut totals = [0u64; 4];
+        for s in stats {
+            for (total, n) in totals
+                .iter_mut()
+                .zip([s.ready, s.processing, s.delayed, s.dead])
+            {
+                *total += n;
             }
+        }
+        for (state, n) in ["ready", "processing", "delayed", "dead"]
+            .into_iter()
+            .zip(totals)
+        {
+            gauge!("bus_queue_messages", "node" => self.node.clone(), "state" => state)
+                .set(n as f64);
         }
     }
 

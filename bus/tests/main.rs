@@ -3,6 +3,7 @@
 
 mod auth;
 mod bad_input;
+mod bounds;
 mod cluster;
 mod conformance;
 mod frame_props;
@@ -12,6 +13,7 @@ mod glob_reference;
 mod health;
 mod layers;
 mod protocol_doc;
+mod quotas;
 mod redis_restart;
 mod rest;
 mod server;

@@ -213,6 +213,41 @@ fn adversaries_find_no_hole() {
     assert_eq!(r["verdicts"]["security"]["status"], "healthy");
 }
 
+#[test]
+fn resource_attacks_are_bounded_and_nobody_else_notices() {
+    let r = run("resource-attacks");
+    let security = &r["ledger"]["security"];
+    assert!(
+        security["floods"].as_u64().unwrap() > 0,
+        "floods were sent: {security}"
+    );
+    assert!(
+        security["floods_refused"].as_u64().unwrap() > 0,
+        "the bus bounded them with limit_exceeded: {security}"
+    );
+    assert_eq!(security["breaches"], 0, "{security}");
+    assert_eq!(
+        security["attempts"], security["denied"],
+        "every crossing refused: {security}"
+    );
+    assert!(
+        r["faults"][0]["disconnects"].as_u64().unwrap() > 0,
+        "the slow readers were reaped"
+    );
+    let pubsub = &r["ledger"]["classes"]["pubsub"];
+    assert!(pubsub["expected"].as_u64().unwrap() > 0, "{pubsub}");
+    assert_eq!(
+        pubsub["expected"], pubsub["delivered"],
+        "the others lose nothing: {pubsub}"
+    );
+    assert_queue_reconciled("resource-attacks", &r);
+    for (class, ledger) in r["ledger"]["classes"].as_object().unwrap() {
+        assert_eq!(ledger["misrouted"], 0, "{class}: a message leaked");
+        assert_eq!(ledger["expected"], ledger["delivered"], "{class}: {ledger}");
+    }
+    assert_eq!(r["verdicts"]["security"]["status"], "healthy");
+}
+
 /// Every file in `scenarios/chaos/` is run by a test of this file: a chaos
 /// scenario added later fails here until it gets one.
 #[test]

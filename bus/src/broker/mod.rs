@@ -233,6 +233,13 @@ pub trait Broker: Send + Sync + Debug + 'static {
     /// is refused with [`BrokerError::QueueFull`].
     async fn enqueue(&self, queue: &str, messages: &[AgentMessage], max_len: u64) -> Result<usize>;
 
+    /// Whether `queue` may be enqueued to: true when it is known already or
+    /// its workspace (its name up to the first `/`) holds fewer than
+    /// `max_per_workspace` queues; an admitted queue counts from then on.
+    /// Concurrent admissions of new queues may overshoot by the few that
+    /// race, never more.
+    async fn admit_queue(&self, queue: &str, max_per_workspace: u64) -> Result<bool>;
+
     /// Claims up to `max` messages for `visibility`. First reclaims expired
     /// claims and promotes delayed messages whose backoff has passed.
     async fn claim(
@@ -281,6 +288,16 @@ pub trait Broker: Send + Sync + Debug + 'static {
     /// Where the messages of `queue` are (ready, processing, delayed, dead).
     async fn stats(&self, queue: &str) -> Result<QueueStats>;
 
+    /// [`Broker::stats`] of several queues, in their order (Redis answers
+    /// them in a few pipelined round trips rather than one per queue).
+    async fn stats_many(&self, queues: &[String]) -> Result<Vec<QueueStats>> {
+        let mut out = Vec::with_capacity(queues.len());
+        for queue in queues {
+            out.push(self.stats(queue).await?);
+        }
+        Ok(out)
+    }
+
     /// The oldest `limit` dead letters.
     async fn dead_letters(&self, queue: &str, limit: usize) -> Result<Vec<DeadLetter>>;
 
@@ -292,6 +309,11 @@ pub trait Broker: Send + Sync + Debug + 'static {
 
     /// Writes `value` under `key` (with a short expiry) and reads it back.
     async fn write_read(&self, key: &str, value: &[u8]) -> Result<Vec<u8>>;
+}
+
+/// The workspace part of a broker queue name (`{W}/{name}`).
+pub(crate) fn queue_workspace(queue: &str) -> &str {
+    queue.split_once('/').map_or(queue, |(w, _)| w)
 }
 
 /// The answer to an enqueue that added `added` messages to `queue`: the

@@ -23,6 +23,7 @@ use super::faults::DeliveryFaults;
 #[cfg(feature = "test-faults")]
 use super::faults::FaultInjector;
 use crate::broker::{Delivery, Subscriber, Subscription};
+use crate::limits::QuotaError;
 
 /// Identifies one sink in the index (a connection, the health checker).
 pub type SinkId = u64;
@@ -104,6 +105,8 @@ struct Change {
 /// The index plus its reconciler and dispatcher tasks.
 pub(crate) struct LocalSubscriptions {
     index: Arc<RwLock<Index>>,
+    /// Most distinct patterns held at once.
+    max_patterns: usize,
     changes: mpsc::Sender<Change>,
     stop: CancellationToken,
 }
@@ -124,13 +127,23 @@ impl Drop for LocalSubscriptions {
     }
 }
 
-/// What a subscription call changed in the broker.
+/// Why a subscription call changed nothing.
 #[derive(Debug, thiserror::Error)]
-#[error("the broker refused a subscription change: {0}")]
-pub struct SubscriptionError(pub String);
+pub enum SubscriptionError {
+    /// The broker refused or the reconciler is gone.
+    #[error("the broker refused a subscription change: {0}")]
+    Broker(String),
+    /// The node's pattern budget is used up.
+    #[error(transparent)]
+    Quota(QuotaError),
+}
 
 impl LocalSubscriptions {
-    pub(crate) fn start(subscription: Subscription, faults: DeliveryFaults) -> Self {
+    pub(crate) fn start(
+        subscription: Subscription,
+        faults: DeliveryFaults,
+        max_patterns: usize,
+    ) -> Self {
         let index = Arc::new(RwLock::new(Index::default()));
         let (changes, change_rx) = mpsc::channel(4096);
         let stop = CancellationToken::new();
@@ -148,6 +161,7 @@ impl LocalSubscriptions {
         ));
         Self {
             index,
+            max_patterns,
             changes,
             stop,
         }
@@ -166,6 +180,17 @@ impl LocalSubscriptions {
         {
             let mut index = self.index.write().expect("lock");
             let map = index.map(kind);
+            if kind == Kind::Pattern {
+                let unheld: HashSet<&String> =
+                    names.iter().filter(|n| !map.contains_key(*n)).collect();
+                if map.len() + unheld.len() > self.max_patterns {
+                    return Err(SubscriptionError::Quota(QuotaError {
+                        what: "distinct patterns",
+                        per: "node",
+                        max: self.max_patterns,
+                    }));
+                }
+            }
             for name in names {
                 let sinks = map.entry(name.clone()).or_default();
                 if sinks.is_empty() {
@@ -190,8 +215,8 @@ impl LocalSubscriptions {
         for confirmed in confirmations {
             confirmed
                 .await
-                .map_err(|_| SubscriptionError("reconciler stopped".into()))?
-                .map_err(SubscriptionError)?;
+                .map_err(|_| SubscriptionError::Broker("reconciler stopped".into()))?
+                .map_err(SubscriptionError::Broker)?;
         }
         Ok(())
     }
@@ -234,7 +259,7 @@ impl LocalSubscriptions {
         self.changes
             .send(change)
             .await
-            .map_err(|_| SubscriptionError("reconciler stopped".into()))
+            .map_err(|_| SubscriptionError::Broker("reconciler stopped".into()))
     }
 
     pub(crate) async fn subscribe(

@@ -1,20 +1,26 @@
 //! The life of one WebSocket connection: a reader (this task) that runs the
-//! session, and a writer task that drains the bounded outbound queue,
-//! coalescing queued frames into one flush, pinging the client, and closing
-//! with the reason the session or the node chose. When one ends, the other
-//! is stopped.
+//! session and closes clients silent past the ping timeout, and a writer
+//! task that drains the bounded outbound queue, coalescing queued frames
+//! into one flush, pinging the client, and closing with the reason the
+//! session or the node chose. Every write has a deadline: a client whose
+//! socket takes nothing for `--write-timeout` is a slow consumer, and a
+//! slow consumer's socket is dropped after at most [`CLOSE_DEADLINE`] more,
+//! whether or not it ever reads again. When one task ends, the other is
+//! stopped.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
+use metrics::Counter;
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
+use tokio_util::sync::WaitForCancellationFuture;
 
-use super::outbound::{ConnectionSink, Outbound};
+use super::outbound::{ConnectionSink, Outbound, frame_bytes};
 use super::session::Session;
 use crate::message::names;
 use crate::protocol::{ErrorCode, ServerFrame, close};
@@ -25,23 +31,27 @@ use crate::state::AppState;
 /// Frames written per flush at most.
 const WRITE_BATCH: usize = 64;
 
+/// Longest wait for the close frame to go out, after which the socket is
+/// dropped without it.
+pub(super) const CLOSE_DEADLINE: Duration = Duration::from_secs(2);
+
 /// Runs a registered connection to its end, then unregisters it.
 #[tracing::instrument(skip_all, fields(conn = entry.id, agent = %entry.identity.agent, workspace = %entry.identity.workspace))]
 pub(super) async fn run(socket: WebSocket, state: AppState, entry: Arc<ConnectionEntry>) {
     let (ws_tx, ws_rx) = socket.split();
     let (tx, rx) = mpsc::channel(state.config.outbound_queue);
-    let outbound = Outbound::new(tx, entry.clone(), state.clone());
-    let started = Instant::now();
-    let last_seen = Arc::new(AtomicU64::new(0));
+    let queued = Arc::new(AtomicUsize::new(0));
+    let outbound = Outbound::new(tx, queued.clone(), entry.clone(), state.clone());
     let writer = tokio::spawn(write_loop(
         ws_tx,
         rx,
         entry.clone(),
-        Liveness {
-            started,
-            last_seen: last_seen.clone(),
-            interval: state.config.ping_interval,
-            timeout: state.config.ping_timeout,
+        Writer {
+            queued,
+            ping_interval: state.config.ping_interval,
+            deadline: state.config.write_timeout,
+            slow_consumers: state.telemetry.slow_consumers.clone(),
+            frames_out: state.telemetry.frames_out.clone(),
         },
     ));
 
@@ -64,7 +74,8 @@ pub(super) async fn run(socket: WebSocket, state: AppState, entry: Arc<Connectio
     match session.open().await {
         Ok(()) => {
             session.pump_inbox().await;
-            read_loop(ws_rx, &mut session, &inbox_wake, &last_seen, started).await;
+            let silence = state.config.ping_timeout;
+            read_loop(ws_rx, &mut session, &inbox_wake, silence).await;
         }
         Err(e) => {
             tracing::warn!(?e, "could not subscribe the connection's default channels");
@@ -83,20 +94,20 @@ pub(super) async fn run(socket: WebSocket, state: AppState, entry: Arc<Connectio
     state.telemetry.connections.decrement(1.0);
 }
 
-fn elapsed_ms(started: Instant) -> u64 {
-    started.elapsed().as_millis() as u64
-}
-
+/// Reads and handles the client's frames until it closes, fails, or is
+/// silent (no frame, pong included) for longer than `silence`.
 async fn read_loop(
     mut ws_rx: SplitStream<WebSocket>,
     session: &mut Session,
     inbox_wake: &Notify,
-    last_seen: &AtomicU64,
-    started: Instant,
+    silence: Duration,
 ) {
     let close = session.entry.close.clone();
     let closed = close.cancelled();
     tokio::pin!(closed);
+    // Checked a few times per timeout rather than a timer reset per frame.
+    let mut checks = tokio::time::interval(silence / 4);
+    let mut last_seen = Instant::now();
     loop {
         let next = tokio::select! {
             _ = &mut closed => return,
@@ -104,9 +115,16 @@ async fn read_loop(
                 session.pump_inbox().await;
                 continue;
             }
+            _ = checks.tick() => {
+                if last_seen.elapsed() > silence {
+                    session.entry.close_with(close::PING_TIMEOUT, "no answer to pings");
+                    return;
+                }
+                continue;
+            }
             next = ws_rx.next() => next,
         };
-        last_seen.store(elapsed_ms(started), Ordering::Relaxed);
+        last_seen = Instant::now();
         match next {
             None | Some(Ok(Message::Close(_))) => return,
             Some(Ok(Message::Text(text))) => {
@@ -150,27 +168,42 @@ fn is_too_big(err: &axum::Error) -> bool {
     false
 }
 
-/// When the client was last heard from, and how often to check.
-struct Liveness {
-    started: Instant,
-    last_seen: Arc<AtomicU64>,
-    interval: Duration,
-    timeout: Duration,
+/// The writer's settings and its share of the outbound byte count.
+struct Writer {
+    /// Bytes queued and not yet flushed (shared with [`Outbound`]).
+    queued: Arc<AtomicUsize>,
+    ping_interval: Duration,
+    /// Longest time one batch may take to reach the socket.
+    deadline: Duration,
+    slow_consumers: Counter,
+    /// `bus_frames_out_total`.
+    frames_out: Counter,
+}
+
+/// How a write of a batch ended.
+enum Written {
+    Done,
+    /// The socket failed: the client is gone.
+    Failed,
+    /// Past the deadline, or the connection was closed as a slow consumer
+    /// or a silent client while the write waited: give up on it.
+    Abandoned,
 }
 
 async fn write_loop(
     mut ws_tx: SplitSink<WebSocket, Message>,
     mut rx: mpsc::Receiver<Message>,
     entry: Arc<ConnectionEntry>,
-    liveness: Liveness,
+    writer: Writer,
 ) {
     let mut batch = Vec::with_capacity(WRITE_BATCH);
-    let mut pings = tokio::time::interval_at(Instant::now() + liveness.interval, liveness.interval);
+    let interval = writer.ping_interval;
+    let mut pings = tokio::time::interval_at(Instant::now() + interval, interval);
     // One close future for the connection's life, not one per write.
     let closed = entry.close.cancelled();
     tokio::pin!(closed);
     loop {
-        tokio::select! {
+        let written = tokio::select! {
             biased;
             _ = &mut closed => break,
             n = rx.recv_many(&mut batch, WRITE_BATCH) => {
@@ -189,41 +222,90 @@ async fn write_loop(
                         }
                     }
                 }
-                let n = batch.len();
-                if write_batch(&mut ws_tx, &mut batch).await.is_err() {
-                    return;
+                let (n, bytes) = (batch.len(), batch.iter().map(frame_bytes).sum::<usize>());
+                let written = write_within(&mut ws_tx, &mut batch, &writer, &entry, closed.as_mut()).await;
+                if let Written::Done = written {
+                    writer.queued.fetch_sub(bytes, Ordering::AcqRel);
+                    entry.frames_out.fetch_add(n as u64, Ordering::Relaxed);
+                    writer.frames_out.increment(n as u64);
                 }
-                entry.frames_out.fetch_add(n as u64, Ordering::Relaxed);
+                written
             }
             _ = pings.tick() => {
-                let silent_ms = elapsed_ms(liveness.started)
-                    .saturating_sub(liveness.last_seen.load(Ordering::Relaxed));
-                if Duration::from_millis(silent_ms) > liveness.timeout {
-                    entry.close_with(close::PING_TIMEOUT, "no answer to pings");
-                    break;
-                }
-                if ws_tx.send(Message::Ping(Default::default())).await.is_err() {
-                    return;
-                }
+                batch.push(Message::Ping(Default::default()));
+                write_within(&mut ws_tx, &mut batch, &writer, &entry, closed.as_mut()).await
             }
+        };
+        match written {
+            Written::Done => {}
+            Written::Failed => return,
+            Written::Abandoned => break,
         }
     }
+    // What a slow consumer held is freed now, not when its socket goes.
+    rx.close();
     let (code, reason) = entry
         .take_close_reason()
         .unwrap_or((1000, "bye".to_owned()));
+    // On shutdown, what is already queued still goes out before the close.
+    if code == close::GOING_AWAY {
+        while let Ok(m) = rx.try_recv() {
+            batch.push(m);
+        }
+        let _ = tokio::time::timeout(CLOSE_DEADLINE, write_batch(&mut ws_tx, &mut batch)).await;
+    }
+    drop(rx);
+    batch.clear();
     let frame = CloseFrame {
         code,
         reason: Utf8Bytes::from(reason),
     };
-    // On shutdown, what is already queued still goes out before the close.
-    if frame.code == close::GOING_AWAY {
-        while let Ok(m) = rx.try_recv() {
-            batch.push(m);
+    let _ = tokio::time::timeout(CLOSE_DEADLINE, async {
+        ws_tx.send(Message::Close(Some(frame))).await?;
+        ws_tx.close().await
+    })
+    .await;
+}
+
+/// Writes `batch` within the writer's deadline. A write past the deadline
+/// makes the client a slow consumer; a write under way when the connection
+/// is closed for not reading (slow consumer, silent client) is given up.
+async fn write_within(
+    ws_tx: &mut SplitSink<WebSocket, Message>,
+    batch: &mut Vec<Message>,
+    writer: &Writer,
+    entry: &ConnectionEntry,
+    mut closed: std::pin::Pin<&mut WaitForCancellationFuture<'_>>,
+) -> Written {
+    let write = tokio::time::timeout(writer.deadline, write_batch(ws_tx, batch));
+    tokio::pin!(write);
+    let result = tokio::select! {
+        biased;
+        result = &mut write => result,
+        // Closed while writing: a close for not reading gives up at once;
+        // any other close lets the write finish (its deadline still holds).
+        _ = closed.as_mut() => {
+            if matches!(entry.close_code(), Some(close::SLOW_CONSUMER | close::PING_TIMEOUT)) {
+                return Written::Abandoned;
+            }
+            (&mut write).await
         }
-        let _ = write_batch(&mut ws_tx, &mut batch).await;
+    };
+    match result {
+        Ok(Ok(())) => Written::Done,
+        Ok(Err(_)) => Written::Failed,
+        Err(_elapsed) => {
+            if !entry.close.is_cancelled() {
+                writer.slow_consumers.increment(1);
+            }
+            let secs = writer.deadline.as_secs_f64();
+            entry.close_with(
+                close::SLOW_CONSUMER,
+                &format!("slow consumer: no write went through in {secs}s"),
+            );
+            Written::Abandoned
+        }
     }
-    let _ = ws_tx.send(Message::Close(Some(frame))).await;
-    let _ = ws_tx.close().await;
 }
 
 async fn write_batch(

@@ -2,11 +2,20 @@
 //! writer task, and the sink through which the router delivers pub/sub
 //! messages into it.
 //!
-//! Policy when the queue is full: the client is a slow consumer. It is
-//! counted (`bus_slow_consumers_total`) and disconnected with close code
-//! 4001; nothing waits on it and no other connection is slowed down.
+//! The queue is bounded twice: in frames (`--outbound-queue`) and in bytes
+//! (`--outbound-bytes`; an empty queue takes any one frame, so a
+//! connection holds at most the byte budget plus one frame). Bytes count
+//! from the push until the writer's flush of them completes, so frames
+//! taken off the queue but still in the socket's write buffer count too.
+//!
+//! Policy when either bound is reached: the client is a slow consumer. It
+//! is counted (`bus_slow_consumers_total`) and disconnected with close code
+//! 4001; nothing waits on it and no other connection is slowed down. The
+//! writer's deadline (`--write-timeout`) catches the same client when its
+//! socket stops taking writes before the queue fills.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::extract::ws::{Message, Utf8Bytes};
 use tokio::sync::{Notify, mpsc};
@@ -21,32 +30,63 @@ use crate::state::AppState;
 #[derive(Debug, Clone)]
 pub(super) struct Outbound {
     tx: mpsc::Sender<Message>,
+    /// Bytes pushed and not yet flushed by the writer.
+    queued: Arc<AtomicUsize>,
     entry: Arc<ConnectionEntry>,
     state: AppState,
+}
+
+/// The bytes a frame holds while queued.
+pub(super) fn frame_bytes(message: &Message) -> usize {
+    match message {
+        Message::Text(t) => t.len(),
+        Message::Binary(b) | Message::Ping(b) | Message::Pong(b) => b.len(),
+        Message::Close(_) => 0,
+    }
 }
 
 impl Outbound {
     pub(super) fn new(
         tx: mpsc::Sender<Message>,
+        queued: Arc<AtomicUsize>,
         entry: Arc<ConnectionEntry>,
         state: AppState,
     ) -> Self {
-        Self { tx, entry, state }
+        Self {
+            tx,
+            queued,
+            entry,
+            state,
+        }
     }
 
     /// Queues a frame; false when it was not queued (connection closing, or
     /// the client is a slow consumer and is being disconnected).
     pub(super) fn push(&self, message: Message) -> bool {
+        let bytes = frame_bytes(&message);
+        let before = self.queued.fetch_add(bytes, Ordering::AcqRel);
+        if before > 0 && before + bytes > self.state.config.outbound_bytes {
+            self.queued.fetch_sub(bytes, Ordering::AcqRel);
+            self.slow_consumer("outbound bytes over budget");
+            return false;
+        }
         match self.tx.try_send(message) {
             Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                if !self.entry.close.is_cancelled() {
-                    self.state.telemetry.slow_consumers.increment(1);
-                    self.close_with(close::SLOW_CONSUMER, "slow consumer: outbound queue full");
+            Err(err) => {
+                self.queued.fetch_sub(bytes, Ordering::AcqRel);
+                if let mpsc::error::TrySendError::Full(_) = err {
+                    self.slow_consumer("outbound queue full");
                 }
                 false
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Counts the client as a slow consumer (once) and has it closed.
+    fn slow_consumer(&self, why: &str) {
+        if !self.entry.close.is_cancelled() {
+            self.state.telemetry.slow_consumers.increment(1);
+            self.close_with(close::SLOW_CONSUMER, &format!("slow consumer: {why}"));
         }
     }
 

@@ -24,6 +24,15 @@ use crate::state::AppState;
 /// Inbox messages handed over per batch when the inbox is pumped.
 const INBOX_BATCH: usize = 100;
 
+/// The channels every agent holds: its inbox, its workspace, broadcast.
+fn default_channels(id: &Identity) -> [Channel; 3] {
+    [
+        names::inbox_channel(&id.workspace, &id.agent),
+        names::workspace_channel(&id.workspace),
+        Channel::Broadcast,
+    ]
+}
+
 /// What an op handler answers: the `ok` reply's fields, or the error.
 pub(super) type OpResult = Result<OkResult, OpError>;
 
@@ -40,6 +49,9 @@ pub(super) struct Session {
     /// Permits of waiting dequeues, so one connection holds at most
     /// [`limits::MAX_WAITS`] of them.
     pub(super) waits: Arc<Semaphore>,
+    /// Wire names of the channels every connection holds (its inbox, its
+    /// workspace, broadcast), which the subscription budgets do not count.
+    pub(super) defaults: [String; 3],
     /// Start of the current one-second rate window and frames seen in it.
     window: (Instant, u32),
 }
@@ -52,6 +64,7 @@ impl Session {
         sink: Arc<dyn DeliverySink>,
         outbound: Outbound,
     ) -> Self {
+        let defaults = default_channels(&entry.identity).map(|c| c.wire_name());
         Self {
             state,
             entry,
@@ -59,6 +72,7 @@ impl Session {
             sink,
             outbound,
             waits: Arc::new(Semaphore::new(limits::MAX_WAITS)),
+            defaults,
             window: (Instant::now(), 0),
         }
     }
@@ -70,12 +84,7 @@ impl Session {
     /// Subscribes the channels every agent holds (its inbox, its workspace,
     /// broadcast) and greets the agent.
     pub(super) async fn open(&mut self) -> Result<(), OpError> {
-        let id = self.identity();
-        let channels = [
-            names::inbox_channel(&id.workspace, &id.agent),
-            names::workspace_channel(&id.workspace),
-            Channel::Broadcast,
-        ];
+        let channels = default_channels(self.identity());
         let subscribed = self.hold_channels(&channels).await?;
         let id = self.identity();
         self.outbound.push_frame(&ServerFrame::Welcome {

@@ -4,6 +4,7 @@
 //! registry entry (what operators see and what close releases) together.
 
 use super::session::{OpResult, Session};
+use crate::limits::QuotaError;
 use crate::message::MessageKind;
 use crate::message::names::{self, Channel, NameError, Scope};
 use crate::protocol::{ErrorCode, OkResult};
@@ -35,6 +36,70 @@ impl Session {
         Ok(())
     }
 
+    /// Whether a wire topic counts against the budgets: every topic but the
+    /// inbox, workspace and broadcast channels each connection holds.
+    fn counted(&self, wire: &str) -> bool {
+        !self.defaults.iter().any(|d| d == wire)
+    }
+
+    /// Checks that `wanted` wire names (topics, or patterns when
+    /// `patterns`) fit the connection's and its workspace's budgets, and
+    /// charges the workspace for those the connection does not hold yet;
+    /// returns how many were charged (to refund if the subscribe fails).
+    fn charge(&self, wanted: &[String], patterns: bool) -> Result<usize, OpError> {
+        let config = &self.state.config;
+        let (fresh, held, max, what) = {
+            let subs = self.entry.subscriptions.lock().expect("lock");
+            let held_names = if patterns {
+                &subs.patterns
+            } else {
+                &subs.topics
+            };
+            let fresh: std::collections::BTreeSet<&String> = wanted
+                .iter()
+                .filter(|w| !held_names.contains(*w) && (patterns || self.counted(w)))
+                .collect();
+            let held = held_names
+                .iter()
+                .filter(|w| patterns || self.counted(w))
+                .count();
+            if patterns {
+                (
+                    fresh.len(),
+                    held,
+                    config.max_patterns_per_connection,
+                    "patterns",
+                )
+            } else {
+                (
+                    fresh.len(),
+                    held,
+                    config.max_topics_per_connection,
+                    "topics",
+                )
+            }
+        };
+        if held + fresh > max {
+            return Err(QuotaError {
+                what,
+                per: "connection",
+                max,
+            }
+            .into());
+        }
+        self.state.registry.charge_subscriptions(
+            &self.identity().workspace,
+            fresh,
+            config.max_subscriptions_per_workspace,
+        )?;
+        Ok(fresh)
+    }
+
+    fn refund(&self, n: usize) {
+        let workspace = &self.identity().workspace;
+        self.state.registry.refund_subscriptions(workspace, n);
+    }
+
     /// Drops channels and patterns (broker patterns `resolved`, recorded as
     /// `wire_patterns`) from the connection; returns the channels' wire
     /// names.
@@ -48,13 +113,21 @@ impl Session {
         router.unsubscribe(self.sink_id, channels).await;
         router.punsubscribe(self.sink_id, resolved).await;
         let wire: Vec<String> = channels.iter().map(Channel::wire_name).collect();
-        let mut subs = self.entry.subscriptions.lock().expect("lock");
-        for t in &wire {
-            subs.topics.remove(t);
+        let mut refunded = 0;
+        {
+            let mut subs = self.entry.subscriptions.lock().expect("lock");
+            for t in &wire {
+                if subs.topics.remove(t) && self.counted(t) {
+                    refunded += 1;
+                }
+            }
+            for p in wire_patterns {
+                if subs.patterns.remove(p) {
+                    refunded += 1;
+                }
+            }
         }
-        for p in wire_patterns {
-            subs.patterns.remove(p);
-        }
+        self.refund(refunded);
         wire
     }
 
@@ -93,7 +166,15 @@ impl Session {
 
     pub(super) async fn subscribe(&mut self, topics: Vec<String>) -> OpResult {
         let channels = self.resolve_allowed(&topics, names::resolve_topic)?;
-        let topics = self.hold_channels(&channels).await?;
+        let wire: Vec<String> = channels.iter().map(Channel::wire_name).collect();
+        let charged = self.charge(&wire, false)?;
+        let topics = match self.hold_channels(&channels).await {
+            Ok(topics) => topics,
+            Err(e) => {
+                self.refund(charged);
+                return Err(e);
+            }
+        };
         Ok(OkResult {
             topics,
             ..Default::default()
@@ -102,7 +183,11 @@ impl Session {
 
     pub(super) async fn psubscribe(&mut self, patterns: Vec<String>) -> OpResult {
         let resolved = self.resolve_allowed(&patterns, names::resolve_pattern)?;
-        self.hold_patterns(&patterns, &resolved).await?;
+        let charged = self.charge(&patterns, true)?;
+        if let Err(e) = self.hold_patterns(&patterns, &resolved).await {
+            self.refund(charged);
+            return Err(e);
+        }
         Ok(OkResult {
             patterns,
             ..Default::default()

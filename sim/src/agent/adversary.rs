@@ -2,7 +2,9 @@
 //! (other workspaces' channels and topics, other agents' inboxes) and, when
 //! the bus checks tokens, to connect with forged, expired and `alg: none`
 //! tokens. Every attempt must be refused; what gets through is a breach in
-//! the ledger's security counts.
+//! the ledger's security counts. Between attempts it floods the bus with
+//! subscriptions to fresh topics and patterns, which the bus must bound
+//! (`limit_exceeded`) without anyone else noticing.
 
 use std::fmt::Write;
 
@@ -10,8 +12,17 @@ use super::socket::{self, Endpoint};
 use super::{Agent, InFlight};
 use crate::plan::workspace_name;
 
-/// The kinds of request an adversary cycles through.
-const ATTEMPTS: u64 = 7;
+/// The kinds of request an adversary cycles through: seven boundary
+/// crossings, then a topic flood and a pattern flood.
+const ATTEMPTS: u64 = 9;
+
+/// What every flooded topic and pattern starts with, so the integrity
+/// audit can tell them from the subscriptions the plan asked for.
+pub const FLOOD_PREFIX: &str = "sim-flood-";
+
+/// Fresh topics per topic flood, and fresh patterns per pattern flood.
+const FLOOD_TOPICS: u64 = 250;
+const FLOOD_PATTERNS: u64 = 25;
 
 impl Agent<'_> {
     /// Another workspace's name (it need not exist: naming it is the attack).
@@ -40,6 +51,9 @@ impl Agent<'_> {
 
     /// One attempt to cross a boundary; the reply decides denied or breach.
     pub(super) fn attack(&mut self, seq: u64) {
+        if seq % ATTEMPTS >= 7 {
+            return self.flood(seq, seq % ATTEMPTS == 8);
+        }
         self.sending.next_request += 1;
         let id = self.sending.next_request;
         self.sending.in_flight.insert(id, InFlight::Attack);
@@ -71,13 +85,36 @@ impl Agent<'_> {
                 f,
                 r#"{{"op":"send","id":"{id}","to":"{peer}","workspace":"{other_ws}","payload":"x"}}"#
             ),
-            _ => write!(
+            6 => write!(
                 f,
                 r#"{{"op":"dequeue","id":"{id}","queue":"agent:{peer}:inbox"}}"#
             ),
+            _ => unreachable!("floods are sent by `flood`"),
         };
         self.outbox.push(f);
         self.record(|r, _| r.ledger_mut().security.attempts += 1);
+    }
+
+    /// Subscribes to a batch of topics (or patterns) nobody else uses and
+    /// this agent never asked for before.
+    fn flood(&mut self, seq: u64, patterns: bool) {
+        self.sending.next_request += 1;
+        let id = self.sending.next_request;
+        self.sending.in_flight.insert(id, InFlight::Flood);
+        let (op, field, count) = if patterns {
+            ("psubscribe", "patterns", FLOOD_PATTERNS)
+        } else {
+            ("subscribe", "topics", FLOOD_TOPICS)
+        };
+        let star = if patterns { "*" } else { "" };
+        let mut f = format!(r#"{{"op":"{op}","id":"{id}","{field}":["#);
+        for i in 0..count {
+            let comma = if i == 0 { "" } else { "," };
+            let _ = write!(f, r#"{comma}"{FLOOD_PREFIX}{seq}-{i}{star}""#);
+        }
+        f.push_str("]}");
+        self.outbox.push(f);
+        self.record(|r, _| r.ledger_mut().security.floods += 1);
     }
 
     /// The reply to an attempt: `cross_workspace` or `forbidden` is the bus

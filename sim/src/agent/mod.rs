@@ -28,6 +28,7 @@ use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use tokio_tungstenite::tungstenite::Message;
 
+pub use self::adversary::FLOOD_PREFIX;
 use self::arrivals::Arrivals;
 use self::socket::{Endpoint, Socket};
 use crate::context::{Counters, RunContext};
@@ -58,6 +59,9 @@ enum InFlight {
     },
     /// An adversary's attempt: an `ok` reply is a breach.
     Attack,
+    /// An adversary's subscription flood: `limit_exceeded` is the bus
+    /// bounding it; an `ok` is taken (up to the bus's budget).
+    Flood,
 }
 
 /// A claimed job or a request being "processed".

@@ -47,6 +47,9 @@ impl Agent<'_> {
         }
         match self.request_of(frame) {
             Some(InFlight::Attack) => self.attack_answered(Some(&code)),
+            Some(InFlight::Flood) if code == "limit_exceeded" => {
+                self.record(|r, _| r.ledger_mut().security.floods_refused += 1);
+            }
             // It may not have been published: owed only where it arrived.
             Some(InFlight::Published(channel, sent_us)) => self.unconfirm(channel, sent_us),
             Some(InFlight::Request(seq)) if self.sending.outstanding.remove(&seq).is_some() => {
@@ -98,6 +101,7 @@ impl Agent<'_> {
         }
         let claimed_at = match self.request_of(&frame) {
             Some(InFlight::Attack) => return self.attack_answered(None),
+            Some(InFlight::Flood) => return,
             Some(InFlight::Enqueue(jobs)) => {
                 return self.record(|r, _| r.ledger_mut().queue.enqueued += u64::from(jobs));
             }

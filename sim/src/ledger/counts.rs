@@ -217,6 +217,14 @@ pub struct SecurityLedger {
     pub token_attempts: u64,
     /// Of those, refused with HTTP 401.
     pub token_denied: u64,
+    /// Subscription floods: requests for far more fresh topics or
+    /// patterns than any agent needs, repeated until the bus says no.
+    #[serde(default)]
+    pub floods: u64,
+    /// Of those, refused with `limit_exceeded` (the bus's budgets at work;
+    /// the ones before the first refusal were accepted).
+    #[serde(default)]
+    pub floods_refused: u64,
 }
 
 impl SecurityLedger {
@@ -239,6 +247,8 @@ impl AddAssign<&SecurityLedger> for SecurityLedger {
         self.breaches += other.breaches;
         self.token_attempts += other.token_attempts;
         self.token_denied += other.token_denied;
+        self.floods += other.floods;
+        self.floods_refused += other.floods_refused;
     }
 }
 

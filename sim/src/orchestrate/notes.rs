@@ -36,6 +36,12 @@ pub fn derived_notes(
             security.token_attempts,
             security.token_denied
         ));
+        if security.floods > 0 {
+            notes.push(format!(
+                "security: {} subscription floods, {} refused with limit_exceeded (the bus's budgets)",
+                security.floods, security.floods_refused
+            ));
+        }
     }
     notes
 }

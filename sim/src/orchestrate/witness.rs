@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::agent::FLOOD_PREFIX;
 use crate::bus_under_test::{HealthProbe, RunningTarget};
 use crate::context::{RunContext, TrafficTotals};
 use crate::plan::{AgentPlan, Plan, Subscriptions};
@@ -266,7 +267,13 @@ fn compare(plan: &Plan, agent: &AgentPlan, listed: &Listed) -> Option<String> {
         .map(String::as_str)
         .filter(|t| plan.topics.id(t).is_some())
         .collect();
-    let bus_patterns: BTreeSet<&str> = listed.patterns.iter().map(String::as_str).collect();
+    // An adversary's floods are its own doing, not the plan's.
+    let bus_patterns: BTreeSet<&str> = listed
+        .patterns
+        .iter()
+        .map(String::as_str)
+        .filter(|p| !p.starts_with(FLOOD_PREFIX))
+        .collect();
     let (topics, patterns): (BTreeSet<&str>, BTreeSet<&str>) = match &agent.subscriptions {
         Subscriptions::None => (BTreeSet::new(), BTreeSet::new()),
         Subscriptions::Topics(ids) => (

@@ -16,6 +16,7 @@ use self::queue::MemoryQueue;
 use super::{
     Broker, Claimed, Clock, DELIVERY_BUFFER, DeadLetter, Delivery, QueueStats, ReclaimOutcome,
     RejectOutcome, Result, RetryPolicy, Subscriber, Subscription, SystemClock, enqueued,
+    queue_workspace,
 };
 use crate::message::{AgentMessage, glob};
 
@@ -33,6 +34,8 @@ struct Inner {
     wakers: Mutex<HashMap<String, Arc<Notify>>>,
     /// Health-check probe values; callers use a fixed set of keys.
     probes: Mutex<HashMap<String, Vec<u8>>>,
+    /// Queues admitted so far, and how many per workspace.
+    admitted: Mutex<(HashSet<String>, HashMap<String, u64>)>,
 }
 
 /// One node's channels and patterns, and where its deliveries go.
@@ -65,6 +68,7 @@ impl MemoryBroker {
                 queues: Mutex::default(),
                 wakers: Mutex::default(),
                 probes: Mutex::default(),
+                admitted: Mutex::default(),
             }),
         }
     }
@@ -284,6 +288,23 @@ impl Broker for MemoryBroker {
             .get(queue)
             .map(|q| q.dead_letters(limit))
             .unwrap_or_default())
+    }
+
+    async fn admit_queue(&self, queue: &str, max_per_workspace: u64) -> Result<bool> {
+        let mut admitted = self.inner.admitted.lock().expect("lock");
+        let (known, per_workspace) = &mut *admitted;
+        if known.contains(queue) {
+            return Ok(true);
+        }
+        let held = per_workspace
+            .entry(queue_workspace(queue).to_owned())
+            .or_default();
+        if *held >= max_per_workspace {
+            return Ok(false);
+        }
+        *held += 1;
+        known.insert(queue.to_owned());
+        Ok(true)
     }
 
     async fn queues(&self) -> Result<Vec<String>> {

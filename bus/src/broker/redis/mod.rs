@@ -27,13 +27,15 @@ use self::queue::{QueueKeys, Scripts};
 use self::wake::{WakeHub, wake_channel};
 use super::{
     Broker, Claimed, Clock, DeadLetter, QueueStats, ReclaimOutcome, RejectOutcome, Result,
-    RetryPolicy, Subscription, decode_message, enqueued,
+    RetryPolicy, Subscription, decode_message, enqueued, queue_workspace,
 };
 use crate::message::AgentMessage;
 
 /// Most queues a node remembers having registered; past it, it
 /// re-registers on every enqueue.
 const KNOWN_QUEUES_LIMIT: usize = 10_000;
+/// Queues whose depths one pipelined round trip reads.
+const STATS_PIPELINE: usize = 500;
 /// Probe keys written by the health checker expire after this.
 const PROBE_TTL_SECS: u64 = 60;
 
@@ -387,6 +389,31 @@ impl Broker for RedisBroker {
         })
     }
 
+    async fn stats_many(&self, queues: &[String]) -> Result<Vec<QueueStats>> {
+        let mut out = Vec::with_capacity(queues.len());
+        for chunk in queues.chunks(STATS_PIPELINE) {
+            let counts: Vec<u64> = retry_once(|| {
+                let mut conn = self.conn();
+                let mut pipe = redis::pipe();
+                for queue in chunk {
+                    let keys = self.keys(queue);
+                    for key in [&keys.ready, &keys.processing, &keys.delayed, &keys.dead] {
+                        pipe.cmd("ZCARD").arg(key);
+                    }
+                }
+                async move { pipe.query_async(&mut conn).await }
+            })
+            .await?;
+            out.extend(counts.chunks_exact(4).map(|c| QueueStats {
+                ready: c[0],
+                processing: c[1],
+                delayed: c[2],
+                dead: c[3],
+            }));
+        }
+        Ok(out)
+    }
+
     async fn dead_letters(&self, queue: &str, limit: usize) -> Result<Vec<DeadLetter>> {
         if limit == 0 {
             return Ok(Vec::new());
@@ -432,6 +459,50 @@ impl Broker for RedisBroker {
             });
         }
         Ok(out)
+    }
+
+    async fn admit_queue(&self, queue: &str, max_per_workspace: u64) -> Result<bool> {
+        if self.inner.registered.lock().expect("lock").contains(queue) {
+            return Ok(true);
+        }
+        let key = format!("{}queues:{}", self.prefix(), queue_workspace(queue));
+        let added: i64 = retry_once(|| {
+            let mut conn = self.conn();
+            let key = key.clone();
+            async move {
+                redis::cmd("SADD")
+                    .arg(key)
+                    .arg(queue)
+                    .query_async(&mut conn)
+                    .await
+            }
+        })
+        .await?;
+        if added == 0 {
+            return Ok(true);
+        }
+        let held: u64 = retry_once(|| {
+            let mut conn = self.conn();
+            let key = key.clone();
+            async move { redis::cmd("SCARD").arg(key).query_async(&mut conn).await }
+        })
+        .await?;
+        if held <= max_per_workspace {
+            return Ok(true);
+        }
+        let _: i64 = retry_once(|| {
+            let mut conn = self.conn();
+            let key = key.clone();
+            async move {
+                redis::cmd("SREM")
+                    .arg(key)
+                    .arg(queue)
+                    .query_async(&mut conn)
+                    .await
+            }
+        })
+        .await?;
+        Ok(false)
     }
 
     async fn queues(&self) -> Result<Vec<String>> {
