@@ -86,6 +86,13 @@ pub struct BusConfig {
     #[arg(long, env = "BUS_HEALTH_INTERVAL", value_parser = duration, default_value = "1s")]
     pub health_interval: Duration,
 
+    /// How often the queue gauges of `/metrics` (`bus_queues`,
+    /// `bus_queue_messages`) are refreshed. A refresh reads every queue's
+    /// depth from the broker, so it runs in the background rather than on
+    /// every scrape.
+    #[arg(long, env = "BUS_QUEUE_GAUGE_INTERVAL", value_parser = duration, default_value = "10s")]
+    pub queue_gauge_interval: Duration,
+
     /// How often the bus pings each WebSocket client.
     #[arg(long, env = "BUS_PING_INTERVAL", value_parser = duration, default_value = "30s")]
     pub ping_interval: Duration,
@@ -154,7 +161,7 @@ pub struct BusConfig {
     /// Most distinct patterns this node holds at the broker. Redis matches
     /// every publish against every pattern of every node, so patterns cost
     /// all workspaces' publishes; the budget keeps that cost bounded.
-    #[arg(long, env = "BUS_MAX_PATTERNS", default_value_t = 10_000)]
+    #[arg(long, env = "BUS_MAX_PATTERNS", default_value_t = 2_000)]
     pub max_patterns: usize,
 
     /// Most queues one workspace may create (`limit_exceeded` for an

@@ -71,7 +71,7 @@ impl Default for RouterConfig {
 }
 
 fn default_max_patterns() -> usize {
-    10_000
+    2_000
 }
 
 fn default_max_queues() -> u64 {

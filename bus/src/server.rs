@@ -135,6 +135,7 @@ pub async fn serve(
     let health_loop = state
         .health
         .spawn(state.config.health_interval, state.shutdown.clone());
+    let gauges = tokio::spawn(queue_gauges(state.clone()));
     let app = app(state.clone());
     let connections = TaskTracker::new();
     let stop_http = CancellationToken::new();
@@ -173,7 +174,28 @@ pub async fn serve(
     }
     state.shutdown.cancel();
     let _ = health_loop.await;
+    let _ = gauges.await;
     Ok(())
+}
+
+/// Refreshes the queue gauges every `--queue-gauge-interval` until the
+/// node shuts down.
+async fn queue_gauges(state: AppState) {
+    let mut ticks = tokio::time::interval(state.config.queue_gauge_interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = state.shutdown.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        match state.router.all_queue_stats().await {
+            Ok(queues) => {
+                let stats: Vec<_> = queues.into_iter().map(|(_, s)| s).collect();
+                state.telemetry.queue_depths(&stats);
+            }
+            Err(err) => tracing::debug!(cause = %err, "queue gauges not refreshed"),
+        }
+    }
 }
 
 /// A pause after a failed accept (e.g. out of file descriptors).

@@ -244,7 +244,10 @@ async fn queue_budget_holds_on_redis() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_carry_no_queue_names_and_queues_are_listed_a_page_at_a_time() {
-    let n = node("redis", |_| {}).await;
+    let n = node("redis", |c| {
+        c.queue_gauge_interval = Duration::from_millis(100);
+    })
+    .await;
     let queues = 2_000;
     for q in 0..queues {
         let (s, r) = rest(
@@ -256,11 +259,26 @@ async fn metrics_carry_no_queue_names_and_queues_are_listed_a_page_at_a_time() {
         .await;
         assert_eq!(s, StatusCode::OK, "{r}");
     }
-    let (s, metrics) = rest(&n, "GET", "/metrics", None).await;
-    assert_eq!(s, StatusCode::OK);
-    let metrics = metrics.as_str().expect("text").to_owned();
-    assert!(!metrics.contains("secret-agent"), "queue names leak");
+    // The gauges catch up within a few refreshes.
     let node = &n.server.state.node;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let metrics = loop {
+        let (s, metrics) = rest(&n, "GET", "/metrics", None).await;
+        assert_eq!(s, StatusCode::OK);
+        let metrics = metrics.as_str().expect("text").to_owned();
+        let refreshed = metrics.lines().any(|l| {
+            l.starts_with("bus_queues{") && l.contains(node.as_str()) && l.ends_with(" 2000")
+        });
+        if refreshed {
+            break metrics;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "bus_queues never reached 2000: {metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(!metrics.contains("secret-agent"), "queue names leak");
     let line = |name: &str| {
         metrics
             .lines()

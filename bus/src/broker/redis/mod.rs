@@ -35,7 +35,7 @@ use crate::message::AgentMessage;
 /// re-registers on every enqueue.
 const KNOWN_QUEUES_LIMIT: usize = 10_000;
 /// Queues whose depths one pipelined round trip reads.
-const STATS_PIPELINE: usize = 500;
+const STATS_PIPELINE: usize = 1000;
 /// Probe keys written by the health checker expire after this.
 const PROBE_TTL_SECS: u64 = 60;
 
