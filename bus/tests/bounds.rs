@@ -269,8 +269,19 @@ async fn every_oversized_frame_gets_close_1009() {
     {
         let mut big = client::connect(&url, &format!("big{i}"), "w1").await;
         let frame = json!({"op":"publish","topic":"t","payload":"x".repeat(*size)});
-        // The bus may close before the whole frame is sent.
-        let _ = big.socket.send(Message::text(frame.to_string())).await;
+        // A client that goes on sending after its oversized frame: its bytes
+        // are unread when the bus closes. Its writes must not fail (the
+        // socket reset under it) before it can read the close, or a client
+        // that stops at a failed write never learns the code. (A write may
+        // block while the bus holds the socket unread: that is fine.)
+        for n in 0..4 {
+            let send = big.socket.send(Message::text(frame.to_string()));
+            match tokio::time::timeout(Duration::from_millis(500), send).await {
+                Ok(Ok(())) => continue,
+                Ok(Err(e)) => panic!("attempt {i}: write {n} failed before the close arrived: {e}"),
+                Err(_blocked) => break,
+            }
+        }
         assert_eq!(big.closed().await, Some(1009), "attempt {i}, {size} bytes");
     }
 }

@@ -28,6 +28,10 @@ use crate::registry::ConnectionEntry;
 use crate::router::DeliverySink;
 use crate::state::AppState;
 
+/// How long the socket of a client closed for an oversized frame is held
+/// after the close frame, so the close reaches it before the socket goes.
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
+
 /// Frames written per flush at most.
 const WRITE_BATCH: usize = 64;
 
@@ -260,11 +264,17 @@ async fn write_loop(
         code,
         reason: Utf8Bytes::from(reason),
     };
-    let _ = tokio::time::timeout(CLOSE_DEADLINE, async {
+    let sent = tokio::time::timeout(CLOSE_DEADLINE, async {
         ws_tx.send(Message::Close(Some(frame))).await?;
         ws_tx.close().await
     })
     .await;
+    // A client cut off mid-frame is still sending: dropping the socket now,
+    // with its bytes unread, would send a reset that can overtake the close
+    // frame. Holding the socket a moment lets the client read the 1009.
+    if code == close::MESSAGE_TOO_BIG && matches!(sent, Ok(Ok(()))) {
+        tokio::time::sleep(CLOSE_LINGER).await;
+    }
 }
 
 /// Writes `batch` within the writer's deadline. A write past the deadline
