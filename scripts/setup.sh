@@ -1,29 +1,46 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh Debian/Ubuntu machine and says what
-# it did: redis-server (the tests start their own on free ports) and the
+# it did: redis-server (the tests start their own on free ports), promtool
+# (Debian's prometheus package: the tests check /metrics with it) and the
 # rustfmt/clippy components. Safe to run again: it only installs what is
 # missing.
 set -euo pipefail
 
-if command -v redis-server >/dev/null 2>&1; then
-  echo "setup: $(redis-server --version | cut -d' ' -f1-3) found"
-else
-  echo "setup: redis-server is missing; installing Debian's redis-server package"
-  sudo=""
+sudo=""
+apt_updated=""
+
+# need COMMAND PACKAGE WHAT: installs Debian's PACKAGE unless COMMAND is on PATH.
+need() {
+  local command="$1" package="$2" what="$3"
+  if command -v "$command" >/dev/null 2>&1; then
+    echo "setup: $command found"
+    return
+  fi
+  echo "setup: $command ($what) is missing; installing Debian's $package package"
   if [ "$(id -u)" -ne 0 ]; then
     if command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
-      echo "setup: not root and no sudo: install redis-server yourself (apt-get install -y redis-server) or set REDIS_URL" >&2
+      echo "setup: not root and no sudo: install $package yourself (apt-get install -y $package)" >&2
       exit 1
     fi
   fi
   if ! command -v apt-get >/dev/null 2>&1; then
-    echo "setup: no apt-get here: install Redis >= 6.2 yourself (for example 'brew install redis') or set REDIS_URL" >&2
+    echo "setup: no apt-get here: install $what yourself (the $package package of your system)" >&2
     exit 1
   fi
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server >/dev/null
-  echo "setup: installed $(redis-server --version | cut -d' ' -f1-3)"
-fi
+  if [ -z "$apt_updated" ]; then
+    $sudo apt-get update -qq
+    apt_updated=1
+  fi
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$package" >/dev/null
+  command -v "$command" >/dev/null 2>&1 || {
+    echo "setup: installed $package but $command is still not on PATH" >&2
+    exit 1
+  }
+  echo "setup: installed $package ($command)"
+}
+
+need redis-server redis-server "Redis >= 6.2, or set REDIS_URL"
+need promtool prometheus "Prometheus's promtool, which checks /metrics"
 
 if command -v rustup >/dev/null 2>&1; then
   for component in rustfmt clippy; do

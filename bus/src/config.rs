@@ -125,8 +125,10 @@ pub struct BusConfig {
 
     /// Bytes of frames queued for one client before it counts as a slow
     /// consumer (close code 4001). A frame is always taken by an empty
-    /// queue, so a connection holds at most this plus one frame.
-    #[arg(long, env = "BUS_OUTBOUND_BYTES", default_value_t = 1 << 20)]
+    /// queue, so a connection holds at most this plus one frame. Keep it
+    /// several times the largest message agents publish: a client that
+    /// reads normally can still have two such frames queued at once.
+    #[arg(long, env = "BUS_OUTBOUND_BYTES", default_value_t = 4 << 20)]
     pub outbound_bytes: usize,
 
     /// A client whose socket takes no batch of frames for this long is a
@@ -139,6 +141,12 @@ pub struct BusConfig {
     /// WebSocket upgrade included) within this time is closed.
     #[arg(long, env = "BUS_HANDSHAKE_TIMEOUT", value_parser = duration, default_value = "5s")]
     pub handshake_timeout: Duration,
+
+    /// Longest a REST request may take, its body included (408 beyond):
+    /// a client that trickles a body cannot hold a connection longer. A
+    /// waiting claim answers a second before it.
+    #[arg(long, env = "BUS_REQUEST_TIMEOUT", value_parser = duration, default_value = "40s")]
+    pub request_timeout: Duration,
 
     /// Most topics one connection may subscribe to, besides its inbox,
     /// workspace and broadcast channels (`limit_exceeded` beyond).
@@ -163,6 +171,12 @@ pub struct BusConfig {
     /// all workspaces' publishes; the budget keeps that cost bounded.
     #[arg(long, env = "BUS_MAX_PATTERNS", default_value_t = 2_000)]
     pub max_patterns: usize,
+
+    /// Most distinct patterns the connections of one workspace hold together
+    /// on this node: a share of `--max-patterns`, so that one workspace
+    /// cannot take the whole node's budget from the others.
+    #[arg(long, env = "BUS_MAX_PATTERNS_PER_WORKSPACE", default_value_t = 500)]
+    pub max_patterns_per_workspace: usize,
 
     /// Most queues one workspace may create (`limit_exceeded` for an
     /// enqueue to one more). Inboxes count too: one per agent that was sent a
@@ -315,8 +329,11 @@ impl BusConfig {
         if self.outbound_bytes == 0 || self.write_timeout.is_zero() {
             return Err("--outbound-bytes and --write-timeout must be above zero".into());
         }
-        if self.handshake_timeout.is_zero() {
-            return Err("--handshake-timeout must be above zero".into());
+        if self.handshake_timeout.is_zero() || self.queue_gauge_interval.is_zero() {
+            return Err("--handshake-timeout and --queue-gauge-interval must be above zero".into());
+        }
+        if self.request_timeout.is_zero() {
+            return Err("--request-timeout must be above zero".into());
         }
         Ok(())
     }
@@ -352,6 +369,21 @@ mod tests {
         assert_eq!(c.broker, BrokerKind::Memory);
         assert!(c.validate().unwrap_err().contains("--health-warning"));
         assert!(BusConfig::try_parse_from(["bus", "--ping-interval", "soon"]).is_err());
+    }
+
+    #[test]
+    fn zero_intervals_and_timeouts_are_refused() {
+        for (flag, value, said) in [
+            ("--queue-gauge-interval", "0s", "--queue-gauge-interval"),
+            ("--handshake-timeout", "0s", "--handshake-timeout"),
+            ("--request-timeout", "0s", "--request-timeout"),
+            ("--write-timeout", "0s", "--write-timeout"),
+        ] {
+            let c = BusConfig::try_parse_from(["bus", flag, value]).unwrap();
+            let err = c.validate().unwrap_err();
+            assert!(err.contains(said), "{flag} {value}: {err}");
+        }
+        assert_eq!(BusConfig::default().outbound_bytes, 4 << 20);
     }
 
     #[test]

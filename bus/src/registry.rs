@@ -143,6 +143,9 @@ pub struct Registry {
     /// Topic and pattern subscriptions (the default channels aside) each
     /// workspace's connections hold on this node.
     workspace_subscriptions: Mutex<HashMap<String, usize>>,
+    /// The distinct patterns each workspace's connections hold on this
+    /// node, each with the number of its connections that hold it.
+    workspace_patterns: Mutex<HashMap<String, HashMap<String, usize>>>,
 }
 
 #[derive(Debug, Default)]
@@ -325,6 +328,68 @@ impl Registry {
                 held.remove(workspace);
             }
         }
+    }
+
+    /// Charges `patterns` (distinct, none held yet by the connection asking)
+    /// to `workspace`: refused when the workspace would then hold more than
+    /// `max` distinct patterns on this node, so that no workspace takes the
+    /// whole node's pattern budget.
+    pub fn charge_patterns(
+        &self,
+        workspace: &str,
+        patterns: &[String],
+        max: usize,
+    ) -> Result<(), QuotaError> {
+        if patterns.is_empty() {
+            return Ok(());
+        }
+        let mut all = self.workspace_patterns.lock().expect("lock");
+        let held = all.get(workspace);
+        let now = held.map_or(0, HashMap::len);
+        let new = patterns
+            .iter()
+            .filter(|p| held.is_none_or(|h| !h.contains_key(*p)))
+            .count();
+        if now + new > max {
+            return Err(QuotaError {
+                what: "distinct patterns",
+                per: "workspace on this node",
+                max,
+            });
+        }
+        let held = all.entry(workspace.to_owned()).or_default();
+        for pattern in patterns {
+            *held.entry(pattern.clone()).or_default() += 1;
+        }
+        Ok(())
+    }
+
+    /// Gives back `patterns` one connection of `workspace` held.
+    pub fn refund_patterns(&self, workspace: &str, patterns: &[String]) {
+        if patterns.is_empty() {
+            return;
+        }
+        let mut all = self.workspace_patterns.lock().expect("lock");
+        let Some(held) = all.get_mut(workspace) else {
+            return;
+        };
+        for pattern in patterns {
+            if let Some(n) = held.get_mut(pattern) {
+                *n -= 1;
+                if *n == 0 {
+                    held.remove(pattern);
+                }
+            }
+        }
+        if held.is_empty() {
+            all.remove(workspace);
+        }
+    }
+
+    /// Distinct patterns `workspace`'s connections hold on this node.
+    pub fn workspace_patterns(&self, workspace: &str) -> usize {
+        let all = self.workspace_patterns.lock().expect("lock");
+        all.get(workspace).map_or(0, HashMap::len)
     }
 
     /// Subscriptions charged to `workspace` on this node.

@@ -10,6 +10,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
+use tower_http::timeout::TimeoutLayer;
 
 use crate::health::HealthStatus;
 use crate::limits::{self, LimitError};
@@ -87,8 +88,13 @@ impl IntoResponse for AppError {
 
 type ApiResult = Result<Json<Value>, AppError>;
 
+/// How long before `--request-timeout` a waiting claim gives up, so that
+/// it answers with what it has rather than with 408.
+const REPLY_MARGIN: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// All REST routes of a node.
 pub fn routes(state: AppState) -> Router<AppState> {
+    let deadline = state.config.request_timeout;
     let operator = Router::new()
         .route("/ws/connections", get(connections))
         .route("/ws/connections/{id}", get(connection))
@@ -108,6 +114,11 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .merge(operator)
+        // Every request, its body included, within `--request-timeout`.
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            deadline,
+        ))
 }
 
 async fn require_admin(State(state): State<AppState>, request: Request, next: Next) -> Response {
@@ -397,7 +408,9 @@ async fn claim(
     let name = queue_name(&workspace, &queue)?;
     let body = body.map(|b| b.0).unwrap_or_default();
     let max = limits::claim_max(body.max.unwrap_or(1));
-    let wait = limits::claim_wait(body.wait_ms);
+    // A waiting claim answers a second before the request's deadline.
+    let deadline = state.config.request_timeout.saturating_sub(REPLY_MARGIN);
+    let wait = limits::claim_wait(body.wait_ms).min(deadline);
     let claimed = state.router.dequeue(&name, max, wait).await?;
     Ok(Json(json!({ "jobs": reply::jobs(&queue, claimed) })))
 }

@@ -127,6 +127,14 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    let config = &state.config;
+    if config.outbound_bytes < 2 * config.max_frame_bytes {
+        tracing::warn!(
+            outbound_bytes = config.outbound_bytes,
+            max_frame_bytes = config.max_frame_bytes,
+            "--outbound-bytes is under twice --max-frame-bytes: a client that reads normally may be closed as a slow consumer when two large messages are queued for it at once"
+        );
+    }
     if state.auth.development_mode() {
         tracing::warn!(
             "no JWT secret configured: development mode, agents are identified by query parameters without checks"
@@ -145,6 +153,11 @@ pub async fn serve(
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
+                Err(err) if connection_gone(&err) => {
+                    // That one client left before it was accepted.
+                    tracing::debug!(cause = %err, "accept failed");
+                    continue;
+                }
                 Err(err) => {
                     // Out of file descriptors and the like: refuse for a
                     // moment rather than spin.
@@ -176,6 +189,17 @@ pub async fn serve(
     let _ = health_loop.await;
     let _ = gauges.await;
     Ok(())
+}
+
+/// Whether an accept error concerns only the connection being accepted (it
+/// was reset or aborted before the accept), so the next accept may follow
+/// at once.
+fn connection_gone(err: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset, Interrupted};
+    matches!(
+        err.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset | Interrupted
+    )
 }
 
 /// Refreshes the queue gauges every `--queue-gauge-interval` until the

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use metrics::{Counter, Gauge, counter, gauge};
+use metrics::{Counter, Gauge, Unit, counter, describe_counter, describe_gauge, gauge};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::protocol::{CLIENT_OPS, ErrorCode};
@@ -16,14 +16,70 @@ fn handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            PrometheusBuilder::new()
+            let handle = PrometheusBuilder::new()
                 .install_recorder()
                 .unwrap_or_else(|err| {
                     tracing::warn!(cause = %err, "a metrics recorder is already installed; /metrics will be empty");
                     PrometheusBuilder::new().build_recorder().handle()
-                })
+                });
+            describe();
+            handle
         })
         .clone()
+}
+
+/// The `# HELP` text of every series (and its unit where it has one).
+fn describe() {
+    describe_gauge!("bus_connections", "Open WebSocket connections.");
+    describe_counter!(
+        "bus_connections_opened_total",
+        "WebSocket connections accepted."
+    );
+    describe_counter!(
+        "bus_connections_refused_total",
+        "WebSocket upgrades refused by a connection limit (HTTP 503)."
+    );
+    describe_counter!(
+        "bus_auth_failures_total",
+        "WebSocket upgrades refused for bad credentials (HTTP 401)."
+    );
+    describe_counter!(
+        "bus_frames_in_total",
+        "Text frames received from clients, by op (invalid: undecodable)."
+    );
+    describe_counter!(
+        "bus_frames_out_total",
+        "Frames written to WebSocket clients: messages, jobs, replies, pings, close frames."
+    );
+    describe_counter!(
+        "bus_deliveries_total",
+        "Pub/sub messages queued for a client."
+    );
+    describe_counter!(
+        "bus_slow_consumers_total",
+        "Clients closed with 4001: outbound queue over its budget, or no write went through within the write timeout."
+    );
+    describe_counter!(
+        "bus_errors_total",
+        "Error replies, by wire code (cross_workspace and forbidden are refused attempts)."
+    );
+    describe_gauge!(
+        "bus_queues",
+        "Queues the broker knows (inboxes included), refreshed every --queue-gauge-interval."
+    );
+    describe_gauge!(
+        "bus_queue_messages",
+        "Messages of all queues together, by state (ready, processing, delayed, dead)."
+    );
+    describe_gauge!(
+        "bus_health_status",
+        "The node's latest health check: 0 healthy, 1 degraded, 2 unhealthy."
+    );
+    describe_gauge!(
+        "bus_health_check_latency_seconds",
+        Unit::Seconds,
+        "Latency of each health probe (ping, write_read, pubsub, queue) in the latest check."
+    );
 }
 
 /// The node's metric handles.

@@ -152,10 +152,11 @@ async fn a_reader_that_never_reads_is_reaped_and_holds_no_more_than_its_budget()
         baseline >> 20,
         peak >> 20
     );
-    // The budget is 1 MiB per connection; the margin covers the frames in
-    // flight through the publish path and the allocator's slack.
+    // The budget is 4 MiB per connection (plus one frame); the margin
+    // covers the frames in flight through the publish path and the
+    // allocator's slack. An unbounded queue would hold the whole 100 MB.
     assert!(
-        over < 96 << 20,
+        over < 32 << 20,
         "peak RSS {peak} is {over} bytes over the baseline {baseline}"
     );
     // The others never noticed.
@@ -255,6 +256,84 @@ async fn idle_and_half_sent_requests_are_closed_after_the_handshake_deadline() {
     // A well-behaved client is not affected.
     let mut ok = client::connect(&n.server.ws_url(), "ok", "w").await;
     assert_eq!(ok.request(json!({"op":"ping"})).await["op"], "pong");
+}
+
+/// An inbox backlog four times the byte budget reaches an agent that reads
+/// normally: the pump queues it half a budget at a time, so the agent is
+/// never taken for a slow consumer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inbox_backlog_larger_than_the_byte_budget_is_handed_over_in_full() {
+    let n = node("memory", |c| c.outbound_bytes = 1 << 20).await;
+    let url = n.server.ws_url();
+    let mut sender = client::connect(&url, "sender", "w1").await;
+    let payload = "b".repeat(150_000);
+    for i in 0..28 {
+        sender
+            .ok(json!({"op":"send","to":"bob","payload":{"i":i,"pad":payload},"mode":"queue"}))
+            .await;
+    }
+    let mut bob = client::connect(&url, "bob", "w1").await;
+    let mut seen = std::collections::BTreeSet::new();
+    while seen.len() < 28 {
+        let job = bob.expect_op("job").await;
+        seen.insert(job["message"]["payload"]["i"].as_u64().unwrap());
+    }
+    assert_eq!(seen, (0..28).collect());
+    assert_eq!(bob.request(json!({"op":"ping"})).await["op"], "pong");
+    let slow = crate::exposition::metric_value(&n, "bus_slow_consumers_total").await;
+    assert_eq!(slow, 0.0, "nobody was a slow consumer");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rest_body_trickled_past_the_request_timeout_gets_408_and_the_end() {
+    let n = node("memory", |c| {
+        c.request_timeout = Duration::from_secs(1);
+        c.handshake_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let mut tcp = TcpStream::connect(n.server.addr).await.expect("connect");
+    tcp.write_all(
+        b"POST /queues/w1/jobs/enqueue HTTP/1.1\r\nHost: bus\r\n\
+          content-type: application/json\r\ncontent-length: 1000\r\n\r\n{",
+    )
+    .await
+    .unwrap();
+    let started = Instant::now();
+    let mut response = Vec::new();
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buf = [0u8; 1024];
+        loop {
+            // One byte of body every 200 ms: never idle long, never done.
+            tokio::select! {
+                read = tcp.read(&mut buf) => match read {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => response.extend_from_slice(&buf[..n]),
+                },
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                    let _ = tcp.write_all(b" ").await;
+                }
+            }
+        }
+    })
+    .await;
+    let elapsed = started.elapsed();
+    assert!(ended.is_ok(), "the trickling request still open after 10 s");
+    let response = String::from_utf8_lossy(&response);
+    assert!(
+        response.starts_with("HTTP/1.1 408"),
+        "after {elapsed:?}: {response}"
+    );
+    assert!(elapsed >= Duration::from_millis(900), "{elapsed:?}");
+    // The queue got nothing from the half-sent body.
+    let stats = n
+        .server
+        .state
+        .router
+        .broker()
+        .stats("w1/jobs")
+        .await
+        .unwrap();
+    assert_eq!(stats.ready, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,12 +1,15 @@
 //! What only a Redis Cluster does: patterns it cannot route are refused, a
 //! subscription follows its channel when the channel's slot moves to
-//! another shard, and comes back when a shard restarts. (Everything else a cluster shares with a single Redis is in
+//! another shard, and comes back when a shard restarts; a subscribe it
+//! refuses leaves nothing in the node's index. (Everything else a cluster shares with a single Redis is in
 //! the conformance suite, `conformance::redis_cluster::*`.)
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bus::broker::redis::{RedisBroker, RedisOptions};
 use bus::broker::{Broker, BrokerError};
+use bus::router::{DeliverySink, Dispatched, MessageRouter, RouterConfig};
 use bytes::Bytes;
 use redis::AsyncCommands;
 use testkit::RedisCluster;
@@ -39,6 +42,38 @@ async fn patterns_without_a_workspace_are_refused() {
     assert_eq!(receivers, 1);
     let d = next(&mut sub.deliveries).await;
     assert_eq!(d.pattern.as_deref(), Some("topic:w1/*"));
+}
+
+struct Ignore;
+
+impl DeliverySink for Ignore {
+    fn deliver(&self, _: &Dispatched<'_>) {}
+}
+
+/// A subscribe the broker refuses takes back what it put in the node's
+/// index: no subscription is left behind and the node's pattern budget is
+/// not spent on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_subscribe_leaves_nothing_behind() {
+    let b = redis_cluster().await;
+    let config = RouterConfig {
+        max_patterns: 2,
+        ..RouterConfig::default()
+    };
+    let router = MessageRouter::new(b.broker.clone(), config).await.unwrap();
+    let sink: Arc<dyn DeliverySink> = Arc::new(Ignore);
+    let id = router.next_sink_id();
+    // The second pattern names no workspace: the cluster refuses it.
+    let refused = router
+        .psubscribe(id, &sink, &["topic:w1/*".into(), "topic:*".into()])
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
+    assert_eq!(router.subscription_counts(), (0, 0));
+    router
+        .psubscribe(id, &sink, &["topic:w1/*".into(), "topic:w2/*".into()])
+        .await
+        .expect("the whole budget is still there");
+    assert_eq!(router.subscription_counts(), (0, 2));
 }
 
 /// When a shard gives up a slot (a resharding), the node's subscriptions

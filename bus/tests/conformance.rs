@@ -462,6 +462,46 @@ pub(crate) async fn stats_queues_and_limits(b: Backend) {
     );
 }
 
+/// Depths of many queues at once come back in order and exact, whatever
+/// shards the queues live on; the queue budget of a workspace admits
+/// exactly its budget even when many new queues race for it.
+pub(crate) async fn queue_depths_and_budget(b: Backend) {
+    let queues: Vec<String> = (0..40).map(|i| format!("w{}/q{i}", i % 7)).collect();
+    for (i, queue) in queues.iter().enumerate() {
+        let batch: Vec<AgentMessage> = (0..=i % 5).map(|n| msg(n, 0)).collect();
+        b.broker.enqueue(queue, &batch, 100).await.unwrap();
+    }
+    let mut asked = queues.clone();
+    asked.push("w9/never".to_owned());
+    let stats = b.broker.stats_many(&asked).await.unwrap();
+    let ready: Vec<u64> = stats.iter().map(|s| s.ready).collect();
+    let mut expected: Vec<u64> = (0..40).map(|i| (i % 5 + 1) as u64).collect();
+    expected.push(0);
+    assert_eq!(ready, expected);
+
+    let racing = (0..20).map(|i| {
+        let broker = b.broker.clone();
+        async move {
+            broker
+                .admit_queue(&format!("budget/q{i}"), 5)
+                .await
+                .unwrap()
+        }
+    });
+    let admitted = futures_util::future::join_all(racing).await;
+    assert_eq!(admitted.iter().filter(|a| **a).count(), 5, "{admitted:?}");
+    let first = admitted.iter().position(|a| *a).unwrap();
+    assert!(
+        b.broker
+            .admit_queue(&format!("budget/q{first}"), 5)
+            .await
+            .unwrap(),
+        "an admitted queue stays admitted when the budget is full"
+    );
+    assert!(!b.broker.admit_queue("budget/new", 5).await.unwrap());
+    assert!(b.broker.admit_queue("other/new", 5).await.unwrap());
+}
+
 pub(crate) async fn waiting_workers_are_woken_by_enqueue(b: Backend) {
     let broker = b.broker.clone();
     // Register the waiter first, then enqueue: the waiter must return long
@@ -647,6 +687,7 @@ every_backend!(
     acks_in_batches,
     reclaim_after_visibility_timeout,
     stats_queues_and_limits,
+    queue_depths_and_budget,
     waiting_workers_are_woken_by_enqueue,
     router_inbox_and_pending,
     router_fans_out_once_per_node,

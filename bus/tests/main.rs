@@ -6,6 +6,7 @@ mod bad_input;
 mod bounds;
 mod cluster;
 mod conformance;
+mod exposition;
 mod frame_props;
 mod frame_strategies;
 mod glob_props;

@@ -31,6 +31,7 @@ async fn subscription_budgets(backend: &str) {
         c.max_patterns_per_connection = 5;
         c.max_subscriptions_per_workspace = 120;
         c.max_patterns = 8;
+        c.max_patterns_per_workspace = 6;
     })
     .await;
     let url = n.server.ws_url();
@@ -87,7 +88,22 @@ async fn subscription_budgets(backend: &str) {
     c.ok(json!({"op":"subscribe","topics":topics("u", 15..30)}))
         .await;
 
-    // Per node: 8 distinct patterns, whichever workspace asks (a holds 5).
+    // Per workspace on the node: 6 distinct patterns over all of w1's
+    // connections (a holds 5; c may share them, not add two more).
+    c.ok(json!({"op":"psubscribe","patterns":["p0*","p1*","z*"]}))
+        .await;
+    let r = c
+        .request(json!({"op":"psubscribe","patterns":["y*"]}))
+        .await;
+    assert_limited(&r, "at most 6 distinct patterns per workspace on this node");
+    assert_eq!(n.server.state.registry.workspace_patterns("w1"), 6);
+    c.ok(json!({"op":"unsubscribe","topics":[],"patterns":["z*"]}))
+        .await;
+    c.ok(json!({"op":"psubscribe","patterns":["y*"]})).await;
+    c.ok(json!({"op":"unsubscribe","topics":[],"patterns":["y*"]}))
+        .await;
+
+    // Per node: 8 distinct patterns, whichever workspace asks (w1 holds 5).
     let mut other = client::connect(&url, "x", "w2").await;
     other
         .ok(json!({"op":"psubscribe","patterns":["r1*","r2*","r3*"]}))

@@ -236,8 +236,7 @@ pub trait Broker: Send + Sync + Debug + 'static {
     /// Whether `queue` may be enqueued to: true when it is known already or
     /// its workspace (its name up to the first `/`) holds fewer than
     /// `max_per_workspace` queues; an admitted queue counts from then on.
-    /// Concurrent admissions of new queues may overshoot by the few that
-    /// race, never more.
+    /// Atomic: concurrent admissions never overshoot the budget.
     async fn admit_queue(&self, queue: &str, max_per_workspace: u64) -> Result<bool>;
 
     /// Claims up to `max` messages for `visibility`. First reclaims expired
@@ -288,8 +287,9 @@ pub trait Broker: Send + Sync + Debug + 'static {
     /// Where the messages of `queue` are (ready, processing, delayed, dead).
     async fn stats(&self, queue: &str) -> Result<QueueStats>;
 
-    /// [`Broker::stats`] of several queues, in their order (Redis answers
-    /// them in a few pipelined round trips rather than one per queue).
+    /// [`Broker::stats`] of several queues, in their order (a single Redis
+    /// answers them in a few pipelined round trips; a cluster, whose
+    /// pipelines cannot cross slots, in concurrent round trips per queue).
     async fn stats_many(&self, queues: &[String]) -> Result<Vec<QueueStats>> {
         let mut out = Vec::with_capacity(queues.len());
         for queue in queues {

@@ -63,7 +63,7 @@ impl LatencyHistory {
         }
         let mut sorted: Vec<Duration> = self.samples.iter().copied().collect();
         sorted.sort_unstable();
-        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let ms = super::millis;
         let rank = |q: f64| {
             let idx = (q * sorted.len() as f64).ceil() as usize;
             sorted[idx.clamp(1, sorted.len()) - 1]
@@ -71,7 +71,7 @@ impl LatencyHistory {
         let total: Duration = sorted.iter().sum();
         LatencyStats {
             count: sorted.len(),
-            avg_ms: ms(total) / sorted.len() as f64,
+            avg_ms: ms(total / sorted.len() as u32),
             min_ms: ms(sorted[0]),
             max_ms: ms(sorted[sorted.len() - 1]),
             p50_ms: ms(rank(0.50)),

@@ -139,6 +139,22 @@ pub struct CheckResult {
     pub history: LatencyStats,
 }
 
+/// The thresholds of a report, in milliseconds: a probe slower than
+/// `warning_ms` is degraded, slower than `critical_ms` unhealthy.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ThresholdsView {
+    /// Above this, degraded.
+    pub warning_ms: f64,
+    /// Above this, unhealthy.
+    pub critical_ms: f64,
+}
+
+/// A duration in milliseconds to the microsecond (`6.911`, not
+/// `6.9110000000000005`).
+pub(crate) fn millis(d: Duration) -> f64 {
+    d.as_micros() as f64 / 1000.0
+}
+
 /// A full health check of one node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HealthReport {
@@ -150,8 +166,8 @@ pub struct HealthReport {
     pub broker: String,
     /// When the check ran (µs since the epoch), so a stale report can be told.
     pub checked_at_us: u64,
-    /// The warning and critical thresholds it was judged by, in ms.
-    pub thresholds_ms: (f64, f64),
+    /// The thresholds it was judged by.
+    pub thresholds: ThresholdsView,
     /// One result per probe.
     pub checks: Vec<CheckResult>,
 }
@@ -268,10 +284,10 @@ impl HealthChecker {
             node: self.inner.node.clone(),
             broker: self.inner.router.broker().kind().to_owned(),
             checked_at_us: crate::message::now_micros(),
-            thresholds_ms: (
-                self.inner.thresholds.warning.as_secs_f64() * 1000.0,
-                self.inner.thresholds.critical.as_secs_f64() * 1000.0,
-            ),
+            thresholds: ThresholdsView {
+                warning_ms: millis(self.inner.thresholds.warning),
+                critical_ms: millis(self.inner.thresholds.critical),
+            },
             checks,
         };
         *self.inner.last.lock().expect("lock") = Some(report.clone());
@@ -330,7 +346,7 @@ impl HealthChecker {
             } else {
                 self.inner.thresholds.judge(latency)
             },
-            latency_ms: latency.as_secs_f64() * 1000.0,
+            latency_ms: millis(latency),
             error,
             history: history.stats(),
         }

@@ -177,6 +177,9 @@ impl LocalSubscriptions {
         names: &[String],
     ) -> Result<(), SubscriptionError> {
         let mut fresh = Vec::new();
+        // The names this call gave `id`: taken back if the broker fails, so
+        // a refused subscribe leaves no index entry and no budget behind.
+        let mut added = Vec::new();
         {
             let mut index = self.index.write().expect("lock");
             let map = index.map(kind);
@@ -198,9 +201,19 @@ impl LocalSubscriptions {
                 }
                 if !sinks.iter().any(|(s, _)| *s == id) {
                     sinks.push((id, sink.clone()));
+                    added.push(name.clone());
                 }
             }
         }
+        let confirmed = self.confirm(kind, fresh).await;
+        if confirmed.is_err() {
+            self.remove(kind, id, &added).await;
+        }
+        confirmed
+    }
+
+    /// Asks the broker for `fresh` names and waits until it has them.
+    async fn confirm(&self, kind: Kind, fresh: Vec<String>) -> Result<(), SubscriptionError> {
         let mut confirmations = Vec::with_capacity(fresh.len());
         for name in fresh {
             let (done, confirmed) = oneshot::channel();
@@ -212,13 +225,19 @@ impl LocalSubscriptions {
             .await?;
             confirmations.push(confirmed);
         }
+        let mut outcome = Ok(());
         for confirmed in confirmations {
-            confirmed
+            // Every confirmation is awaited, so none is pending when the
+            // caller takes the names back.
+            let result = confirmed
                 .await
-                .map_err(|_| SubscriptionError::Broker("reconciler stopped".into()))?
-                .map_err(SubscriptionError::Broker)?;
+                .map_err(|_| SubscriptionError::Broker("reconciler stopped".into()))
+                .and_then(|r| r.map_err(SubscriptionError::Broker));
+            if outcome.is_ok() {
+                outcome = result;
+            }
         }
-        Ok(())
+        outcome
     }
 
     /// Removes `id` from `names`; returns once the broker has dropped the

@@ -20,7 +20,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::WaitForCancellationFuture;
 
-use super::outbound::{ConnectionSink, Outbound, frame_bytes};
+use super::outbound::{ConnectionSink, DrainSignal, Outbound, frame_bytes};
 use super::session::Session;
 use crate::message::names;
 use crate::protocol::{ErrorCode, ServerFrame, close};
@@ -45,13 +45,21 @@ pub(super) async fn run(socket: WebSocket, state: AppState, entry: Arc<Connectio
     let (ws_tx, ws_rx) = socket.split();
     let (tx, rx) = mpsc::channel(state.config.outbound_queue);
     let queued = Arc::new(AtomicUsize::new(0));
-    let outbound = Outbound::new(tx, queued.clone(), entry.clone(), state.clone());
+    let drain = Arc::new(DrainSignal::default());
+    let outbound = Outbound::new(
+        tx,
+        queued.clone(),
+        drain.clone(),
+        entry.clone(),
+        state.clone(),
+    );
     let writer = tokio::spawn(write_loop(
         ws_tx,
         rx,
         entry.clone(),
         Writer {
             queued,
+            drain: drain.clone(),
             ping_interval: state.config.ping_interval,
             deadline: state.config.write_timeout,
             slow_consumers: state.telemetry.slow_consumers.clone(),
@@ -79,7 +87,7 @@ pub(super) async fn run(socket: WebSocket, state: AppState, entry: Arc<Connectio
         Ok(()) => {
             session.pump_inbox().await;
             let silence = state.config.ping_timeout;
-            read_loop(ws_rx, &mut session, &inbox_wake, silence).await;
+            read_loop(ws_rx, &mut session, [&inbox_wake, &drain.drained], silence).await;
         }
         Err(e) => {
             tracing::warn!(?e, "could not subscribe the connection's default channels");
@@ -103,7 +111,7 @@ pub(super) async fn run(socket: WebSocket, state: AppState, entry: Arc<Connectio
 async fn read_loop(
     mut ws_rx: SplitStream<WebSocket>,
     session: &mut Session,
-    inbox_wake: &Notify,
+    [inbox_wake, drained]: [&Notify; 2],
     silence: Duration,
 ) {
     let close = session.entry.close.clone();
@@ -115,7 +123,13 @@ async fn read_loop(
     loop {
         let next = tokio::select! {
             _ = &mut closed => return,
+            // A stored direct message arrived, or the writer made room for
+            // the rest of a backlog.
             _ = inbox_wake.notified() => {
+                session.pump_inbox().await;
+                continue;
+            }
+            _ = drained.notified() => {
                 session.pump_inbox().await;
                 continue;
             }
@@ -176,6 +190,8 @@ fn is_too_big(err: &axum::Error) -> bool {
 struct Writer {
     /// Bytes queued and not yet flushed (shared with [`Outbound`]).
     queued: Arc<AtomicUsize>,
+    /// Told after each flush, for a producer waiting for room.
+    drain: Arc<DrainSignal>,
     ping_interval: Duration,
     /// Longest time one batch may take to reach the socket.
     deadline: Duration,
@@ -230,6 +246,7 @@ async fn write_loop(
                 let written = write_within(&mut ws_tx, &mut batch, &writer, &entry, closed.as_mut()).await;
                 if let Written::Done = written {
                     writer.queued.fetch_sub(bytes, Ordering::AcqRel);
+                    writer.drain.flushed();
                     entry.frames_out.fetch_add(n as u64, Ordering::Relaxed);
                     writer.frames_out.increment(n as u64);
                 }
@@ -237,7 +254,11 @@ async fn write_loop(
             }
             _ = pings.tick() => {
                 batch.push(Message::Ping(Default::default()));
-                write_within(&mut ws_tx, &mut batch, &writer, &entry, closed.as_mut()).await
+                let written = write_within(&mut ws_tx, &mut batch, &writer, &entry, closed.as_mut()).await;
+                if let Written::Done = written {
+                    writer.frames_out.increment(1);
+                }
+                written
             }
         };
         match written {
@@ -256,7 +277,12 @@ async fn write_loop(
         while let Ok(m) = rx.try_recv() {
             batch.push(m);
         }
-        let _ = tokio::time::timeout(CLOSE_DEADLINE, write_batch(&mut ws_tx, &mut batch)).await;
+        let n = batch.len() as u64;
+        let flushed =
+            tokio::time::timeout(CLOSE_DEADLINE, write_batch(&mut ws_tx, &mut batch)).await;
+        if matches!(flushed, Ok(Ok(()))) {
+            writer.frames_out.increment(n);
+        }
     }
     drop(rx);
     batch.clear();
@@ -269,6 +295,9 @@ async fn write_loop(
         ws_tx.close().await
     })
     .await;
+    if matches!(sent, Ok(Ok(()))) {
+        writer.frames_out.increment(1);
+    }
     // A client cut off mid-frame is still sending: dropping the socket now,
     // with its bytes unread, would send a reset that can overtake the close
     // frame. Holding the socket a moment lets the client read the 1009.

@@ -15,7 +15,7 @@
 //! socket stops taking writes before the queue fills.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use axum::extract::ws::{Message, Utf8Bytes};
 use tokio::sync::{Notify, mpsc};
@@ -32,8 +32,30 @@ pub(super) struct Outbound {
     tx: mpsc::Sender<Message>,
     /// Bytes pushed and not yet flushed by the writer.
     queued: Arc<AtomicUsize>,
+    /// Set by a producer waiting for room; the writer then signals
+    /// `drained` after its next flush.
+    drain: Arc<DrainSignal>,
     entry: Arc<ConnectionEntry>,
     state: AppState,
+}
+
+/// How the writer tells a waiting producer (the inbox pump) that it has
+/// made room: a flag checked after each flush, so that a writer nobody
+/// waits on pays one relaxed load.
+#[derive(Debug, Default)]
+pub(super) struct DrainSignal {
+    wanted: AtomicBool,
+    /// Notified (one permit kept) after the flush that follows a request.
+    pub(super) drained: Notify,
+}
+
+impl DrainSignal {
+    /// Called by the writer after a flush.
+    pub(super) fn flushed(&self) {
+        if self.wanted.load(Ordering::Relaxed) && self.wanted.swap(false, Ordering::AcqRel) {
+            self.drained.notify_one();
+        }
+    }
 }
 
 /// The bytes a frame holds while queued.
@@ -49,15 +71,29 @@ impl Outbound {
     pub(super) fn new(
         tx: mpsc::Sender<Message>,
         queued: Arc<AtomicUsize>,
+        drain: Arc<DrainSignal>,
         entry: Arc<ConnectionEntry>,
         state: AppState,
     ) -> Self {
         Self {
             tx,
             queued,
+            drain,
             entry,
             state,
         }
+    }
+
+    /// Frames and bytes queued and not yet written.
+    pub(super) fn occupancy(&self) -> (usize, usize) {
+        let frames = self.tx.max_capacity() - self.tx.capacity();
+        (frames, self.queued.load(Ordering::Acquire))
+    }
+
+    /// Asks the writer to notify [`DrainSignal::drained`] after its next
+    /// flush.
+    pub(super) fn notify_when_drained(&self) {
+        self.drain.wanted.store(true, Ordering::Release);
     }
 
     /// Queues a frame; false when it was not queued (connection closing, or

@@ -4,6 +4,7 @@
 //! session's life around that: the default subscriptions and the greeting
 //! on open, the inbox pump, dropping every subscription on close.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use crate::auth::Identity;
 use crate::limits;
 use crate::message::names::{self, Channel};
 use crate::message::{AgentMessage, MessageKind};
-use crate::protocol::{self, ClientFrame, ErrorCode, OkResult, RequestId, ServerFrame};
+use crate::protocol::{self, ClientFrame, ErrorCode, Job, OkResult, RequestId, ServerFrame};
 use crate::registry::ConnectionEntry;
 use crate::reply::{self, OpError};
 use crate::router::{DeliverySink, SinkId};
@@ -54,6 +55,9 @@ pub(super) struct Session {
     pub(super) defaults: [String; 3],
     /// Start of the current one-second rate window and frames seen in it.
     window: (Instant, u32),
+    /// Inbox jobs claimed and not yet queued for the client (at most one
+    /// claim's worth), waiting for room in the outbound queue.
+    inbox_backlog: VecDeque<Job>,
 }
 
 impl Session {
@@ -74,6 +78,7 @@ impl Session {
             waits: Arc::new(Semaphore::new(limits::MAX_WAITS)),
             defaults,
             window: (Instant::now(), 0),
+            inbox_backlog: VecDeque::new(),
         }
     }
 
@@ -102,17 +107,34 @@ impl Session {
         self.release_all().await;
     }
 
-    /// Hands waiting inbox messages over as `job` frames, in batches, until
-    /// the inbox is empty or half the outbound queue is used.
-    pub(super) async fn pump_inbox(&self) {
-        let id = self.identity();
-        let budget = self.state.config.outbound_queue / 2;
-        let mut handed = 0;
-        while handed < budget {
+    /// Hands waiting inbox messages over as `job` frames, in batches,
+    /// while the outbound queue is less than half full (in frames and in
+    /// bytes, so that a backlog of large messages never makes the client a
+    /// slow consumer); when it is, asks the writer to say when it has
+    /// drained, and goes on then.
+    pub(super) async fn pump_inbox(&mut self) {
+        let config = &self.state.config;
+        let (max_frames, max_bytes) = (config.outbound_queue / 2, config.outbound_bytes / 2);
+        let mut emptied = false;
+        loop {
+            let (frames, bytes) = self.outbound.occupancy();
+            if frames >= max_frames || bytes >= max_bytes {
+                self.outbound.notify_when_drained();
+                return;
+            }
+            if let Some(job) = self.inbox_backlog.pop_front() {
+                self.outbound.push_frame(&ServerFrame::Job { job });
+                continue;
+            }
+            if emptied {
+                return;
+            }
+            let id = self.identity();
+            let asked = INBOX_BATCH.min(max_frames - frames);
             let claimed = match self
                 .state
                 .router
-                .pending(&id.workspace, &id.agent, INBOX_BATCH.min(budget - handed))
+                .pending(&id.workspace, &id.agent, asked)
                 .await
             {
                 Ok(c) => c,
@@ -121,14 +143,9 @@ impl Session {
                     return;
                 }
             };
-            let n = claimed.len();
-            for job in reply::jobs(names::INBOX, claimed) {
-                self.outbound.push_frame(&ServerFrame::Job { job });
-            }
-            handed += n;
-            if n < INBOX_BATCH {
-                return;
-            }
+            emptied = claimed.len() < asked;
+            self.inbox_backlog
+                .extend(reply::jobs(names::INBOX, claimed));
         }
     }
 

@@ -45,8 +45,8 @@ impl Session {
     /// Checks that `wanted` wire names (topics, or patterns when
     /// `patterns`) fit the connection's and its workspace's budgets, and
     /// charges the workspace for those the connection does not hold yet;
-    /// returns how many were charged (to refund if the subscribe fails).
-    fn charge(&self, wanted: &[String], patterns: bool) -> Result<usize, OpError> {
+    /// returns them (to refund if the subscribe fails).
+    fn charge(&self, wanted: &[String], patterns: bool) -> Result<Vec<String>, OpError> {
         let config = &self.state.config;
         let (fresh, held, max, what) = {
             let subs = self.entry.subscriptions.lock().expect("lock");
@@ -59,27 +59,18 @@ impl Session {
                 .iter()
                 .filter(|w| !held_names.contains(*w) && (patterns || self.counted(w)))
                 .collect();
+            let fresh: Vec<String> = fresh.into_iter().cloned().collect();
             let held = held_names
                 .iter()
                 .filter(|w| patterns || self.counted(w))
                 .count();
             if patterns {
-                (
-                    fresh.len(),
-                    held,
-                    config.max_patterns_per_connection,
-                    "patterns",
-                )
+                (fresh, held, config.max_patterns_per_connection, "patterns")
             } else {
-                (
-                    fresh.len(),
-                    held,
-                    config.max_topics_per_connection,
-                    "topics",
-                )
+                (fresh, held, config.max_topics_per_connection, "topics")
             }
         };
-        if held + fresh > max {
+        if held + fresh.len() > max {
             return Err(QuotaError {
                 what,
                 per: "connection",
@@ -87,17 +78,32 @@ impl Session {
             }
             .into());
         }
-        self.state.registry.charge_subscriptions(
-            &self.identity().workspace,
-            fresh,
+        let workspace = &self.identity().workspace;
+        let registry = &self.state.registry;
+        registry.charge_subscriptions(
+            workspace,
+            fresh.len(),
             config.max_subscriptions_per_workspace,
         )?;
+        if patterns {
+            let charged =
+                registry.charge_patterns(workspace, &fresh, config.max_patterns_per_workspace);
+            if let Err(e) = charged {
+                registry.refund_subscriptions(workspace, fresh.len());
+                return Err(e.into());
+            }
+        }
         Ok(fresh)
     }
 
-    fn refund(&self, n: usize) {
+    /// Gives back what [`Session::charge`] charged for `names`.
+    fn refund(&self, names: &[String], patterns: bool) {
         let workspace = &self.identity().workspace;
-        self.state.registry.refund_subscriptions(workspace, n);
+        let registry = &self.state.registry;
+        registry.refund_subscriptions(workspace, names.len());
+        if patterns {
+            registry.refund_patterns(workspace, names);
+        }
     }
 
     /// Drops channels and patterns (broker patterns `resolved`, recorded as
@@ -113,21 +119,22 @@ impl Session {
         router.unsubscribe(self.sink_id, channels).await;
         router.punsubscribe(self.sink_id, resolved).await;
         let wire: Vec<String> = channels.iter().map(Channel::wire_name).collect();
-        let mut refunded = 0;
+        let (mut topics, mut patterns) = (Vec::new(), Vec::new());
         {
             let mut subs = self.entry.subscriptions.lock().expect("lock");
             for t in &wire {
                 if subs.topics.remove(t) && self.counted(t) {
-                    refunded += 1;
+                    topics.push(t.clone());
                 }
             }
             for p in wire_patterns {
                 if subs.patterns.remove(p) {
-                    refunded += 1;
+                    patterns.push(p.clone());
                 }
             }
         }
-        self.refund(refunded);
+        self.refund(&topics, false);
+        self.refund(&patterns, true);
         wire
     }
 
@@ -171,7 +178,7 @@ impl Session {
         let topics = match self.hold_channels(&channels).await {
             Ok(topics) => topics,
             Err(e) => {
-                self.refund(charged);
+                self.refund(&charged, false);
                 return Err(e);
             }
         };
@@ -185,7 +192,7 @@ impl Session {
         let resolved = self.resolve_allowed(&patterns, names::resolve_pattern)?;
         let charged = self.charge(&patterns, true)?;
         if let Err(e) = self.hold_patterns(&patterns, &resolved).await {
-            self.refund(charged);
+            self.refund(&charged, true);
             return Err(e);
         }
         Ok(OkResult {

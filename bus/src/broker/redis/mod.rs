@@ -36,6 +36,8 @@ use crate::message::AgentMessage;
 const KNOWN_QUEUES_LIMIT: usize = 10_000;
 /// Queues whose depths one pipelined round trip reads.
 const STATS_PIPELINE: usize = 1000;
+/// Queues whose depths are read at once on a cluster (one round trip each).
+const STATS_CONCURRENCY: usize = 64;
 /// Probe keys written by the health checker expire after this.
 const PROBE_TTL_SECS: u64 = 60;
 
@@ -390,6 +392,16 @@ impl Broker for RedisBroker {
     }
 
     async fn stats_many(&self, queues: &[String]) -> Result<Vec<QueueStats>> {
+        if self.is_cluster() {
+            // A cluster pipeline must stay in one slot: one queue's keys
+            // share its hash tag, many queues' keys do not.
+            let mut out = Vec::with_capacity(queues.len());
+            for chunk in queues.chunks(STATS_CONCURRENCY) {
+                let stats = chunk.iter().map(|queue| self.stats(queue));
+                out.extend(futures_util::future::try_join_all(stats).await?);
+            }
+            return Ok(out);
+        }
         let mut out = Vec::with_capacity(queues.len());
         for chunk in queues.chunks(STATS_PIPELINE) {
             let counts: Vec<u64> = retry_once(|| {
@@ -466,43 +478,14 @@ impl Broker for RedisBroker {
             return Ok(true);
         }
         let key = format!("{}queues:{}", self.prefix(), queue_workspace(queue));
-        let added: i64 = retry_once(|| {
+        let admitted: i64 = retry_once(|| {
             let mut conn = self.conn();
-            let key = key.clone();
-            async move {
-                redis::cmd("SADD")
-                    .arg(key)
-                    .arg(queue)
-                    .query_async(&mut conn)
-                    .await
-            }
+            let mut invocation = self.inner.scripts.admit_queue.prepare_invoke();
+            invocation.key(&key).arg(queue).arg(max_per_workspace);
+            async move { invocation.invoke_async(&mut conn).await }
         })
         .await?;
-        if added == 0 {
-            return Ok(true);
-        }
-        let held: u64 = retry_once(|| {
-            let mut conn = self.conn();
-            let key = key.clone();
-            async move { redis::cmd("SCARD").arg(key).query_async(&mut conn).await }
-        })
-        .await?;
-        if held <= max_per_workspace {
-            return Ok(true);
-        }
-        let _: i64 = retry_once(|| {
-            let mut conn = self.conn();
-            let key = key.clone();
-            async move {
-                redis::cmd("SREM")
-                    .arg(key)
-                    .arg(queue)
-                    .query_async(&mut conn)
-                    .await
-            }
-        })
-        .await?;
-        Ok(false)
+        Ok(admitted == 1)
     }
 
     async fn queues(&self) -> Result<Vec<String>> {

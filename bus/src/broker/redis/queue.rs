@@ -20,6 +20,8 @@ pub(super) struct Scripts {
     pub ack: Script,
     pub reject: Script,
     pub reclaim: Script,
+    /// Admits a queue into its workspace's budget (no prelude: no queue keys).
+    pub admit_queue: Script,
 }
 
 impl Scripts {
@@ -31,6 +33,7 @@ impl Scripts {
             ack: with_prelude(include_str!("lua/ack.lua")),
             reject: with_prelude(include_str!("lua/reject.lua")),
             reclaim: with_prelude(include_str!("lua/reclaim.lua")),
+            admit_queue: Script::new(include_str!("lua/admit_queue.lua")),
         }
     }
 }
