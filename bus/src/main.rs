@@ -1,6 +1,7 @@
 //! The `bus` binary: parses the configuration, binds the listener, serves
 //! until ctrl-c or SIGTERM.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -12,11 +13,13 @@ use bus::config::BusConfig;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .init();
     let config = BusConfig::parse();
     if let Err(err) = config.validate() {
@@ -40,6 +43,13 @@ async fn serve(config: BusConfig) -> anyhow::Result<()> {
     // Parents that start the bus (the simulator, tests) wait for this line.
     println!("bus listening on {addr}");
     tracing::info!(%addr, broker = ?config.broker, "bus listening");
+    // Said by the binary, not the library: a program embedding a node in
+    // development mode on purpose (the simulator) need not hear it.
+    if config.jwt_secret.is_none() {
+        tracing::warn!(
+            "no JWT secret configured: development mode, agents are identified by query parameters without checks"
+        );
+    }
     bus::server::run(listener, config, shutdown_signal())
         .await
         .context("the bus stopped with an error")

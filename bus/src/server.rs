@@ -135,11 +135,6 @@ pub async fn serve(
             "--outbound-bytes is under twice --max-frame-bytes: a client that reads normally may be closed as a slow consumer when two large messages are queued for it at once"
         );
     }
-    if state.auth.development_mode() {
-        tracing::warn!(
-            "no JWT secret configured: development mode, agents are identified by query parameters without checks"
-        );
-    }
     let health_loop = state
         .health
         .spawn(state.config.health_interval, state.shutdown.clone());

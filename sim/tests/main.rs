@@ -11,6 +11,7 @@ mod interrupt;
 mod layers;
 mod ledger_faults;
 mod nodes;
+mod output;
 mod run_embedded;
 mod scenario_props;
 mod shards;

@@ -278,8 +278,12 @@ impl RunningTarget {
             redis,
             redis_url,
             namespace,
+            embedded,
             ..
         } = self;
+        // The node's last handle goes before its Redis: a router still
+        // alive would log reconnect attempts to the Redis stopped below.
+        drop(embedded);
         let result = match nodes {
             Nodes::Embedded(server) => server.stop().await.map_err(TargetError::EmbeddedStop),
             Nodes::Spawned(nodes) => {

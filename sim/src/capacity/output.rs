@@ -8,7 +8,9 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
+use super::search::load_text;
 use super::{CapacityReport, SetupResult};
+use crate::verdict::Status;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
@@ -50,7 +52,7 @@ pub fn markdown(r: &CapacityReport) -> String {
     let _ = writeln!(out, "# Capacity: {} (varying {})\n", r.scenario, r.unit);
     let _ = writeln!(
         out,
-        "Thresholds: warning p99 > {} ms, critical p99 > {} ms. Each point: {:.0} s steady after all agents connected, {} repeat(s); strategy {:?}.\n",
+        "Thresholds: warning p99 > {} ms, critical p99 > {} ms. Each point: {:.0} s steady after all agents connected, {} repeat(s); loads chosen by {}.\n",
         r.warning_ms, r.critical_ms, r.point_duration_s, r.repeats, r.strategy
     );
     let _ = writeln!(
@@ -59,15 +61,26 @@ pub fn markdown(r: &CapacityReport) -> String {
     );
     let _ = writeln!(out, "| --- | --- | --- | --- | --- |");
     for s in &r.setups {
+        // A bound the search never passed is a lower bound, not the limit.
+        let top = s.points.last().map(|p| p.status);
+        let at_least = |load: Option<f64>, beyond: Status| match (load, top) {
+            (Some(l), Some(t)) if t <= beyond => format!("≥ {} (not reached)", load_text(l)),
+            _ => fmt_load(load),
+        };
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} | {} |",
             s.setup.name,
-            fmt_load(s.highest_healthy),
-            fmt_load(s.highest_below_critical),
+            at_least(s.highest_healthy, Status::Healthy),
+            at_least(s.highest_below_critical, Status::Warning),
             fmt_load(s.knee),
             s.disagreements
         );
+    }
+    for s in &r.setups {
+        if let Some(advice) = limit_not_reached(s, &r.unit) {
+            let _ = writeln!(out, "\n{advice}");
+        }
     }
     for s in &r.setups {
         table(&mut out, s, &r.unit);
@@ -79,6 +92,27 @@ pub fn markdown(r: &CapacityReport) -> String {
         }
     }
     out
+}
+
+/// When the highest load tried was not critical, the search did not find
+/// the limit: says so, and what to run to find it.
+fn limit_not_reached(s: &SetupResult, unit: &str) -> Option<String> {
+    let top = s.points.last()?;
+    if top.status == Status::Critical {
+        return None;
+    }
+    let load = load_text(top.load);
+    let reached = if top.status == Status::Healthy {
+        "still healthy"
+    } else {
+        "warning, not yet critical"
+    };
+    Some(format!(
+        "**{}: the limit was not reached.** The highest load tried, {load} {unit}, was {reached}, so the bus carries at least that much. \
+         To find the limit, search on from there: `--search --from {load}` (doubles the load until critical, then bisects), or sweep higher with `--from {load} --to {}`.",
+        s.setup.name,
+        load_text(top.load * 4.0)
+    ))
 }
 
 fn opt(v: Option<f64>, digits: usize) -> String {
@@ -216,20 +250,23 @@ fn axis_ends(r: &CapacityReport) -> (f64, f64) {
 
 fn html(r: &CapacityReport) -> Result<String, OutputError> {
     let md = markdown(r);
-    let escaped = md
-        .replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;");
+    let mut body = String::new();
+    let parser = pulldown_cmark::Parser::new_ext(&md, pulldown_cmark::Options::ENABLE_TABLES);
+    pulldown_cmark::html::push_html(&mut body, parser);
+    let title = crate::report::escape_markup(&r.scenario);
     Ok(format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Capacity: {}</title>\
-         <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}pre{{white-space:pre-wrap}}</style></head>\
-         <body><h1>Capacity: {}</h1>{}<pre>{}</pre></body></html>",
-        r.scenario.replace('<', "&lt;"),
-        r.scenario.replace('<', "&lt;"),
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Capacity: {title}</title>\
+         <style>{STYLE}</style></head><body>{}{body}</body></html>",
         curve(r)?,
-        escaped
     ))
 }
+
+/// The page's look: readable tables, figures aligned for comparison.
+const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}\
+table{border-collapse:collapse;margin:1em 0;font-size:14px}\
+th,td{border:1px solid #ccc;padding:4px 8px;text-align:right;font-variant-numeric:tabular-nums}\
+th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}\
+code{background:#f3f3f3;padding:1px 4px}";
 
 #[cfg(test)]
 mod tests {
@@ -301,6 +338,50 @@ mod tests {
         let md = markdown(&report());
         assert!(md.contains("| memory | 200 | 400 |"), "{md}");
         assert!(md.contains("| 800 |"));
+    }
+
+    #[test]
+    fn no_debug_text_and_a_found_limit_is_not_called_unreached() {
+        let md = markdown(&report());
+        assert!(
+            md.contains("loads chosen by a search doubling from 100 (up to 1000) until critical, then up to 2 bisections per boundary."),
+            "{md}"
+        );
+        assert!(!md.contains("Search {") && !md.contains("Sweep {"), "{md}");
+        assert!(!md.contains("not reached"), "{md}");
+    }
+
+    #[test]
+    fn a_search_that_stayed_below_critical_says_so_and_what_to_run() {
+        let mut r = report();
+        let points = r.setups[0].points[..3].to_vec();
+        r.setups[0] = SetupResult::new(r.setups[0].setup.clone(), points);
+        let md = markdown(&r);
+        assert!(
+            md.contains("| memory | 200 | ≥ 400 (not reached) |"),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "The highest load tried, 400 messages/s offered, was warning, not yet critical"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("`--search --from 400`") && md.contains("`--from 400 --to 1600`"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn the_html_page_has_real_tables() {
+        let page = html(&report()).unwrap();
+        assert!(
+            page.contains("<table>") && page.contains("<th>set-up</th>"),
+            "{page}"
+        );
+        assert!(!page.contains("| --- |"), "raw Markdown left in the page");
+        assert_eq!(page.matches("<table>").count(), 2);
     }
 
     #[test]

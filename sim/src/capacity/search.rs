@@ -34,6 +34,34 @@ pub enum Strategy {
     },
 }
 
+/// A load as people write it: whole when it is whole, else one decimal.
+pub fn load_text(load: f64) -> String {
+    if load.fract() == 0.0 {
+        format!("{load:.0}")
+    } else {
+        format!("{load:.1}")
+    }
+}
+
+impl std::fmt::Display for Strategy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Strategy::Sweep { from, to, steps } => write!(
+                f,
+                "a sweep of {steps} loads from {} to {}",
+                load_text(from),
+                load_text(to)
+            ),
+            Strategy::Search { from, to, refine } => write!(
+                f,
+                "a search doubling from {} (up to {}) until critical, then up to {refine} bisections per boundary",
+                load_text(from),
+                load_text(to)
+            ),
+        }
+    }
+}
+
 /// Measures one load; returns the verdict (worst of its repeats).
 pub trait Prober {
     /// Measures `load` and returns its status.

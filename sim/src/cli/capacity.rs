@@ -138,7 +138,7 @@ async fn search_setups(
     for setup in setups {
         if !args.quiet {
             eprintln!(
-                "sim capacity: {} on {} ({:?})",
+                "sim capacity: {} on {}, {}",
                 scenario.name, setup.name, strategy
             );
         }

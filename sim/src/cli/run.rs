@@ -127,11 +127,13 @@ fn target_options(args: &RunArgs, scenario: &Scenario) -> TargetOptions {
 
 /// The run's first line on stderr (and when it starts, if scheduled).
 fn announce(args: &RunArgs, scenario: &Scenario, agents: u64, target: &RunningTarget) {
+    // The drain is said up front: a 10 s run takes up to `--drain` longer.
     eprintln!(
-        "sim: {} ({} agents, {:?}) against {}",
+        "sim: {} ({} agents, {} of phases, then a drain of up to {}) against {}",
         scenario.name,
         agents,
-        scenario.total_duration(),
+        humantime::format_duration(scenario.total_duration()),
+        humantime::format_duration(args.drain),
         target.description
     );
     if let Some(at) = args.start_at {
@@ -202,8 +204,8 @@ pub(super) fn interrupt_on_signals(quiet: bool) -> CancellationToken {
             };
             if first || !quiet {
                 eprintln!(
-                    "\nsim: {name}: stopping the schedule, draining for at most {:?}, then writing the report of what was measured",
-                    crate::drive::INTERRUPTED_DRAIN
+                    "\nsim: {name}: stopping the schedule, draining for at most {}, then writing the report of what was measured",
+                    humantime::format_duration(crate::drive::INTERRUPTED_DRAIN)
                 );
             }
             first = false;

@@ -21,6 +21,8 @@ pub struct Counters {
     pub last_connect_us: AtomicU64,
     /// Connects completed (welcome received), never decremented.
     pub connected: AtomicU64,
+    /// Agents connected now (reconnects do not count twice).
+    pub online: AtomicU64,
     /// Scheduled sends made.
     pub sent: AtomicU64,
     /// Pub/sub deliveries (`message` pushes) received.
@@ -40,6 +42,7 @@ impl Default for Counters {
             first_connect_us: AtomicU64::new(u64::MAX),
             last_connect_us: AtomicU64::new(0),
             connected: AtomicU64::default(),
+            online: AtomicU64::default(),
             sent: AtomicU64::default(),
             delivered: AtomicU64::default(),
             errors: AtomicU64::default(),

@@ -172,8 +172,14 @@ impl RunContext {
 
     /// Marks agent `agent` connected or not (ids out of range are ignored).
     pub fn set_online(&self, agent: u32, online: bool) {
-        if let Some(flag) = self.online.get(agent as usize) {
-            flag.store(online, Ordering::Relaxed);
+        if let Some(flag) = self.online.get(agent as usize)
+            && flag.swap(online, Ordering::Relaxed) != online
+        {
+            if online {
+                self.counters.online.fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.counters.online.fetch_sub(1, Ordering::Relaxed);
+            }
         }
     }
 
@@ -202,5 +208,37 @@ impl RunContext {
         self.online
             .get(agent as usize)
             .is_some_and(|f| f.load(Ordering::Relaxed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The progress line's "agents N/T": an agent that reconnects, or is
+    /// marked twice, counts once, and one that left is not counted.
+    #[test]
+    fn agents_online_count_each_agent_once() {
+        let scenario = Arc::new(
+            Scenario::load(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../scenarios/quickstart.toml"
+            ))
+            .unwrap(),
+        );
+        let plan = Arc::new(crate::plan::build(&scenario, 1, &[], (0, 1)));
+        let ctx = RunContext::new(scenario, plan, RunClock::new(), ContextSettings::default());
+        let online = || ctx.counters.online.load(Ordering::Relaxed);
+        ctx.set_online(0, true);
+        ctx.set_online(0, true);
+        ctx.set_online(1, true);
+        assert_eq!(online(), 2);
+        ctx.set_online(0, false);
+        ctx.set_online(0, false);
+        assert_eq!(online(), 1);
+        ctx.set_online(0, true);
+        assert_eq!(online(), 2);
+        ctx.set_online(u32::MAX, true);
+        assert_eq!(online(), 2, "an id out of range is ignored");
     }
 }

@@ -30,25 +30,52 @@ fn line(ctx: &RunContext, total_agents: u64) -> String {
     let c = &ctx.counters;
     let metrics: RunMetrics = ctx.hub.merge();
     let row = metrics.series_rows().into_iter().rev().nth(1);
-    let p99 = row.as_ref().and_then(|r| r.p99_ms).unwrap_or(0.0);
     let threshold = ctx
         .scenario
         .thresholds
         .for_operation(Operation::PublishDelivery);
-    let status = if p99 > threshold.critical.as_secs_f64() * 1000.0 {
-        Status::Critical
-    } else if p99 > threshold.warning.as_secs_f64() * 1000.0 {
-        Status::Warning
-    } else {
-        Status::Healthy
-    };
-    format!(
-        "{:>5.1}s {phase:<10} agents {}/{total_agents}  sent {}  delivered {}  errors {}  p99 {p99:.1} ms  {status}",
-        elapsed.as_secs_f64(),
-        c.connected.load(Ordering::Relaxed),
+    let limits_ms = (
+        threshold.warning.as_secs_f64() * 1000.0,
+        threshold.critical.as_secs_f64() * 1000.0,
+    );
+    let counts = [
+        c.online.load(Ordering::Relaxed),
+        total_agents,
         c.sent.load(Ordering::Relaxed),
         c.delivered.load(Ordering::Relaxed),
         c.errors.load(Ordering::Relaxed),
+    ];
+    let p99 = row.as_ref().and_then(|r| r.p99_ms);
+    format_line(elapsed, &phase, counts, p99, limits_ms)
+}
+
+/// The line itself: `counts` are agents online, agents planned, sends,
+/// deliveries and errors; `p99` the last whole second's delivery p99,
+/// judged against the (warning, critical) limits in ms.
+fn format_line(
+    elapsed: Duration,
+    phase: &str,
+    [online, total, sent, delivered, errors]: [u64; 5],
+    p99: Option<f64>,
+    (warning, critical): (f64, f64),
+) -> String {
+    let latency = match p99 {
+        Some(p99) => {
+            let status = if p99 > critical {
+                Status::Critical
+            } else if p99 > warning {
+                Status::Warning
+            } else {
+                Status::Healthy
+            };
+            format!("delivery p99 {p99:.1} ms  {status}")
+        }
+        // No pub/sub delivery in the last whole second: nothing to judge.
+        None => "delivery p99 –".to_owned(),
+    };
+    format!(
+        "{:>5.1}s {phase:<10} agents {online}/{total}  sent {sent}  delivered {delivered}  errors {errors}  {latency}",
+        elapsed.as_secs_f64(),
     )
 }
 
@@ -92,4 +119,32 @@ pub(super) fn spawn(
             bar.finish_and_clear();
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_without_deliveries_shows_no_latency_and_no_verdict() {
+        let quiet = format_line(
+            Duration::from_secs(3),
+            "steady",
+            [10, 12, 5, 0, 0],
+            None,
+            (50.0, 200.0),
+        );
+        assert_eq!(
+            quiet,
+            "  3.0s steady     agents 10/12  sent 5  delivered 0  errors 0  delivery p99 –"
+        );
+        let busy = format_line(
+            Duration::from_millis(4500),
+            "spike",
+            [12, 12, 9, 90, 1],
+            Some(75.25),
+            (50.0, 200.0),
+        );
+        assert!(busy.ends_with("delivery p99 75.2 ms  warning"), "{busy}");
+    }
 }
