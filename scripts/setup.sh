@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh Debian/Ubuntu machine and says what
 # it did: redis-server (the tests start their own on free ports), promtool
-# (Debian's prometheus package: the tests check /metrics with it) and the
-# rustfmt/clippy components. Safe to run again: it only installs what is
+# (Debian's prometheus package: the tests check /metrics with it), chromium
+# (a test loads the simulator's live dashboard in it) and the rustfmt/clippy
+# components. Safe to run again: it only installs what is
 # missing.
 set -euo pipefail
 
@@ -41,6 +42,7 @@ need() {
 
 need redis-server redis-server "Redis >= 6.2, or set REDIS_URL"
 need promtool prometheus "Prometheus's promtool, which checks /metrics"
+need chromium chromium "Chromium, in which a test loads the live dashboard"
 
 if command -v rustup >/dev/null 2>&1; then
   for component in rustfmt clippy; do

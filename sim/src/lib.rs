@@ -33,7 +33,9 @@
 //! 9. [`drive`]: spawning the agents, phases, drain, completing the
 //!    ledger, the simulator watching itself, shard records.
 //! 10. [`faults`]: a scenario's faults injected while it runs;
-//!     [`http_load`]: REST load through goose.
+//!     [`http_load`]: REST load through goose; [`live`]: the run watched
+//!     while it runs (dashboard page, server-sent snapshots, Prometheus
+//!     metrics).
 //! 11. [`orchestrate`]: one scenario against a running bus, watched,
 //!     faults injected, witnessed by the bus's own counts, judged and
 //!     reported.
@@ -52,6 +54,7 @@ pub mod exit;
 pub mod faults;
 pub mod http_load;
 pub mod ledger;
+pub mod live;
 pub mod merge;
 pub mod metrics;
 pub mod monitor;

@@ -8,6 +8,7 @@
 //! length divided by the interval, nothing else.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionManager;
@@ -29,7 +30,12 @@ pub struct Monitor {
     cancel: CancellationToken,
     nodes: Vec<JoinHandle<Vec<HealthSample>>>,
     redis: Option<JoinHandle<RedisPolls>>,
+    latest: LatestHealth,
 }
+
+/// Each node's latest health sample, by node, while the monitor runs (for
+/// live views; the whole timeline comes from [`Monitor::stop`]).
+pub type LatestHealth = Arc<Mutex<BTreeMap<String, HealthSample>>>;
 
 /// What a monitor collected.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -88,6 +94,7 @@ impl Monitor {
         let cancel = CancellationToken::new();
         // A node that answers slower than this counts as unreachable.
         let probe = HealthProbe::new(interval.max(Duration::from_secs(2)));
+        let latest = LatestHealth::default();
         let nodes = http_urls
             .into_iter()
             .map(|url| {
@@ -96,6 +103,7 @@ impl Monitor {
                     url,
                     probe: probe.clone(),
                     admin_token: admin_token.clone(),
+                    latest: latest.clone(),
                 };
                 tokio::spawn(poller.run(run_start, interval, cancel.clone()))
             })
@@ -106,7 +114,13 @@ impl Monitor {
             cancel,
             nodes,
             redis,
+            latest,
         }
+    }
+
+    /// Each node's latest sample, updated at every poll.
+    pub fn latest(&self) -> LatestHealth {
+        self.latest.clone()
     }
 
     /// Stops polling and returns every sample taken.
@@ -145,6 +159,7 @@ struct NodePoller {
     node: String,
     probe: HealthProbe,
     admin_token: Option<String>,
+    latest: LatestHealth,
 }
 
 impl NodePoller {
@@ -195,6 +210,10 @@ impl NodePoller {
                 Err(Some(401 | 403 | 404)) => stats_readable = false,
                 Err(_) => {}
             }
+            self.latest
+                .lock()
+                .expect("latest health lock")
+                .insert(self.node.clone(), sample.clone());
             samples.push(sample);
         }
         samples

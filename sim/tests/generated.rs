@@ -150,6 +150,7 @@ fn run(text: &str) -> Value {
             "generated.toml",
             &target,
             &options,
+            None,
         )
         .await;
         target.stop().await.unwrap();

@@ -4,6 +4,7 @@
 mod capacity;
 mod chaos;
 mod cli;
+mod dashboard;
 mod deploy;
 mod frames;
 mod generated;

@@ -94,6 +94,7 @@ async fn run(file: &Path, backend: Backend, faults: DeliveryFaults) -> Report {
         &label.display().to_string(),
         &target,
         &run_options,
+        None,
     )
     .await;
     target.stop().await.unwrap();

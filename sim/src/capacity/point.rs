@@ -113,7 +113,7 @@ impl PointProber {
             ..RunOptions::default()
         };
         let measured =
-            orchestrate::measure(Arc::new(scenario.clone()), &target, &run_options).await;
+            orchestrate::measure(Arc::new(scenario.clone()), &target, &run_options, None).await;
         let redis_after = redis_cpu(target.redis_url.as_deref()).await;
         if let Err(e) = target.stop().await {
             self.notes.push(format!("stopping the bus: {e}"));

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use super::watch::Watch;
 use super::{RunArgs, apply_overrides, check_start_at};
 use crate::bus_under_test::{self, RunningTarget, TargetOptions};
 use crate::drive::RunOptions;
@@ -163,12 +164,20 @@ async fn run_against(
         start_at: args.start_at,
         ..RunOptions::default()
     };
+    let watch = match Watch::start(args).await {
+        Ok(watch) => watch,
+        Err(e) => {
+            eprintln!("sim: {e}");
+            return exit::SETUP;
+        }
+    };
     let file = args.scenario.display().to_string();
+    let board = watch.as_ref().map(Watch::board);
     let FinishedRun {
         report,
         metrics,
         shard,
-    } = orchestrate::run_to_report(scenario.clone(), &file, target, &options).await;
+    } = orchestrate::run_to_report(scenario.clone(), &file, target, &options, board).await;
     let dir = args.out.clone().unwrap_or_else(|| {
         report::default_dir(Path::new("reports"), &scenario.name, SystemTime::now())
     });
@@ -182,6 +191,9 @@ async fn run_against(
     }
     if !args.quiet {
         print_summary(&report, &dir);
+    }
+    if let Some(watch) = watch {
+        watch.finish(&report, &options.interrupt).await;
     }
     trust::exit_code(&report.verdicts, &report.integrity)
 }

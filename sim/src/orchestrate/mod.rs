@@ -24,6 +24,8 @@ mod witness;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokio_util::sync::CancellationToken;
+
 pub use self::nodes::{NodeCost, node_costs};
 pub use self::notes::derived_notes;
 use crate::bus_under_test::RunningTarget;
@@ -33,6 +35,7 @@ use crate::drive::{self, Endpoints, RunOptions, RunResult};
 use crate::faults;
 use crate::http_load::{self, HttpLoad};
 use crate::ledger::{self, QueueReading};
+use crate::live::{LiveBoard, Sampler};
 use crate::metrics::RunMetrics;
 use crate::monitor::{Monitor, MonitorResult, node_label};
 use crate::procstat;
@@ -85,8 +88,9 @@ pub async fn run_to_report(
     file: &str,
     target: &RunningTarget,
     options: &RunOptions,
+    live: Option<&LiveBoard>,
 ) -> FinishedRun {
-    let measured = measure(scenario.clone(), target, options).await;
+    let measured = measure(scenario.clone(), target, options, live).await;
     let result = &measured.result;
     let mut verdicts = verdict::judge(&result.metrics, &scenario.thresholds);
     let integrity = integrity::assess(&scenario, result, &measured.witness, &mut verdicts);
@@ -192,11 +196,13 @@ fn admin_token(secret: &str, subject: &str) -> String {
     )
 }
 
-/// Runs `scenario` against `target`.
+/// Runs `scenario` against `target`; with `live`, publishes a snapshot of
+/// the run on it every second while it runs.
 pub async fn measure(
     scenario: Arc<Scenario>,
     target: &RunningTarget,
     options: &RunOptions,
+    live: Option<&LiveBoard>,
 ) -> Measured {
     let endpoints = Endpoints {
         ws_urls: target.ws_urls.clone(),
@@ -218,8 +224,14 @@ pub async fn measure(
         .jwt_secret
         .as_deref()
         .map(|s| admin_token(s, "sim-witness"));
+    let sampling = CancellationToken::new();
+    let live = live.map(|board| (board.clone(), monitor.latest(), sampling.clone()));
     let (mut result, (mut faults, rest_notes, audits)) =
         drive::run_with(scenario.clone(), &endpoints, options, |ctx| async move {
+            if let Some((board, health, stop)) = live {
+                let sampler = Sampler::new(board, ctx.clone(), Some(health));
+                tokio::spawn(sampler.run(stop));
+            }
             let audit = async {
                 match witness::audit_instant(&ctx.plan) {
                     Some(at) if witnessed => {
@@ -242,6 +254,8 @@ pub async fn measure(
             tokio::join!(faults::drive(fault_plan, ctx.clone(), target), rest, audit)
         })
         .await;
+    // The last live snapshot is of the run as it ended.
+    sampling.cancel();
     let witness = match counts_before {
         Ok(before) => witness_rows(target, &before, &result, &audits).await,
         Err(why) => Err(why),
