@@ -11,6 +11,7 @@ use super::{Point, PointRun, Setup, Vary, steady_state};
 use crate::bus_under_test::{self, RunningTarget, TargetOptions};
 use crate::drive::RunOptions;
 use crate::ledger::MessageClass;
+use crate::live::{CapacityPoint, LiveBoard};
 use crate::metrics::{Operation, RunMetrics};
 use crate::orchestrate::{self, Measured};
 use crate::scenario::Scenario;
@@ -38,6 +39,9 @@ pub struct ProbeSettings {
     pub bus_binary: Option<PathBuf>,
     /// Whether to print nothing per run.
     pub quiet: bool,
+    /// Where each point's run is shown live, and each measured point added
+    /// to the curve (`--dashboard`).
+    pub live: Option<LiveBoard>,
 }
 
 /// Measures points and keeps them.
@@ -112,8 +116,13 @@ impl PointProber {
             quiet: true,
             ..RunOptions::default()
         };
-        let measured =
-            orchestrate::measure(Arc::new(scenario.clone()), &target, &run_options, None).await;
+        let measured = orchestrate::measure(
+            Arc::new(scenario.clone()),
+            &target,
+            &run_options,
+            self.settings.live.as_ref(),
+        )
+        .await;
         let redis_after = redis_cpu(target.redis_url.as_deref()).await;
         if let Err(e) = target.stop().await {
             self.notes.push(format!("stopping the bus: {e}"));
@@ -166,6 +175,18 @@ impl Prober for PointProber {
             ));
         }
         let point = Point::of(load, runs);
+        if let Some(board) = &self.settings.live {
+            board.add_capacity_point(
+                self.settings.vary.unit(),
+                CapacityPoint {
+                    setup: name.clone(),
+                    load,
+                    p99_ms: point.p99_ms,
+                    p50_ms: point.p50_ms,
+                    status: point.status.to_string(),
+                },
+            );
+        }
         if limited.is_some() || broken.is_some() {
             self.points.push(point);
             return Status::Critical;

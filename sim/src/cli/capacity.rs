@@ -7,8 +7,10 @@ use std::time::{Duration, SystemTime};
 
 use clap::Args;
 
+use super::watch::Watch;
 use crate::capacity::search::{self, Strategy};
 use crate::capacity::{self, CapacityReport, PointProber, ProbeSettings, Setup, SetupResult, Vary};
+use crate::live::LiveBoard;
 use crate::metrics::Operation;
 use crate::scenario::{BrokerKind, Scenario};
 
@@ -58,6 +60,10 @@ pub struct CapacityArgs {
     /// No progress lines and no summary (the reports are still written).
     #[arg(long, short)]
     pub quiet: bool,
+    /// The live dashboard (each point's run, and the curve as it grows)
+    /// and metrics.
+    #[command(flatten)]
+    pub watch: super::WatchArgs,
 }
 
 /// Runs `sim capacity`; returns the exit code: 0 once the reports are
@@ -90,7 +96,15 @@ pub async fn capacity_command(args: CapacityArgs) -> i32 {
         .clone()
         .or(private_redis.as_ref().map(|r| r.url()));
     let strategy = strategy(&args, &scenario);
-    let (results, notes) = search_setups(&args, &scenario, setups, strategy, redis_url).await;
+    let watch = match Watch::start(&args.watch, args.quiet).await {
+        Ok(watch) => watch,
+        Err(e) => {
+            eprintln!("sim: {e}");
+            return exit::SETUP;
+        }
+    };
+    let live = watch.as_ref().map(|w| w.board().clone());
+    let (results, notes) = search_setups(&args, &scenario, setups, strategy, redis_url, live).await;
     let threshold = scenario
         .thresholds
         .for_operation(Operation::PublishDelivery);
@@ -122,6 +136,9 @@ pub async fn capacity_command(args: CapacityArgs) -> i32 {
         println!("{}", capacity::output_summary(&report));
         println!("capacity report: {}", dir.display());
     }
+    if let Some(watch) = watch {
+        watch.finish_capacity(&report).await;
+    }
     0
 }
 
@@ -132,6 +149,7 @@ async fn search_setups(
     setups: Vec<Setup>,
     strategy: Strategy,
     redis_url: Option<String>,
+    live: Option<LiveBoard>,
 ) -> (Vec<SetupResult>, Vec<String>) {
     let mut results = Vec::new();
     let mut notes = Vec::new();
@@ -151,6 +169,7 @@ async fn search_setups(
             redis_url: redis_url.clone(),
             bus_binary: args.bus_bin.clone(),
             quiet: args.quiet,
+            live: live.clone(),
         });
         search::explore(&mut prober, strategy, args.vary.grain()).await;
         notes.append(&mut prober.notes);

@@ -130,6 +130,27 @@ fn shard(s: &str) -> Result<(u32, u32), String> {
     Ok((i, n))
 }
 
+/// Watching a run while it runs (`sim run` and `sim capacity`).
+#[derive(Debug, Clone, Args)]
+pub struct WatchArgs {
+    /// Serve a live dashboard at this address (default 127.0.0.1:8089;
+    /// port 0 picks a free one): latency per operation, throughput,
+    /// agents, loss by class, the bus nodes' health, pushed once a second
+    /// (and, for capacity, the curve point by point). Its URL is printed at
+    /// the start.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:8089")]
+    pub dashboard: Option<std::net::SocketAddr>,
+    /// Serve the run's figures as Prometheus metrics at ADDR/metrics
+    /// (`sim_*` series, labelled by scenario), for a Grafana board beside
+    /// the bus's own `/metrics` (deploy/grafana/).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
+    /// How long the dashboard and metrics stay up after the run, showing
+    /// its final state and verdict.
+    #[arg(long, value_parser = duration, default_value = "15s")]
+    pub live_linger: Duration,
+}
+
 /// The arguments of `sim run`.
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
@@ -187,21 +208,9 @@ pub struct RunArgs {
     /// Concurrent WebSocket handshakes at most.
     #[arg(long, default_value_t = 256)]
     pub connect_concurrency: usize,
-    /// Serve a live dashboard of the run at this address (default
-    /// 127.0.0.1:8089; port 0 picks a free one): latency per operation,
-    /// throughput, agents, loss by class, the bus nodes' health, pushed
-    /// once a second. Its URL is printed at the start.
-    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:8089")]
-    pub dashboard: Option<std::net::SocketAddr>,
-    /// Serve the run's figures as Prometheus metrics at ADDR/metrics
-    /// (`sim_*` series, labelled by scenario), for a Grafana board beside
-    /// the bus's own `/metrics` (deploy/grafana/).
-    #[arg(long, value_name = "ADDR")]
-    pub metrics: Option<std::net::SocketAddr>,
-    /// How long the dashboard and metrics stay up after the run, showing
-    /// its final state and verdict.
-    #[arg(long, value_parser = duration, default_value = "15s")]
-    pub live_linger: Duration,
+    /// The live dashboard and metrics.
+    #[command(flatten)]
+    pub watch: WatchArgs,
     /// No progress display and no summary (the report is still written).
     #[arg(long, short)]
     pub quiet: bool,

@@ -164,7 +164,7 @@ async fn run_against(
         start_at: args.start_at,
         ..RunOptions::default()
     };
-    let watch = match Watch::start(args).await {
+    let watch = match Watch::start(&args.watch, args.quiet).await {
         Ok(watch) => watch,
         Err(e) => {
             eprintln!("sim: {e}");

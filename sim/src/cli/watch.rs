@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::RunArgs;
+use super::WatchArgs;
+use crate::capacity::CapacityReport;
 use crate::live::{ClassNow, Finale, LiveBoard, LiveServer, ServeError};
 use crate::report::{Report, headline};
 
@@ -21,7 +22,7 @@ pub(super) struct Watch {
 
 impl Watch {
     /// Starts what `args` asks for (nothing: `None`), printing each URL.
-    pub(super) async fn start(args: &RunArgs) -> Result<Option<Self>, ServeError> {
+    pub(super) async fn start(args: &WatchArgs, quiet: bool) -> Result<Option<Self>, ServeError> {
         let mut wanted: Vec<(SocketAddr, &'static str)> = Vec::new();
         if let Some(addr) = args.dashboard {
             wanted.push((addr, "dashboard"));
@@ -53,13 +54,46 @@ impl Watch {
             board,
             servers,
             linger: args.live_linger,
-            quiet: args.quiet,
+            quiet,
         }))
     }
 
     /// The board the run publishes its snapshots on.
     pub(super) fn board(&self) -> &LiveBoard {
         &self.board
+    }
+
+    /// Shows a capacity search's answer, stays up for the linger (or until
+    /// ctrl-c), then stops.
+    pub(super) async fn finish_capacity(self, report: &CapacityReport) {
+        let answer = report
+            .setups
+            .iter()
+            .map(|s| {
+                let load = s
+                    .highest_healthy
+                    .map_or("none".to_owned(), |l| format!("{l:.0}"));
+                let reached = s
+                    .points
+                    .last()
+                    .is_some_and(|p| p.status == crate::verdict::Status::Critical);
+                let limit = if reached { "" } else { " (limit not reached)" };
+                format!("{}: highest healthy {load}{limit}", s.setup.name)
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        self.board.finish(Finale {
+            verdict: format!("capacity {answer}"),
+            classes: Vec::new(),
+        });
+        let interrupt = CancellationToken::new();
+        let cancel = interrupt.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                cancel.cancel();
+            }
+        });
+        self.linger_then_stop(&interrupt).await;
     }
 
     /// Shows the run's verdict and losses, stays up for the linger (or
@@ -82,6 +116,10 @@ impl Watch {
             verdict: headline(report).to_lowercase(),
             classes,
         });
+        self.linger_then_stop(interrupt).await;
+    }
+
+    async fn linger_then_stop(self, interrupt: &CancellationToken) {
         if !self.linger.is_zero() {
             if !self.quiet {
                 eprintln!(

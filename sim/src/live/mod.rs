@@ -63,6 +63,33 @@ pub struct Snapshot {
     pub nodes: Vec<NodeNow>,
     /// The overall verdict, once the run is judged.
     pub verdict: Option<String>,
+    /// In a capacity search, the points measured so far (the snapshot's
+    /// other figures are of the point being measured now).
+    pub capacity: Option<CapacityView>,
+}
+
+/// A capacity search so far.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct CapacityView {
+    /// What the load is (`messages/s offered`, `agents`, ...).
+    pub unit: String,
+    /// Every point measured, in the order tried.
+    pub points: Vec<CapacityPoint>,
+}
+
+/// One measured capacity point.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CapacityPoint {
+    /// The set-up it was measured on.
+    pub setup: String,
+    /// The load.
+    pub load: f64,
+    /// The judged percentile (median over repeats), ms.
+    pub p99_ms: f64,
+    /// Median latency, ms.
+    pub p50_ms: f64,
+    /// Its verdict.
+    pub status: String,
 }
 
 /// A phase on the time axis.
@@ -173,6 +200,8 @@ pub struct LiveBoard {
     latest: Arc<watch::Sender<Arc<Snapshot>>>,
     /// The final verdict and ledger, set once the run is judged.
     finale: Arc<Mutex<Option<Finale>>>,
+    /// A capacity search's points, carried into every snapshot.
+    capacity: Arc<Mutex<Option<CapacityView>>>,
 }
 
 /// What only the end of a run knows.
@@ -189,6 +218,7 @@ impl Default for LiveBoard {
         Self {
             latest: Arc::new(watch::channel(Arc::new(Snapshot::default())).0),
             finale: Arc::default(),
+            capacity: Arc::default(),
         }
     }
 }
@@ -209,7 +239,25 @@ impl LiveBoard {
         if let Some(finale) = self.finale.lock().expect("finale lock").as_ref() {
             apply_finale(&mut snapshot, finale);
         }
+        snapshot.capacity = self.capacity.lock().expect("capacity lock").clone();
         self.latest.send_replace(Arc::new(snapshot));
+    }
+
+    /// Adds a measured capacity point and publishes the last snapshot
+    /// again with it.
+    pub fn add_capacity_point(&self, unit: &str, point: CapacityPoint) {
+        let view = {
+            let mut capacity = self.capacity.lock().expect("capacity lock");
+            let view = capacity.get_or_insert_with(|| CapacityView {
+                unit: unit.to_owned(),
+                points: Vec::new(),
+            });
+            view.points.push(point);
+            view.clone()
+        };
+        let mut last = (*self.snapshot()).clone();
+        last.capacity = Some(view);
+        self.latest.send_replace(Arc::new(last));
     }
 
     /// Marks the run over with its verdict and losses, and publishes the
@@ -217,6 +265,7 @@ impl LiveBoard {
     pub fn finish(&self, finale: Finale) {
         let mut last = (*self.snapshot()).clone();
         apply_finale(&mut last, &finale);
+        last.capacity = self.capacity.lock().expect("capacity lock").clone();
         *self.finale.lock().expect("finale lock") = Some(finale);
         self.latest.send_replace(Arc::new(last));
     }
@@ -226,5 +275,74 @@ fn apply_finale(snapshot: &mut Snapshot, finale: &Finale) {
     snapshot.finished = true;
     snapshot.phase = "done".to_owned();
     snapshot.verdict = Some(finale.verdict.clone());
-    snapshot.classes = finale.classes.clone();
+    // A capacity search has no ledger of its own: its last run's stays.
+    if !finale.classes.is_empty() {
+        snapshot.classes = finale.classes.clone();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn class(name: &str, delivered: u64, lost: Option<u64>) -> ClassNow {
+        ClassNow {
+            class: name.into(),
+            delivered,
+            duplicated: 0,
+            misrouted: 0,
+            out_of_order: 0,
+            lost,
+        }
+    }
+
+    #[test]
+    fn the_finale_stays_on_every_later_snapshot_with_the_capacity_curve() {
+        let board = LiveBoard::default();
+        let rx = board.subscribe();
+        board.publish(Snapshot {
+            delivered: 5,
+            classes: vec![class("direct", 5, None)],
+            ..Snapshot::default()
+        });
+        assert!(rx.has_changed().unwrap());
+        board.add_capacity_point(
+            "agents",
+            CapacityPoint {
+                setup: "memory".into(),
+                load: 100.0,
+                p99_ms: 3.0,
+                p50_ms: 1.0,
+                status: "healthy".into(),
+            },
+        );
+        assert_eq!(
+            board.snapshot().delivered,
+            5,
+            "the curve is added to the last snapshot"
+        );
+        assert_eq!(board.snapshot().capacity.as_ref().unwrap().points.len(), 1);
+        // A capacity finale has no ledger: the last run's classes stay.
+        board.finish(Finale {
+            verdict: "capacity memory: highest healthy 100".into(),
+            classes: Vec::new(),
+        });
+        let last = board.snapshot();
+        assert!(last.finished && last.phase == "done");
+        assert_eq!(last.classes, vec![class("direct", 5, None)]);
+        // A late sample (the sampler's last) keeps the finale and the curve.
+        board.publish(Snapshot::default());
+        let later = board.snapshot();
+        assert_eq!(
+            later.verdict.as_deref(),
+            Some("capacity memory: highest healthy 100")
+        );
+        assert_eq!(later.capacity.as_ref().unwrap().unit, "agents");
+        // A run's finale replaces the live classes with the reconciled ledger.
+        board.finish(Finale {
+            verdict: "healthy".into(),
+            classes: vec![class("pubsub", 9, Some(0))],
+        });
+        assert_eq!(board.snapshot().classes, vec![class("pubsub", 9, Some(0))]);
+    }
 }

@@ -111,6 +111,7 @@ impl Sampler {
             errors_by_kind: metrics.error_kinds().clone(),
             nodes: self.nodes(),
             verdict: None,
+            capacity: None,
         };
         self.board.publish(snapshot);
     }
