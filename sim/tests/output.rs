@@ -56,3 +56,57 @@ fn a_run_on_its_own_redis_prints_plain_text_and_nothing_spurious() {
     }
     assert!(progress > 0, "no progress line: {stderr}");
 }
+
+#[test]
+fn an_unreachable_target_is_reported_as_such_and_nothing_claims_to_start() {
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/ci/smoke.toml");
+    // A port nobody listens on: bind one, then let it go.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let target = format!("ws://127.0.0.1:{port}");
+    let output = Command::new(SIM)
+        .args([
+            "run",
+            scenario.to_str().unwrap(),
+            "--target",
+            &target,
+            "--quiet",
+        ])
+        .env_remove("REDIS_URL")
+        .output()
+        .expect("run sim");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("cannot use the bus under test"), "{stderr}");
+    assert!(stderr.contains("is not reachable"), "{stderr}");
+    assert!(!stderr.contains("cannot start"), "{stderr}");
+}
+
+#[test]
+fn the_help_names_baseline_files_that_exist() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for command in ["check", "baseline"] {
+        let output = Command::new(SIM)
+            .args([command, "--help"])
+            .output()
+            .unwrap();
+        let help = String::from_utf8_lossy(&output.stdout);
+        let named: Vec<&str> = help
+            .split(|c: char| c.is_whitespace() || c == '(' || c == ')')
+            .filter(|w| w.starts_with("reports/baselines/"))
+            .collect();
+        assert!(
+            !named.is_empty(),
+            "sim {command} --help names no baseline:\n{help}"
+        );
+        for file in named {
+            assert!(
+                root.join(file).exists(),
+                "sim {command} --help names {file}, which does not exist"
+            );
+        }
+    }
+}

@@ -70,7 +70,7 @@ pub enum Command {
 pub struct CheckArgs {
     /// The report: a `report.json`, or the run directory holding it.
     pub report: PathBuf,
-    /// The baseline file (e.g. reports/baselines/ci-smoke.json).
+    /// The baseline file (e.g. reports/baselines/ci-smoke@memory.json).
     #[arg(long)]
     pub baseline: PathBuf,
     /// Latency percentiles may grow to baseline × (1 + RATIO), throughput
@@ -109,7 +109,7 @@ pub struct BaselineArgs {
     /// baseline keeps the highest percentiles and the lowest throughput.
     #[arg(required = true, value_name = "REPORT")]
     pub reports: Vec<PathBuf>,
-    /// Where to write the baseline (e.g. reports/baselines/ci-smoke.json).
+    /// Where to write the baseline (e.g. reports/baselines/ci-smoke@memory.json).
     #[arg(long)]
     pub out: PathBuf,
 }

@@ -48,7 +48,12 @@ pub async fn run_command(args: RunArgs) -> i32 {
         match RunningTarget::start(&scenario.target, &target_options(args, &scenario)).await {
             Ok(t) => t,
             Err(e) => {
-                eprintln!("sim: cannot start the bus under test: {e}");
+                // External mode starts nothing: it only checks the nodes.
+                let what = match mode {
+                    TargetMode::External => "cannot use the bus under test",
+                    _ => "cannot start the bus under test",
+                };
+                eprintln!("sim: {what}: {e}");
                 return exit::SETUP;
             }
         };
