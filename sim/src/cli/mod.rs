@@ -261,12 +261,12 @@ fn validate(path: &std::path::Path) -> i32 {
     match Scenario::load(path) {
         Ok(s) => {
             println!(
-                "{}: ok: {} agents in {} groups, {} phases, {:?}",
+                "{}: ok: {} agents in {} groups, {} phases, {} in all",
                 path.display(),
                 s.total_agents(),
                 s.groups.len(),
                 s.phases.len(),
-                s.total_duration()
+                humantime::format_duration(s.total_duration())
             );
             0
         }

@@ -21,9 +21,18 @@ pub enum ScenarioError {
         source: std::io::Error,
     },
     /// The file was read but is not a valid scenario (syntax, type, unknown
-    /// key, missing field or a broken rule).
-    #[error("{0}")]
-    Invalid(Invalid),
+    /// key, missing field or a broken rule): every mistake found, in file
+    /// order (never empty).
+    #[error("{}", lines(.0))]
+    Invalid(Vec<Invalid>),
+}
+
+/// One mistake per line.
+fn lines(all: &[Invalid]) -> String {
+    all.iter()
+        .map(Invalid::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 impl ScenarioError {
@@ -33,12 +42,25 @@ impl ScenarioError {
         crate::exit::SETUP
     }
 
-    /// The details of an invalid scenario, if that is the error.
+    /// The first mistake of an invalid scenario, if that is the error.
     pub fn invalid(&self) -> Option<&Invalid> {
+        self.all_invalid().first()
+    }
+
+    /// Every mistake of an invalid scenario, in file order (empty for a
+    /// file that could not be read).
+    pub fn all_invalid(&self) -> &[Invalid] {
         match self {
-            ScenarioError::Invalid(invalid) => Some(invalid),
-            ScenarioError::Read { .. } => None,
+            ScenarioError::Invalid(all) => all,
+            ScenarioError::Read { .. } => &[],
         }
+    }
+
+    /// An invalid scenario's error from its mistakes, sorted into file
+    /// order.
+    pub(super) fn from_mistakes(mut all: Vec<Invalid>) -> Self {
+        all.sort_by_key(|i| (i.line, i.column));
+        ScenarioError::Invalid(all)
     }
 }
 
@@ -132,6 +154,11 @@ impl FieldPath {
         let mut next = self.clone();
         next.0.push(PathSegment::Index(index));
         next
+    }
+
+    /// Whether this path is `prefix` or lies under it.
+    pub fn starts_with(&self, prefix: &FieldPath) -> bool {
+        self.0.starts_with(&prefix.0)
     }
 
     /// Converts serde_path_to_error's path; unknown segments end the path.

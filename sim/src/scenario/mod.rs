@@ -1,22 +1,27 @@
 //! Scenario files: the TOML schema, loading with located errors, validation, the load schedule and the JSON Schema.
 //!
 //! A scenario is read in three steps, each of which can only fail with a
-//! [`ScenarioError`] that names the file, line, column and field:
+//! [`ScenarioError`] listing every mistake found, in file order, each with
+//! its file, line, column and field:
 //!
-//! 1. TOML syntax, through toml's span-keeping parser;
+//! 1. TOML syntax, through toml's span-keeping parser (one error: the
+//!    document cannot be read past it);
 //! 2. types, unknown keys and missing fields, through serde with
 //!    `deny_unknown_fields` (the field path comes from
-//!    `serde_path_to_error`, the position from toml's error span);
-//! 3. rules serde cannot express (`validate`), located by walking the
-//!    parsed document's spans to the offending field.
+//!    `serde_path_to_error`), read again past each error by `recover`,
+//!    worded for people with suggestions for misspelt names by `wording`;
+//! 3. rules serde cannot express (`validate`, every broken rule), located
+//!    by walking the parsed document's spans to the offending field.
 
 mod duration;
 mod error;
 mod group;
+mod recover;
 mod scale;
 mod schedule;
 mod schema;
 mod validate;
+mod wording;
 
 #[cfg(test)]
 mod tests;
@@ -54,24 +59,46 @@ impl Scenario {
     /// Parses and validates scenario `text`; `origin` names it in errors
     /// (usually the file path).
     pub fn parse(text: &str, origin: &str) -> Result<Scenario, ScenarioError> {
-        let invalid = |span, field, message: &str| {
-            ScenarioError::Invalid(Invalid::at(origin, text, span, field, message))
+        let one = |(span, field, message): recover::Found| {
+            Invalid::at(origin, text, span, field, &message)
         };
-        let document = DeTable::parse(text)
-            .map_err(|err| invalid(err.span().unwrap_or(0..0), FieldPath::root(), err.message()))?;
-        let document = Spanned::new(document.span(), DeValue::Table(document.into_inner()));
-        let deserializer = toml::Deserializer::parse(text)
-            .map_err(|err| invalid(err.span().unwrap_or(0..0), FieldPath::root(), err.message()))?;
-        let scenario: Scenario = serde_path_to_error::deserialize(deserializer).map_err(|err| {
-            let field = FieldPath::from_serde(err.path());
-            let span = err
-                .inner()
-                .span()
-                .unwrap_or_else(|| field.locate(&document));
-            invalid(span, field, err.inner().message())
+        let all = |found: Vec<recover::Found>| {
+            ScenarioError::from_mistakes(found.into_iter().map(one).collect())
+        };
+        let document = DeTable::parse(text).map_err(|err| {
+            let message = format!("not valid TOML: {}", err.message());
+            all(vec![(
+                err.span().unwrap_or(0..0),
+                FieldPath::root(),
+                message,
+            )])
         })?;
-        validate::validate(&scenario)
-            .map_err(|issue| invalid(issue.path.locate(&document), issue.path, &issue.message))?;
+        let document = Spanned::new(document.span(), DeValue::Table(document.into_inner()));
+        let located = |issues: Vec<validate::Issue>| {
+            issues
+                .into_iter()
+                .map(|issue| (issue.path.locate(&document), issue.path, issue.message))
+                .collect::<Vec<_>>()
+        };
+        let scenario = match recover::deserialize(text, &document) {
+            Ok(scenario) => scenario,
+            Err(unreadable) => {
+                // The rules broken elsewhere than where stand-ins are, too.
+                let mut found = unreadable.found;
+                if let Some(repaired) = &unreadable.repaired {
+                    let elsewhere = validate::validate(repaired)
+                        .into_iter()
+                        .filter(|i| !unreadable.stand_ins.iter().any(|s| i.path.starts_with(s)))
+                        .collect();
+                    found.extend(located(elsewhere));
+                }
+                return Err(all(found));
+            }
+        };
+        let issues = validate::validate(&scenario);
+        if !issues.is_empty() {
+            return Err(all(located(issues)));
+        }
         Ok(scenario)
     }
 

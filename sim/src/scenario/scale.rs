@@ -66,12 +66,18 @@ impl Scenario {
         if let Some(length) = scale.duration_s {
             self.stretch_to(Duration::from_secs_f64(length));
         }
-        validate::validate(self).map_err(|issue| {
-            format!(
-                "the scaled scenario is not valid: {}: {}",
-                issue.path, issue.message
-            )
-        })
+        let issues = validate::validate(self);
+        if issues.is_empty() {
+            return Ok(());
+        }
+        let said: Vec<String> = issues
+            .iter()
+            .map(|issue| format!("{}: {}", issue.path, issue.message))
+            .collect();
+        Err(format!(
+            "the scaled scenario is not valid: {}",
+            said.join("; ")
+        ))
     }
 
     /// Stretches or shrinks the phases to `length` in total, and moves the

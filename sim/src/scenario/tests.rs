@@ -21,12 +21,13 @@ behaviour = "publisher"
 rate = 5.0
 "#;
 
+/// Every mistake reported, one per line.
 fn error_of(text: &str) -> String {
     let err = Scenario::parse(text, "bad.toml").expect_err("the scenario must be rejected");
     assert_eq!(err.exit_code(), 2);
-    let line = err.to_string();
-    assert!(!line.contains('\n'), "one line: {line}");
-    line
+    let all = err.to_string();
+    assert_eq!(all.lines().count(), err.all_invalid().len(), "{all}");
+    all
 }
 
 fn replaced(from: &str, to: &str) -> String {
@@ -34,15 +35,16 @@ fn replaced(from: &str, to: &str) -> String {
     BASE.replacen(from, to, 1)
 }
 
-/// Asserts the error starts with `bad.toml:<at>: <field>: ` and mentions `hint`.
+/// Asserts one reported mistake starts with `bad.toml:<at>: <field>: ` and
+/// mentions `hint`.
 fn assert_error(text: &str, at: &str, field: &str, hint: &str) {
-    let line = error_of(text);
+    let all = error_of(text);
     let prefix = format!("bad.toml:{at}: {field}: ");
     assert!(
-        line.starts_with(&prefix),
-        "expected {prefix:?}..., got {line:?}"
+        all.lines()
+            .any(|l| l.starts_with(&prefix) && l.contains(hint)),
+        "expected {prefix:?}... with {hint:?}, got {all:?}"
     );
-    assert!(line.contains(hint), "expected {hint:?} in {line:?}");
 }
 
 #[test]
@@ -60,19 +62,34 @@ fn base_is_valid() {
 #[test]
 fn unknown_key() {
     let text = replaced("rate = 5.0", "rate = 5.0\nrat = 1");
-    assert_error(&text, "15:1", "groups[1].rat", "unknown field `rat`");
+    assert_error(
+        &text,
+        "15:1",
+        "groups[1].rat",
+        "unknown key `rat` (did you mean `rate`?)",
+    );
 }
 
 #[test]
 fn wrong_type() {
     let text = replaced("count = 5", "count = \"five\"");
-    assert_error(&text, "8:9", "groups[0].count", "invalid type");
+    assert_error(
+        &text,
+        "8:9",
+        "groups[0].count",
+        "expected a whole number (0 or more), found the string \"five\"",
+    );
 }
 
 #[test]
 fn missing_required_field() {
     let text = replaced("behaviour = \"subscriber\"\n", "");
-    assert_error(&text, "6:1", "groups[0]", "missing field `behaviour`");
+    assert_error(
+        &text,
+        "6:1",
+        "groups[0].behaviour",
+        "missing required key `behaviour`",
+    );
 }
 
 #[test]
@@ -122,7 +139,7 @@ fn unknown_operation_name() {
         &text,
         "15:24",
         "thresholds.operations",
-        "unknown variant `teleport`",
+        "`teleport` is not allowed here",
     );
 }
 
@@ -266,8 +283,8 @@ fn payload_bytes_accepts_a_number_or_a_range() {
     assert_error(
         &text,
         "15:17",
-        "groups[1].payload_bytes",
-        "unknown field `mn`",
+        "groups[1].payload_bytes.mn",
+        "unknown key `mn`",
     );
 }
 
@@ -368,4 +385,57 @@ fn phases_longer_than_the_longest_run_are_rejected() {
     assert_error(&one, "5:12", "phases[0].duration", "the longest run");
     let exactly = replaced(r#"duration = "10s""#, r#"duration = "30days""#);
     Scenario::parse(&exactly, "ok.toml").unwrap();
+}
+
+/// Four mistakes of four kinds, and two broken rules, all reported at once
+/// in file order, each with its line, column and field.
+#[test]
+fn every_mistake_of_a_file_is_reported_at_once_in_line_order() {
+    let text = r#"name = "bad"
+[target]
+mode = "embeded"
+[[phases]]
+name = "p"
+kind = "steady"
+duration = "5s"
+[[groups]]
+name = "g"
+count = "ten"
+behaviour = "publishr"
+payload_byts = 10
+colour = "blue"
+[[groups]]
+name = "g"
+count = 0
+behaviour = "subscriber"
+"#;
+    let err = Scenario::parse(text, "bad.toml").unwrap_err();
+    let lines: Vec<String> = err.to_string().lines().map(str::to_owned).collect();
+    assert_eq!(
+        lines,
+        [
+            "bad.toml:3:8: target.mode: `embeded` is not allowed here (did you mean `embedded`?)",
+            "bad.toml:10:9: groups[0].count: expected a whole number (0 or more), found the string \"ten\"",
+            "bad.toml:11:13: groups[0].behaviour: `publishr` is not allowed here (did you mean `publisher`?)",
+            "bad.toml:12:16: groups[0].payload_byts: unknown key `payload_byts` (did you mean `payload_bytes`?)",
+            "bad.toml:13:10: groups[0].colour: unknown key `colour`",
+            "bad.toml:15:8: groups[1].name: duplicate group name \"g\" (also groups[0].name)",
+            "bad.toml:16:9: groups[1].count: must be at least 1 agent, got 0",
+        ],
+        "{err}"
+    );
+    // A far-off key gets no suggestion (and the list is too long to give).
+    assert!(!lines[4].contains("did you mean"), "{}", lines[4]);
+}
+
+/// With no type errors, every broken rule is reported, not the first.
+#[test]
+fn every_broken_rule_is_reported() {
+    let text = replaced("count = 5", "count = 0").replace("rate = 5.0", "rate = -1.0");
+    let all = error_of(&text);
+    assert!(
+        all.contains("groups[0].count: must be at least 1 agent"),
+        "{all}"
+    );
+    assert!(all.contains("groups[1].rate: must be >= 0"), "{all}");
 }

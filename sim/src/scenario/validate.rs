@@ -9,20 +9,31 @@ use super::schema::{
     BrokerKind, Fault, FaultKind, Phase, Scenario, Target, TargetMode, Thresholds,
 };
 
-/// The first broken rule found: which field and why.
+/// A broken rule: which field and why.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Issue {
     pub path: FieldPath,
     pub message: String,
 }
 
+/// What a check returns. Checks never stop at a broken rule: [`fail`]
+/// records it and lets the check go on, so that [`validate`] reports every
+/// broken rule of a file at once. (The `Result` stays so that a check can
+/// still return early with `?` where going on would make no sense.)
 type Check = Result<(), Issue>;
 
+thread_local! {
+    /// The issues of the [`validate`] running on this thread.
+    static ISSUES: std::cell::RefCell<Vec<Issue>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 fn fail(path: FieldPath, message: impl Into<String>) -> Check {
-    Err(Issue {
+    let issue = Issue {
         path,
         message: message.into(),
-    })
+    };
+    ISSUES.with(|issues| issues.borrow_mut().push(issue));
+    Ok(())
 }
 
 /// Fails unless `value` is a finite number in `lo..=hi`.
@@ -43,8 +54,18 @@ fn non_negative(path: FieldPath, value: f64) -> Check {
     }
 }
 
-/// Checks every rule, in file order, and reports the first broken one.
-pub(super) fn validate(scenario: &Scenario) -> Check {
+/// Checks every rule and returns every broken one.
+pub(super) fn validate(scenario: &Scenario) -> Vec<Issue> {
+    ISSUES.with(|issues| issues.borrow_mut().clear());
+    let outcome = check_all(scenario);
+    let mut issues = ISSUES.with(|issues| std::mem::take(&mut *issues.borrow_mut()));
+    if let Err(issue) = outcome {
+        issues.push(issue);
+    }
+    issues
+}
+
+fn check_all(scenario: &Scenario) -> Check {
     let root = FieldPath::root();
     if scenario.name.trim().is_empty() {
         fail(root.key("name"), "must not be empty")?;
@@ -347,7 +368,14 @@ fn check_percentile(path: FieldPath, p: f64) -> Check {
 }
 
 fn check_faults(scenario: &Scenario, path: &FieldPath) -> Check {
-    let total = scenario.total_duration();
+    // Phases too long to add up are their own broken rule (check_phases).
+    let Some(total) = scenario
+        .phases
+        .iter()
+        .try_fold(Duration::ZERO, |sum, p| sum.checked_add(p.duration.get()))
+    else {
+        return Ok(());
+    };
     for (i, fault) in scenario.faults.iter().enumerate() {
         let at = path.index(i);
         check_fault(fault, scenario, &at, total)?;

@@ -1,0 +1,196 @@
+//! Plain wording for what serde and toml say about a scenario file, and
+//! suggestions for misspelt keys and values (`strsim`): "unknown key
+//! `payload_byts` (did you mean `payload_bytes`?)" rather than "unknown
+//! field `payload_byts`, expected one of ...", "expected a whole number (0
+//! or more), found the string \"ten\"" rather than "invalid type: string
+//! \"ten\", expected u32".
+
+/// How close a name must be to an allowed one to be suggested
+/// (Jaro-Winkler similarity).
+const CLOSE_ENOUGH: f64 = 0.8;
+
+/// Lists of allowed names up to this long are given in full when nothing
+/// is close.
+const LIST_AT_MOST: usize = 12;
+
+/// What a serde message is about, for recovery and wording.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Said {
+    /// A key the table does not have (`deny_unknown_fields`).
+    UnknownKey {
+        /// The key written.
+        key: String,
+        /// The keys the table takes.
+        allowed: Vec<String>,
+    },
+    /// A value that is not one of a fixed set (an enum).
+    UnknownValue {
+        /// The value written.
+        value: String,
+        /// The values allowed.
+        allowed: Vec<String>,
+    },
+    /// A required key that is not there.
+    MissingKey(String),
+    /// Anything else (a wrong type, a bad duration, ...).
+    Other,
+}
+
+impl Said {
+    /// Reads serde's standard messages.
+    pub(super) fn of(message: &str) -> Said {
+        if let Some(rest) = message.strip_prefix("unknown field ") {
+            let (key, allowed) = name_and_list(rest);
+            return Said::UnknownKey { key, allowed };
+        }
+        if let Some(rest) = message.strip_prefix("unknown variant ") {
+            let (value, allowed) = name_and_list(rest);
+            return Said::UnknownValue { value, allowed };
+        }
+        if let Some(rest) = message.strip_prefix("missing field ") {
+            return Said::MissingKey(rest.trim().trim_matches('`').to_owned());
+        }
+        Said::Other
+    }
+}
+
+/// "`x`, expected one of `a`, `b`" or "`x`, expected `a` or `b`" →
+/// (x, [a, b]).
+fn name_and_list(rest: &str) -> (String, Vec<String>) {
+    let (name, expected) = rest.split_once(", expected").unwrap_or((rest, ""));
+    let allowed = expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect();
+    (name.trim().trim_matches('`').to_owned(), allowed)
+}
+
+/// The allowed name closest to `written`, when it is close.
+pub(super) fn closest<'a>(written: &str, allowed: &'a [String]) -> Option<&'a str> {
+    allowed
+        .iter()
+        .map(|a| (strsim::jaro_winkler(written, a), a))
+        .filter(|(score, _)| *score >= CLOSE_ENOUGH)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, a)| a.as_str())
+}
+
+/// " (did you mean `x`?)", or "; one of: a, b, c" when nothing is close and
+/// the list is short, or nothing.
+fn hint(written: &str, allowed: &[String], list_label: &str) -> String {
+    match closest(written, allowed) {
+        Some(name) => format!(" (did you mean `{name}`?)"),
+        None if !allowed.is_empty() && allowed.len() <= LIST_AT_MOST => {
+            format!("; {list_label}: {}", allowed.join(", "))
+        }
+        None => String::new(),
+    }
+}
+
+/// The message a person reads for what serde or toml said.
+pub(super) fn plain(message: &str) -> String {
+    match Said::of(message) {
+        Said::UnknownKey { key, allowed } => {
+            format!(
+                "unknown key `{key}`{}",
+                hint(&key, &allowed, "allowed keys")
+            )
+        }
+        Said::UnknownValue { value, allowed } => format!(
+            "`{value}` is not allowed here{}",
+            hint(&value, &allowed, "one of")
+        ),
+        Said::MissingKey(key) => format!("missing required key `{key}`"),
+        Said::Other => invalid_type(message).unwrap_or_else(|| message.to_owned()),
+    }
+}
+
+/// "invalid type: string \"ten\", expected u32" → "expected a whole number
+/// (0 or more), found the string \"ten\"".
+fn invalid_type(message: &str) -> Option<String> {
+    let rest = message
+        .strip_prefix("invalid type: ")
+        .or_else(|| message.strip_prefix("invalid value: "))?;
+    let (found, expected) = rest.rsplit_once(", expected ")?;
+    Some(format!(
+        "expected {}, found {}",
+        expected_words(expected),
+        found_words(found)
+    ))
+}
+
+fn expected_words(expected: &str) -> String {
+    let e = expected.trim();
+    let words = match e {
+        "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number (0 or more)",
+        "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number",
+        "f32" | "f64" => "a number",
+        "a boolean" | "bool" => "true or false",
+        "a string" => "a string in quotes",
+        "a sequence" => "a list, e.g. [\"a\", \"b\"]",
+        "a map" => "a table",
+        _ if e.starts_with("struct ") || e.starts_with("a map") => "a table",
+        _ => return e.to_owned(),
+    };
+    words.to_owned()
+}
+
+fn found_words(found: &str) -> String {
+    let f = found.trim();
+    for (kind, words) in [
+        ("string ", "the string "),
+        ("integer ", "the number "),
+        ("floating point ", "the number "),
+        ("boolean ", ""),
+    ] {
+        if let Some(value) = f.strip_prefix(kind) {
+            return format!("{words}{}", value.trim_matches('`'));
+        }
+    }
+    match f {
+        "map" => "a table".to_owned(),
+        "sequence" => "a list".to_owned(),
+        _ => f.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn misspelt_keys_and_values_get_the_closest_name() {
+        assert_eq!(
+            plain("unknown field `payload_byts`, expected one of `name`, `count`, `payload_bytes`"),
+            "unknown key `payload_byts` (did you mean `payload_bytes`?)"
+        );
+        assert_eq!(
+            plain("unknown variant `publishr`, expected one of `publisher`, `subscriber`"),
+            "`publishr` is not allowed here (did you mean `publisher`?)"
+        );
+        // Nothing close: the short list instead.
+        assert_eq!(
+            plain("unknown field `zzz`, expected `name` or `count`"),
+            "unknown key `zzz`; allowed keys: name, count"
+        );
+    }
+
+    #[test]
+    fn library_types_become_words() {
+        assert_eq!(
+            plain("invalid type: string \"ten\", expected u32"),
+            "expected a whole number (0 or more), found the string \"ten\""
+        );
+        assert_eq!(
+            plain("invalid type: integer `3`, expected a string"),
+            "expected a string in quotes, found the number 3"
+        );
+        assert_eq!(
+            plain("missing field `behaviour`"),
+            "missing required key `behaviour`"
+        );
+        assert_eq!(plain("something else"), "something else");
+    }
+}
