@@ -163,7 +163,7 @@ fn table(out: &mut String, s: &SetupResult, unit: &str) {
     }
 }
 
-const COLORS: [RGBColor; 4] = [BLUE, RED, GREEN, MAGENTA];
+const COLORS: [RGBColor; 4] = [BLUE, GREEN, MAGENTA, CYAN];
 
 /// The capacity curve as inline SVG.
 pub(super) fn curve(r: &CapacityReport) -> Result<String, OutputError> {
@@ -189,15 +189,19 @@ pub(super) fn curve(r: &CapacityReport) -> Result<String, OutputError> {
             .y_desc("ms (log)")
             .draw()
             .map_err(|e| plot(&e))?;
-        for (limit, name) in [(r.warning_ms, "warning"), (r.critical_ms, "critical")] {
+        let limits = [
+            (r.warning_ms, "warning", RGBColor(200, 140, 0)),
+            (r.critical_ms, "critical", RED),
+        ];
+        for (limit, name, color) in limits {
             chart
                 .draw_series(LineSeries::new(
                     [(0.0, limit), (x_max, limit)],
-                    BLACK.mix(0.5),
+                    color.stroke_width(2),
                 ))
                 .map_err(|e| plot(&e))?
                 .label(format!("{name} {limit} ms"))
-                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.5)));
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
         }
         for (i, s) in r.setups.iter().enumerate() {
             let color = COLORS[i % COLORS.len()];
@@ -214,7 +218,12 @@ pub(super) fn curve(r: &CapacityReport) -> Result<String, OutputError> {
                         s.setup.name,
                         if pick == 0 { "p50" } else { "p99" }
                     ))
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+                    .legend(move |(x, y)| {
+                        PathElement::new(
+                            vec![(x, y), (x + 20, y)],
+                            color.stroke_width(pick * 2 + 1),
+                        )
+                    });
             }
             if let Some(knee) = s.knee.and_then(|k| s.points.iter().find(|p| p.load == k)) {
                 chart

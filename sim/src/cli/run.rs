@@ -243,9 +243,11 @@ pub(super) fn print_summary(report: &Report, dir: &Path) {
         report.run.duration_s,
         report.run.target
     );
+    // Rates are over the phases, the drain left out.
+    let window = report.window_s();
     println!(
-        "{:<18} {:>8} {:>9} {:>9} {:>9}  verdict",
-        "operation", "count", "p50 ms", "p99 ms", "max ms"
+        "{:<18} {:>8} {:>9} {:>9} {:>9} {:>9}  verdict",
+        "operation", "count", "per s", "p50 ms", "p99 ms", "max ms"
     );
     for l in &report.latencies {
         let verdict = report
@@ -253,9 +255,10 @@ pub(super) fn print_summary(report: &Report, dir: &Path) {
             .operation(l.operation)
             .map_or("-".to_owned(), report::verdict_label);
         println!(
-            "{:<18} {:>8} {:>9.2} {:>9.2} {:>9.2}  {verdict}",
+            "{:<18} {:>8} {:>9.1} {:>9.2} {:>9.2} {:>9.2}  {verdict}",
             l.operation.as_str(),
             l.summary.count,
+            l.summary.count as f64 / window,
             l.summary.p50_ms,
             l.summary.p99_ms,
             l.summary.max_ms
@@ -263,14 +266,32 @@ pub(super) fn print_summary(report: &Report, dir: &Path) {
     }
     for (class, c) in &report.ledger.classes {
         println!(
-            "{:<18} expected {} delivered {} lost {} duplicated {} out-of-order {} misrouted {}",
+            "{:<18} expected {} delivered {} ({:.1}/s) lost {} duplicated {} out-of-order {} misrouted {}",
             class.as_str(),
             c.expected,
             c.delivered,
+            c.delivered as f64 / window,
             c.lost(),
             c.duplicated,
             c.out_of_order,
             c.misrouted
+        );
+    }
+    for p in &report.phases {
+        let verdict = match (&p.status, &p.not_judged) {
+            (Some(status), _) => status.to_string(),
+            (None, Some(why)) => format!("not judged ({why})"),
+            (None, None) => "-".to_owned(),
+        };
+        let latency = match (p.p50_ms, p.judged_ms) {
+            (Some(p50), Some(judged)) => {
+                format!("delivery p50 {p50:.2} ms p{} {judged:.2} ms", p.percentile)
+            }
+            _ => "no deliveries".to_owned(),
+        };
+        println!(
+            "phase {:<12} {:>5.1}-{:<5.1}s sent {} delivered {} ({:.1}/s) {latency}  {verdict}",
+            p.name, p.start_s, p.end_s, p.sent, p.delivered, p.delivered_per_s
         );
     }
     for note in &report.notes {

@@ -107,6 +107,7 @@ pub async fn run_to_report(
         verdicts,
     );
     report.scenario.scale = options.scale;
+    report.phases = crate::report::phase_results(&scenario, result.metrics.recorder().series());
     report.health_timeline = measured.watched.health.clone();
     report.redis_samples = measured.watched.redis.clone();
     report.simulator = simulator_self(result);

@@ -66,6 +66,7 @@ pub(crate) fn sample() -> (Report, RunMetrics) {
     );
     let info = ScenarioInfo::from_scenario(&scenario, "fixture.toml");
     let mut report = Report::new(info, run, &metrics, verdicts);
+    report.phases = super::phase_results(&scenario, metrics.recorder().series());
     report.health_timeline = ["healthy", "healthy", "degraded", "healthy"]
         .iter()
         .enumerate()
@@ -74,7 +75,7 @@ pub(crate) fn sample() -> (Report, RunMetrics) {
             status: (*status).to_owned(),
             checks_ms: [("ping".to_owned(), 0.4)].into_iter().collect(),
             node: None,
-            connections: None,
+            connections: Some(12),
         })
         .collect();
     report.simulator = SimulatorSelf::new(1.5, 64 << 20, 990, 12);

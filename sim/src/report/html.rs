@@ -58,8 +58,13 @@ pub fn render_html(report: &Report, metrics: &RunMetrics) -> Result<String, Repo
 
 fn write_plots(out: &mut String, report: &Report, metrics: &RunMetrics) -> Result<(), ReportError> {
     out.push_str("<h2>Plots</h2>\n");
-    figure(out, &plots::latency_over_time(&report.series)?);
-    figure(out, &plots::throughput_over_time(&report.series)?);
+    let marks = plots::Marks::of(report);
+    figure(out, &plots::latency_over_time(&report.series, &marks)?);
+    figure(out, &plots::throughput_over_time(&report.series, &marks)?);
+    figure(
+        out,
+        &plots::connections_over_time(&report.health_timeline, report.run.duration_s, &marks)?,
+    );
     for op in metrics.operations().into_iter().filter(|op| op.is_judged()) {
         if let Some(histogram) = metrics.histogram(op) {
             figure(out, &plots::latency_distribution(op, histogram)?);
@@ -126,9 +131,11 @@ mod tests {
         assert!(html.contains("<span class=\"status critical\">CRITICAL</span>"));
         assert!(html.contains("<h2>Latency (ms)</h2>"));
         assert!(html.contains("<h2>Delivery</h2>"));
-        // Throughput, latency over time, health, and one percentile curve
-        // per judged operation (connect, publish_delivery, queue_wait).
-        assert_eq!(html.matches("<svg").count(), 6, "svg count");
+        // Throughput, latency over time, agents connected, health, and one
+        // percentile curve per judged operation (connect, publish_delivery,
+        // queue_wait).
+        assert_eq!(html.matches("<svg").count(), 7, "svg count");
+        assert!(html.contains("<h2>Phases</h2>"));
         assert!(html.contains("publish_delivery: latency by percentile"));
         assert!(!html.contains("send_lag: latency by percentile"));
         assert!(!html.contains("src=\"http"), "no external assets");

@@ -78,7 +78,18 @@ mod tests {
         }
         assert!(md.contains("| publish_delivery | 200 |"), "{md}");
         assert!(md.contains("not judged (simulator lag)"), "{md}");
-        assert!(md.contains("| pubsub | 1000 | 990 | 10 | 1.000% |"), "{md}");
+        // Rates over the phases (3 s): 990 delivered is 330 per second.
+        assert!(
+            md.contains("| pubsub | 1000 | 990 | 330.0 | 10 | 1.000% |"),
+            "{md}"
+        );
+        assert!(md.contains("| publish_delivery | 200 | 66.7 |"), "{md}");
+        assert!(md.contains("## Phases"), "{md}");
+        assert!(
+            md.contains("| all | steady | 0.0–3.0 | 200 | 200 | 66.7 |"),
+            "{md}"
+        );
+        assert!(!md.contains("Some(") && !md.contains("Duration {"), "{md}");
         assert!(
             md.contains("| 127.0.0.1:8081 | 12 | 12 | 12 | 12.5 | 24.0 MiB | 2.0 MiB |"),
             "{md}"

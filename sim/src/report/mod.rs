@@ -20,6 +20,7 @@ mod html;
 mod json;
 mod markdown;
 mod model;
+mod phases;
 mod plots;
 mod tables;
 mod text;
@@ -39,6 +40,7 @@ pub use model::{
     ConnectionSummary, FaultOutcome, HealthSample, MergedFrom, NodeFigures, OperationLatency,
     RedisSample, Report, RunInfo, SCHEMA_VERSION, ScenarioInfo, SelfSample, SimulatorSelf,
 };
+pub use phases::{DRAIN, PhaseResult, phase_results};
 pub use snapshot::{
     AgentCounts, Band, ClassCounts, OperationFacts, P50_BAND_EDGES_MS, P99_BAND_EDGES_MS,
     QueueCounts, Snapshot,

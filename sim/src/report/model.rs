@@ -65,6 +65,10 @@ pub struct Report {
     /// run of one process.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merged: Option<MergedFrom>,
+    /// Each phase's figures, then the drain's (absent in reports written
+    /// before, and in merged reports).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub phases: Vec<super::PhaseResult>,
 }
 
 /// What one bus node carried during the run.
@@ -388,7 +392,22 @@ impl Report {
             nodes: Vec::new(),
             integrity: Integrity::default(),
             merged: None,
+            phases: Vec::new(),
         }
+    }
+
+    /// The seconds the throughput figures are over: the phases' (the
+    /// drain left out), or the whole run when the phases are not known.
+    pub fn window_s(&self) -> f64 {
+        self.phases
+            .iter()
+            .filter(|p| p.name != super::DRAIN)
+            .map(|p| p.end_s)
+            .fold(None, |max: Option<f64>, end| {
+                Some(max.map_or(end, |m| m.max(end)))
+            })
+            .unwrap_or(self.run.duration_s)
+            .max(1e-9)
     }
 
     /// The overall verdict.

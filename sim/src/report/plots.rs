@@ -3,8 +3,9 @@
 use hdrhistogram::Histogram;
 use plotters::prelude::*;
 
+use super::DRAIN;
 use super::ReportError;
-use super::model::HealthSample;
+use super::model::{HealthSample, Report};
 use crate::metrics::{Operation, SeriesRow};
 
 const SIZE: (u32, u32) = (860, 320);
@@ -24,8 +25,49 @@ fn axis_end(max: f64) -> f64 {
     }
 }
 
+/// What every time chart marks: the phases' starts, where the drain
+/// begins, and (on latency) the limits of publish→delivery.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(super) struct Marks {
+    /// Each phase's name and start (s).
+    pub phases: Vec<(String, f64)>,
+    /// Where the seconds after the last phase begin (s).
+    pub drain_from: Option<f64>,
+    /// publish→delivery's warning and critical limits (ms).
+    pub limits: Option<(f64, f64)>,
+}
+
+impl Marks {
+    /// The marks of `report`.
+    pub(super) fn of(report: &Report) -> Self {
+        let phases = report
+            .phases
+            .iter()
+            .filter(|p| p.name != DRAIN)
+            .map(|p| (p.name.clone(), p.start_s))
+            .collect();
+        let drain_from = report
+            .phases
+            .iter()
+            .find(|p| p.name == DRAIN)
+            .map(|p| p.start_s);
+        let limits = report
+            .verdicts
+            .operation(Operation::PublishDelivery)
+            .map(|v| (v.warning_ms, v.critical_ms));
+        Self {
+            phases,
+            drain_from,
+            limits,
+        }
+    }
+}
+
 /// Delivery latency p50 and p99 per second.
-pub(super) fn latency_over_time(series: &[SeriesRow]) -> Result<String, ReportError> {
+pub(super) fn latency_over_time(
+    series: &[SeriesRow],
+    marks: &Marks,
+) -> Result<String, ReportError> {
     let p50: Vec<(f64, f64)> = series
         .iter()
         .filter_map(|r| r.p50_ms.map(|v| (r.second as f64, v)))
@@ -34,20 +76,27 @@ pub(super) fn latency_over_time(series: &[SeriesRow]) -> Result<String, ReportEr
         .iter()
         .filter_map(|r| r.p99_ms.map(|v| (r.second as f64, v)))
         .collect();
-    let y_max = axis_end(p99.iter().chain(&p50).map(|p| p.1).fold(0.0, f64::max));
+    // The warning line stays in view however low the latencies are.
+    let warning = marks.limits.map_or(0.0, |(w, _)| w);
+    let y_max = axis_end(p99.iter().chain(&p50).map(|p| p.1).fold(warning, f64::max));
     let x_max = axis_end(series.len() as f64);
     let lines = [Line::new("p50", p50, BLUE), Line::new("p99", p99, RED)];
     line_chart(
-        "Delivery latency per second",
+        "Delivery latency per second (publish→delivery, direct, broadcast to the last recipient, queue wait)",
         "seconds",
         "ms",
         (x_max, y_max),
         &lines,
+        marks,
+        true,
     )
 }
 
 /// Messages sent and delivered per second.
-pub(super) fn throughput_over_time(series: &[SeriesRow]) -> Result<String, ReportError> {
+pub(super) fn throughput_over_time(
+    series: &[SeriesRow],
+    marks: &Marks,
+) -> Result<String, ReportError> {
     let sent: Vec<(f64, f64)> = series
         .iter()
         .map(|r| (r.second as f64, r.sent as f64))
@@ -64,15 +113,48 @@ pub(super) fn throughput_over_time(series: &[SeriesRow]) -> Result<String, Repor
     );
     let x_max = axis_end(series.len() as f64);
     let lines = [
-        Line::new("sent", sent, BLUE),
-        Line::new("delivered", delivered, GREEN),
+        Line::new("sent (scheduled sends)", sent, BLUE),
+        Line::new("delivered (every recipient)", delivered, GREEN),
     ];
     line_chart(
-        "Throughput",
+        "Throughput per second (a publish to N subscribers is 1 sent, N delivered)",
         "seconds",
         "messages / s",
         (x_max, y_max),
         &lines,
+        marks,
+        false,
+    )
+}
+
+/// Agents connected to the bus over time, as its nodes counted them
+/// (`/ws/stats`), all nodes together.
+pub(super) fn connections_over_time(
+    timeline: &[HealthSample],
+    duration_s: f64,
+    marks: &Marks,
+) -> Result<String, ReportError> {
+    let mut by_time: Vec<(f64, f64)> = Vec::new();
+    for sample in timeline {
+        let Some(open) = sample.connections else {
+            continue;
+        };
+        // Samples of one poll (one per node) land within a second.
+        match by_time.last_mut() {
+            Some((at, sum)) if (sample.at_s - *at).abs() < 0.5 => *sum += open as f64,
+            _ => by_time.push((sample.at_s, open as f64)),
+        }
+    }
+    let y_max = axis_end(by_time.iter().map(|p| p.1).fold(0.0, f64::max));
+    let lines = [Line::new("connections", by_time, BLUE)];
+    line_chart(
+        "Agents connected (the bus nodes' open connections)",
+        "seconds",
+        "connections",
+        (axis_end(duration_s), y_max),
+        &lines,
+        marks,
+        false,
     )
 }
 
@@ -210,6 +292,8 @@ fn line_chart(
     y_desc: &str,
     (x_max, y_max): (f64, f64),
     lines: &[Line],
+    marks: &Marks,
+    with_limits: bool,
 ) -> Result<String, ReportError> {
     let mut svg = String::new();
     {
@@ -228,6 +312,7 @@ fn line_chart(
             .y_desc(y_desc)
             .draw()
             .map_err(plot_error)?;
+        draw_marks(&mut chart, marks, with_limits, (x_max, y_max))?;
         for line in lines {
             let color = line.color;
             chart
@@ -247,6 +332,66 @@ fn line_chart(
     Ok(svg)
 }
 
+type Chart<'a, 'b> = ChartContext<
+    'a,
+    SVGBackend<'b>,
+    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+>;
+
+/// The drain shaded and labelled, phase starts as labelled vertical lines,
+/// and (on latency charts) the limits as labelled horizontal lines.
+fn draw_marks(
+    chart: &mut Chart<'_, '_>,
+    marks: &Marks,
+    with_limits: bool,
+    (x_max, y_max): (f64, f64),
+) -> Result<(), ReportError> {
+    let label = |text: String, at: (f64, f64), color: RGBColor| {
+        Text::new(text, at, ("sans-serif", 12).into_font().color(&color))
+    };
+    if let Some(from) = marks.drain_from.filter(|f| *f < x_max) {
+        let shade = Rectangle::new(
+            [(from, 0.0), (x_max, y_max)],
+            RGBColor(235, 235, 235).filled(),
+        );
+        chart.draw_series([shade]).map_err(plot_error)?;
+        chart
+            .draw_series([label("drain".to_owned(), (from, y_max * 0.97), BLACK)])
+            .map_err(plot_error)?;
+    }
+    for (name, start) in &marks.phases {
+        let line = PathElement::new(
+            vec![(*start, 0.0), (*start, y_max)],
+            RGBColor(150, 150, 150),
+        );
+        chart.draw_series([line]).map_err(plot_error)?;
+        chart
+            .draw_series([label(
+                name.clone(),
+                (*start, y_max * 0.92),
+                RGBColor(90, 90, 90),
+            )])
+            .map_err(plot_error)?;
+    }
+    if let Some((warning, critical)) = marks.limits.filter(|_| with_limits) {
+        for (value, name, color) in [
+            (warning, "warning", RGBColor(200, 140, 0)),
+            (critical, "critical", RED),
+        ] {
+            if value > y_max {
+                continue;
+            }
+            let line = PathElement::new(vec![(0.0, value), (x_max, value)], color.stroke_width(2));
+            chart.draw_series([line]).map_err(plot_error)?;
+            let text = format!("{name} {} ms", super::text::ms(value));
+            chart
+                .draw_series([label(text, (x_max * 0.8, value), color)])
+                .map_err(plot_error)?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,8 +406,58 @@ mod tests {
 
     #[test]
     fn empty_data_still_draws() {
-        assert!(latency_over_time(&[]).unwrap().starts_with("<svg"));
-        assert!(throughput_over_time(&[]).unwrap().contains("Throughput"));
+        let none = Marks::default();
+        assert!(latency_over_time(&[], &none).unwrap().starts_with("<svg"));
+        assert!(
+            throughput_over_time(&[], &none)
+                .unwrap()
+                .contains("Throughput")
+        );
+        assert!(
+            connections_over_time(&[], 0.0, &none)
+                .unwrap()
+                .contains("Agents connected")
+        );
         assert!(health_timeline(&[], 0.0).unwrap().contains("no samples"));
+    }
+
+    #[test]
+    fn time_charts_mark_limits_phases_and_the_drain() {
+        let series: Vec<SeriesRow> = (0..12)
+            .map(|second| SeriesRow {
+                second,
+                sent: 10,
+                delivered: 100,
+                errors: 0,
+                p50_ms: Some(3.0),
+                p99_ms: Some(9.0),
+            })
+            .collect();
+        let marks = Marks {
+            phases: vec![("base".into(), 0.0), ("burst".into(), 6.0)],
+            drain_from: Some(10.0),
+            limits: Some((50.0, 200.0)),
+        };
+        let latency = latency_over_time(&series, &marks).unwrap();
+        for text in ["warning 50", "base", "burst", "drain", "publish→delivery"] {
+            assert!(latency.contains(text), "{text} not in the latency chart");
+        }
+        // The critical line is off the chart's scale (9 ms data, 50 ms
+        // warning): not drawn rather than drawn outside.
+        assert!(!latency.contains("critical 200"));
+        let throughput = throughput_over_time(&series, &marks).unwrap();
+        assert!(throughput.contains("burst") && !throughput.contains("warning"));
+        let timeline = [HealthSample {
+            at_s: 1.0,
+            status: "healthy".into(),
+            checks_ms: Default::default(),
+            node: Some("n".into()),
+            connections: Some(40),
+        }];
+        assert!(
+            connections_over_time(&timeline, 12.0, &marks)
+                .unwrap()
+                .contains("connections")
+        );
     }
 }

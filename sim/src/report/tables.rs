@@ -33,6 +33,7 @@ pub(super) fn all(report: &Report) -> Vec<Table> {
         connections(report),
         nodes(report),
         latency(report),
+        phases(report),
         delivery(report),
         queue(report),
         errors(report),
@@ -136,6 +137,7 @@ fn latency(report: &Report) -> Table {
         &[
             "operation",
             "samples",
+            "per s",
             "p50",
             "p90",
             "p99",
@@ -145,6 +147,7 @@ fn latency(report: &Report) -> Table {
             "verdict",
         ],
     );
+    let window = report.window_s();
     for entry in &report.latencies {
         let s = &entry.summary;
         let verdict = report.verdicts.operation(entry.operation);
@@ -164,6 +167,7 @@ fn latency(report: &Report) -> Table {
         t.rows.push(vec![
             entry.operation.to_string(),
             s.count.to_string(),
+            rate(s.count as f64 / window),
             ms(s.p50_ms),
             ms(s.p90_ms),
             ms(s.p99_ms),
@@ -183,6 +187,7 @@ fn delivery(report: &Report) -> Table {
             "class",
             "expected",
             "delivered",
+            "delivered per s",
             "lost",
             "loss",
             "duplicated",
@@ -201,6 +206,7 @@ fn delivery(report: &Report) -> Table {
             class.to_string(),
             counts.expected.to_string(),
             counts.delivered.to_string(),
+            rate(counts.delivered as f64 / report.window_s()),
             counts.lost().to_string(),
             percent(counts.loss_ratio()),
             counts.duplicated.to_string(),
@@ -210,6 +216,54 @@ fn delivery(report: &Report) -> Table {
                 true => format!("{} (inconclusive)", v.status),
                 false => v.status.to_string(),
             })),
+        ]);
+    }
+    t
+}
+
+/// A rate, to one decimal.
+fn rate(per_s: f64) -> String {
+    format!("{per_s:.1}")
+}
+
+/// Each phase's own figures (and the drain's), judged on delivery latency.
+fn phases(report: &Report) -> Table {
+    let percentile = report.phases.first().map_or(99.0, |p| p.percentile);
+    let judged = match percentile {
+        99.0 => "delivery p99",
+        _ => "delivery p (judged)",
+    };
+    let mut t = Table::new(
+        "Phases",
+        &[
+            "phase",
+            "kind",
+            "seconds",
+            "sent",
+            "delivered",
+            "delivered per s",
+            "delivery p50",
+            judged,
+            "errors",
+            "verdict",
+        ],
+    );
+    for p in &report.phases {
+        t.rows.push(vec![
+            p.name.clone(),
+            p.kind.clone(),
+            format!("{:.1}–{:.1}", p.start_s, p.end_s),
+            p.sent.to_string(),
+            p.delivered.to_string(),
+            rate(p.delivered_per_s),
+            or_dash(p.p50_ms.map(ms)),
+            or_dash(p.judged_ms.map(ms)),
+            p.errors.to_string(),
+            match (&p.status, &p.not_judged) {
+                (Some(status), _) => status.to_string(),
+                (None, Some(why)) => format!("not judged ({why})"),
+                (None, None) => "–".to_owned(),
+            },
         ]);
     }
     t
