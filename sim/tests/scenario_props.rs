@@ -25,23 +25,34 @@ fn check_parse(text: &str) -> Result<(), TestCaseError> {
     match Scenario::parse(text, ORIGIN) {
         Ok(scenario) => check_usable(&scenario),
         Err(err) => {
-            let invalid = err.invalid().expect("parsing text fails only as Invalid");
+            let all = err.all_invalid();
+            prop_assert!(
+                !all.is_empty(),
+                "parsing text fails only as Invalid: {}",
+                err
+            );
             let lines: Vec<&str> = text.split('\n').collect();
-            prop_assert_eq!(&invalid.file, ORIGIN);
-            prop_assert!(
-                invalid.line >= 1 && invalid.line <= lines.len(),
-                "{}",
-                invalid
-            );
-            let line = lines[invalid.line - 1];
-            prop_assert!(
-                invalid.column >= 1 && invalid.column <= line.chars().count() + 1,
-                "{} in line {:?}",
-                invalid,
-                line
-            );
-            prop_assert!(!invalid.message.is_empty(), "{:?}", invalid);
-            let prefix = format!("{ORIGIN}:{}:{}: ", invalid.line, invalid.column);
+            for invalid in all {
+                prop_assert_eq!(&invalid.file, ORIGIN);
+                prop_assert!(
+                    invalid.line >= 1 && invalid.line <= lines.len(),
+                    "{}",
+                    invalid
+                );
+                let line = lines[invalid.line - 1];
+                prop_assert!(
+                    invalid.column >= 1 && invalid.column <= line.chars().count() + 1,
+                    "{} in line {:?}",
+                    invalid,
+                    line
+                );
+                prop_assert!(!invalid.message.is_empty(), "{:?}", invalid);
+            }
+            // In file order, one per line.
+            let order: Vec<_> = all.iter().map(|i| (i.line, i.column)).collect();
+            prop_assert!(order.is_sorted(), "{}", err);
+            prop_assert_eq!(err.to_string().lines().count(), all.len());
+            let prefix = format!("{ORIGIN}:{}:{}: ", all[0].line, all[0].column);
             prop_assert!(err.to_string().starts_with(&prefix), "{}", err);
             Ok(())
         }

@@ -38,9 +38,9 @@ pub enum HlogError {
 /// Each log holds one interval covering the whole run (start offset 0,
 /// length `run_length`), tagged with the operation name, values in µs. One
 /// interval rather than one per second: the per-second data the simulator
-/// keeps is a single coarse delivery histogram, not one per operation, and
-/// keeping full per-operation histograms for every second would cost
-/// ~200 KB per operation-second. The whole-run interval is exact (3
+/// keeps is coarse (2 significant digits, and only for the delivery
+/// operations), and keeping full per-operation histograms for every second
+/// would cost ~200 KB per operation-second. The whole-run interval is exact (3
 /// significant digits), which is what percentile tools need.
 pub fn write_interval_logs(
     metrics: &RunMetrics,

@@ -4,7 +4,8 @@
 //!   and which operation's thresholds judge each message class's loss.
 //! - [`Recorder`]: one per worker thread; whole-run histograms (µs, 1 µs ..
 //!   1 h, 3 significant digits) per operation, the per-second series
-//!   ([`SecondBucket`]), error kinds and the [`Ledger`](crate::ledger::Ledger). Never raw samples.
+//!   ([`SecondBucket`]: counts, and a coarse histogram per delivery
+//!   operation), error kinds and the [`Ledger`](crate::ledger::Ledger). Never raw samples.
 //! - [`MetricsHub`]: hands each thread its own recorder ([`LocalRecorder`])
 //!   and merges them all, mid-run or at the end.
 //! - [`RunMetrics`]: the merged result, with [`LatencySummary`] figures and
@@ -25,4 +26,4 @@ pub use recorder::{
     MAX_ERROR_KINDS, MAX_LATENCY_US, OTHER_ERROR_KIND, Recorder, SIGNIFICANT_DIGITS, new_histogram,
 };
 pub use run::{LatencySummary, RunMetrics};
-pub use series::{MAX_SERIES_SECONDS, SecondBucket, SeriesRow};
+pub use series::{MAX_SERIES_SECONDS, SecondBucket, SecondLatency, SeriesRow};

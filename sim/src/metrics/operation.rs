@@ -96,18 +96,34 @@ impl Operation {
         !matches!(self, Operation::SendLag | Operation::SlowDelivery)
     }
 
-    /// Whether samples of this operation feed the per-second latency columns
-    /// of the time series: the operations that end when a message reached
-    /// its recipient(s). `broadcast_first` is left out so one broadcast is
-    /// not counted twice (its `broadcast_last` is in).
+    /// The operations the per-second series times, each in its own
+    /// per-second histogram: those that end when a message reached its
+    /// recipient and are recorded at that moment. `broadcast_first` and
+    /// `broadcast_last` are left out: they are recorded once per broadcast
+    /// when the run ends (the agents' evidence is only complete then), so
+    /// every one of them would land in the run's last second and read as a
+    /// jump of the latency during the drain.
+    pub const PER_SECOND: [Operation; 3] = [
+        Operation::PublishDelivery,
+        Operation::DirectRtt,
+        Operation::QueueWait,
+    ];
+
+    /// Where this operation sits in [`Operation::PER_SECOND`], if it is one
+    /// of them.
+    pub const fn per_second_index(self) -> Option<usize> {
+        match self {
+            Operation::PublishDelivery => Some(0),
+            Operation::DirectRtt => Some(1),
+            Operation::QueueWait => Some(2),
+            _ => None,
+        }
+    }
+
+    /// Whether samples of this operation feed the per-second latency of the
+    /// time series (see [`Operation::PER_SECOND`]).
     pub const fn is_delivery(self) -> bool {
-        matches!(
-            self,
-            Operation::PublishDelivery
-                | Operation::DirectRtt
-                | Operation::BroadcastLast
-                | Operation::QueueWait
-        )
+        self.per_second_index().is_some()
     }
 
     /// Position in [`Operation::ALL`], for dense per-operation arrays.
@@ -177,5 +193,15 @@ mod tests {
             .filter(|op| !op.is_judged())
             .collect();
         assert_eq!(unjudged, vec![Operation::SendLag, Operation::SlowDelivery]);
+    }
+
+    #[test]
+    fn per_second_operations_know_their_place() {
+        for (i, op) in Operation::PER_SECOND.into_iter().enumerate() {
+            assert_eq!(op.per_second_index(), Some(i));
+        }
+        let timed = Operation::ALL.iter().filter(|op| op.is_delivery()).count();
+        assert_eq!(timed, Operation::PER_SECOND.len());
+        assert!(!Operation::BroadcastLast.is_delivery());
     }
 }

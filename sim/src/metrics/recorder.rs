@@ -52,7 +52,8 @@ impl Recorder {
     }
 
     /// Records one latency sample of `op`, in microseconds. Delivery
-    /// operations also feed the per-second latency of the series.
+    /// operations ([`Operation::PER_SECOND`]) also feed their per-second
+    /// histogram of the series.
     pub fn record(&mut self, op: Operation, latency_us: u64, at: Duration) {
         self.histograms[op.index()]
             .get_or_insert_with(new_histogram)
@@ -60,7 +61,7 @@ impl Recorder {
         if op.is_delivery()
             && let Some(bucket) = bucket_mut(&mut self.series, at)
         {
-            bucket.record_latency(latency_us);
+            bucket.record_latency(op, latency_us);
         }
     }
 

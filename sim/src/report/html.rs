@@ -59,7 +59,10 @@ pub fn render_html(report: &Report, metrics: &RunMetrics) -> Result<String, Repo
 fn write_plots(out: &mut String, report: &Report, metrics: &RunMetrics) -> Result<(), ReportError> {
     out.push_str("<h2>Plots</h2>\n");
     let marks = plots::Marks::of(report);
-    figure(out, &plots::latency_over_time(&report.series, &marks)?);
+    for op in plots::timed_operations(&report.series) {
+        let limits = marks.clone().limits_of(report, op);
+        figure(out, &plots::latency_over_time(&report.series, op, &limits)?);
+    }
     figure(out, &plots::throughput_over_time(&report.series, &marks)?);
     figure(
         out,
@@ -106,6 +109,9 @@ fn write_table(out: &mut String, table: &Table) {
         out.push_str("</tr>\n");
     }
     out.push_str("</table>\n");
+    if let Some(note) = &table.note {
+        let _ = writeln!(out, "<p class=\"note\">{}</p>", escape_markup(note));
+    }
 }
 
 /// Status words get their colour badge; everything else is escaped text.
@@ -131,10 +137,12 @@ mod tests {
         assert!(html.contains("<span class=\"status critical\">CRITICAL</span>"));
         assert!(html.contains("<h2>Latency (ms)</h2>"));
         assert!(html.contains("<h2>Delivery</h2>"));
-        // Throughput, latency over time, agents connected, health, and one
+        // Latency over time per timed operation (publish_delivery,
+        // queue_wait), throughput, agents connected, health, and one
         // percentile curve per judged operation (connect, publish_delivery,
         // queue_wait).
-        assert_eq!(html.matches("<svg").count(), 7, "svg count");
+        assert_eq!(html.matches("<svg").count(), 8, "svg count");
+        assert!(html.contains("queue_wait latency per second"));
         assert!(html.contains("<h2>Phases</h2>"));
         assert!(html.contains("publish_delivery: latency by percentile"));
         assert!(!html.contains("send_lag: latency by percentile"));

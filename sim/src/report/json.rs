@@ -1,6 +1,9 @@
 //! `report.json`: the complete report, the input of `sim check` and other tools.
 
+use serde::Serialize;
+
 use super::model::{Report, SCHEMA_VERSION};
+use super::throughput::Throughput;
 
 /// Why a JSON report could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -16,9 +19,23 @@ pub enum JsonReportError {
     },
 }
 
-/// The pretty-printed JSON of `report`, with a final newline.
+/// What `report.json` holds: the report, and the rates derived from it
+/// (read back, they are left out: [`Throughput::of`] derives them again).
+#[derive(Serialize)]
+struct Written<'a> {
+    #[serde(flatten)]
+    report: &'a Report,
+    throughput: Throughput,
+}
+
+/// The pretty-printed JSON of `report`, with its [`Throughput`] as
+/// `throughput`, and a final newline.
 pub fn render_json(report: &Report) -> String {
-    let mut text = serde_json::to_string_pretty(report).expect("a report always serializes");
+    let written = Written {
+        report,
+        throughput: Throughput::of(report),
+    };
+    let mut text = serde_json::to_string_pretty(&written).expect("a report always serializes");
     text.push('\n');
     text
 }
@@ -48,6 +65,18 @@ mod tests {
         assert_eq!(value["schema_version"], 1);
         assert_eq!(value["verdicts"]["overall"], "critical");
         assert_eq!(value["latencies"][0]["operation"], "connect");
+        // The rates are written beside the counts, over a window in words.
+        let throughput = &value["throughput"];
+        assert_eq!(throughput["window_s"], 3.0);
+        assert_eq!(throughput["operations"][1]["operation"], "publish_delivery");
+        assert_eq!(throughput["operations"][1]["count"], 200);
+        assert_eq!(throughput["classes"][0]["class"], "pubsub");
+        assert_eq!(throughput["classes"][0]["per_s"], 330.0);
+        assert_eq!(value["phases"][0]["name"], "all");
+        assert_eq!(
+            value["phases"][0]["latencies"][0]["operation"],
+            "publish_delivery"
+        );
         // Floats may differ in the last bit (serde_json parses fast, not
         // exactly), so compare the exact parts.
         let back = parse_json(&text).unwrap();

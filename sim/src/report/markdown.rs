@@ -45,6 +45,9 @@ fn write_table(out: &mut String, table: &Table) {
         out.push_str(&row(cells.iter().map(|c| cell(c)).collect()));
     }
     out.push('\n');
+    if let Some(note) = &table.note {
+        let _ = writeln!(out, "{note}\n");
+    }
 }
 
 /// Keeps a cell inside its column: pipes escaped, newlines folded.

@@ -6,8 +6,11 @@
 //! - `markdown`: `report.md`, the human summary.
 //! - `html` and `plots`: `report.html`, one self-contained page with
 //!   inline SVG charts drawn by plotters.
-//! - `tables` and `text`: the tables and number formats both human views
-//!   share.
+//! - `phases`: each phase's figures and verdict ([`PhaseResult`]), from
+//!   the per-second series; `throughput`: the rates ([`Throughput`]), all
+//!   over one stated window, derived from the counts.
+//! - `tables`, `phase_tables` and `text`: the tables and number formats
+//!   both human views share.
 //! - `snapshot`: the [`Snapshot`] view: only the facts that must not change
 //!   between two healthy runs (counts, verdicts, latency [`Band`]s), for
 //!   regression checks.
@@ -20,10 +23,12 @@ mod html;
 mod json;
 mod markdown;
 mod model;
+mod phase_tables;
 mod phases;
 mod plots;
 mod tables;
 mod text;
+mod throughput;
 
 mod snapshot;
 
@@ -40,13 +45,14 @@ pub use model::{
     ConnectionSummary, FaultOutcome, HealthSample, MergedFrom, NodeFigures, OperationLatency,
     RedisSample, Report, RunInfo, SCHEMA_VERSION, ScenarioInfo, SelfSample, SimulatorSelf,
 };
-pub use phases::{DRAIN, PhaseResult, phase_results};
+pub use phases::{DRAIN, PhaseLatency, PhaseResult, phase_results};
 pub use snapshot::{
     AgentCounts, Band, ClassCounts, OperationFacts, P50_BAND_EDGES_MS, P99_BAND_EDGES_MS,
     QueueCounts, Snapshot,
 };
 pub use tables::{headline, integrity_lines, verdict_label};
 pub use text::escape_markup;
+pub use throughput::{ClassRate, OperationRate, Throughput};
 
 use crate::metrics::{HlogError, RunMetrics, write_interval_logs};
 

@@ -397,16 +397,15 @@ impl Report {
     }
 
     /// The seconds the throughput figures are over: the phases' (the
-    /// drain left out), or the whole run when the phases are not known.
+    /// drain left out, and no more than the run lasted, should it have been
+    /// interrupted), or the whole run when the phases are not known.
     pub fn window_s(&self) -> f64 {
         self.phases
             .iter()
             .filter(|p| p.name != super::DRAIN)
             .map(|p| p.end_s)
-            .fold(None, |max: Option<f64>, end| {
-                Some(max.map_or(end, |m| m.max(end)))
-            })
-            .unwrap_or(self.run.duration_s)
+            .reduce(f64::max)
+            .map_or(self.run.duration_s, |end| end.min(self.run.duration_s))
             .max(1e-9)
     }
 

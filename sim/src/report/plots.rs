@@ -6,7 +6,7 @@ use plotters::prelude::*;
 use super::DRAIN;
 use super::ReportError;
 use super::model::{HealthSample, Report};
-use crate::metrics::{Operation, SeriesRow};
+use crate::metrics::{Operation, SecondLatency, SeriesRow};
 
 const SIZE: (u32, u32) = (860, 320);
 
@@ -38,7 +38,7 @@ pub(super) struct Marks {
 }
 
 impl Marks {
-    /// The marks of `report`.
+    /// The marks of `report`, with publish→delivery's limits.
     pub(super) fn of(report: &Report) -> Self {
         let phases = report
             .phases
@@ -51,38 +51,55 @@ impl Marks {
             .iter()
             .find(|p| p.name == DRAIN)
             .map(|p| p.start_s);
-        let limits = report
-            .verdicts
-            .operation(Operation::PublishDelivery)
-            .map(|v| (v.warning_ms, v.critical_ms));
         Self {
             phases,
             drain_from,
-            limits,
+            limits: None,
         }
+        .limits_of(report, Operation::PublishDelivery)
+    }
+
+    /// The same marks with `op`'s warning and critical limits.
+    pub(super) fn limits_of(mut self, report: &Report, op: Operation) -> Self {
+        self.limits = report
+            .verdicts
+            .operation(op)
+            .map(|v| (v.warning_ms, v.critical_ms));
+        self
     }
 }
 
-/// Delivery latency p50 and p99 per second.
+/// The timed operations with at least one second of latencies in `series`,
+/// in report order: one latency chart each.
+pub(super) fn timed_operations(series: &[SeriesRow]) -> Vec<Operation> {
+    Operation::PER_SECOND
+        .into_iter()
+        .filter(|op| series.iter().any(|r| r.operation(*op).is_some()))
+        .collect()
+}
+
+/// One operation's latency p50 and p99 per second, against its own limits
+/// (`marks`).
 pub(super) fn latency_over_time(
     series: &[SeriesRow],
+    op: Operation,
     marks: &Marks,
 ) -> Result<String, ReportError> {
-    let p50: Vec<(f64, f64)> = series
-        .iter()
-        .filter_map(|r| r.p50_ms.map(|v| (r.second as f64, v)))
-        .collect();
-    let p99: Vec<(f64, f64)> = series
-        .iter()
-        .filter_map(|r| r.p99_ms.map(|v| (r.second as f64, v)))
-        .collect();
+    let points = |pick: fn(&SecondLatency) -> f64| -> Vec<(f64, f64)> {
+        series
+            .iter()
+            .filter_map(|r| r.operation(op).map(|l| (r.second as f64, pick(l))))
+            .collect()
+    };
+    let p50 = points(|l| l.p50_ms);
+    let p99 = points(|l| l.p99_ms);
     // The warning line stays in view however low the latencies are.
     let warning = marks.limits.map_or(0.0, |(w, _)| w);
     let y_max = axis_end(p99.iter().chain(&p50).map(|p| p.1).fold(warning, f64::max));
     let x_max = axis_end(series.len() as f64);
     let lines = [Line::new("p50", p50, BLUE), Line::new("p99", p99, RED)];
     line_chart(
-        "Delivery latency per second (publish→delivery, direct, broadcast to the last recipient, queue wait)",
+        &format!("{op} latency per second ({})", what_is_timed(op)),
         "seconds",
         "ms",
         (x_max, y_max),
@@ -90,6 +107,16 @@ pub(super) fn latency_over_time(
         marks,
         true,
     )
+}
+
+/// What a timed operation's latency runs over, for its chart's title.
+fn what_is_timed(op: Operation) -> &'static str {
+    match op {
+        Operation::PublishDelivery => "planned publish → each recipient",
+        Operation::DirectRtt => "planned request → its response",
+        Operation::QueueWait => "planned enqueue → claim",
+        _ => "per second",
+    }
 }
 
 /// Messages sent and delivered per second.
@@ -407,7 +434,13 @@ mod tests {
     #[test]
     fn empty_data_still_draws() {
         let none = Marks::default();
-        assert!(latency_over_time(&[], &none).unwrap().starts_with("<svg"));
+        let op = Operation::PublishDelivery;
+        assert!(
+            latency_over_time(&[], op, &none)
+                .unwrap()
+                .starts_with("<svg")
+        );
+        assert!(timed_operations(&[]).is_empty());
         assert!(
             throughput_over_time(&[], &none)
                 .unwrap()
@@ -431,15 +464,29 @@ mod tests {
                 errors: 0,
                 p50_ms: Some(3.0),
                 p99_ms: Some(9.0),
+                operations: vec![SecondLatency {
+                    operation: Operation::QueueWait,
+                    samples: 100,
+                    p50_ms: 3.0,
+                    p99_ms: 9.0,
+                }],
             })
             .collect();
+        assert_eq!(timed_operations(&series), vec![Operation::QueueWait]);
         let marks = Marks {
             phases: vec![("base".into(), 0.0), ("burst".into(), 6.0)],
             drain_from: Some(10.0),
             limits: Some((50.0, 200.0)),
         };
-        let latency = latency_over_time(&series, &marks).unwrap();
-        for text in ["warning 50", "base", "burst", "drain", "publish→delivery"] {
+        let latency = latency_over_time(&series, Operation::QueueWait, &marks).unwrap();
+        for text in [
+            "warning 50",
+            "base",
+            "burst",
+            "drain",
+            "queue_wait",
+            "enqueue → claim",
+        ] {
             assert!(latency.contains(text), "{text} not in the latency chart");
         }
         // The critical line is off the chart's scale (9 ms data, 50 ms

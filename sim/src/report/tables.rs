@@ -1,7 +1,9 @@
 //! The report's tables as plain rows, shared by the Markdown and HTML views so both always show the same figures.
 
 use super::model::Report;
-use super::text::{bytes, ms, or_dash, percent};
+use super::phase_tables;
+use super::text::{bytes, ms, or_dash, percent, rate};
+use super::throughput::Throughput;
 use crate::ledger::MessageClass;
 use crate::verdict::trust::IntegrityStatus;
 use crate::verdict::{OperationVerdict, Status, min_samples};
@@ -10,16 +12,19 @@ use crate::verdict::{OperationVerdict, Status, min_samples};
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Table {
     pub title: &'static str,
-    pub headers: Vec<&'static str>,
+    pub headers: Vec<String>,
     pub rows: Vec<Vec<String>>,
+    /// A sentence under the table: what its figures are over.
+    pub note: Option<String>,
 }
 
 impl Table {
-    fn new(title: &'static str, headers: &[&'static str]) -> Self {
+    pub(super) fn new(title: &'static str, headers: &[&str]) -> Self {
         Self {
             title,
-            headers: headers.to_vec(),
+            headers: headers.iter().map(|h| (*h).to_owned()).collect(),
             rows: Vec::new(),
+            note: None,
         }
     }
 }
@@ -33,7 +38,8 @@ pub(super) fn all(report: &Report) -> Vec<Table> {
         connections(report),
         nodes(report),
         latency(report),
-        phases(report),
+        phase_tables::phases(report),
+        phase_tables::latency_by_phase(report),
         delivery(report),
         queue(report),
         errors(report),
@@ -148,6 +154,7 @@ fn latency(report: &Report) -> Table {
         ],
     );
     let window = report.window_s();
+    t.note = Some(rates_note(report));
     for entry in &report.latencies {
         let s = &entry.summary;
         let verdict = report.verdicts.operation(entry.operation);
@@ -196,6 +203,7 @@ fn delivery(report: &Report) -> Table {
             "verdict",
         ],
     );
+    t.note = Some(rates_note(report));
     for class in MessageClass::ALL {
         let counts = report.ledger.class(class);
         if counts.is_empty() {
@@ -221,52 +229,9 @@ fn delivery(report: &Report) -> Table {
     t
 }
 
-/// A rate, to one decimal.
-fn rate(per_s: f64) -> String {
-    format!("{per_s:.1}")
-}
-
-/// Each phase's own figures (and the drain's), judged on delivery latency.
-fn phases(report: &Report) -> Table {
-    let percentile = report.phases.first().map_or(99.0, |p| p.percentile);
-    let judged = match percentile {
-        99.0 => "delivery p99",
-        _ => "delivery p (judged)",
-    };
-    let mut t = Table::new(
-        "Phases",
-        &[
-            "phase",
-            "kind",
-            "seconds",
-            "sent",
-            "delivered",
-            "delivered per s",
-            "delivery p50",
-            judged,
-            "errors",
-            "verdict",
-        ],
-    );
-    for p in &report.phases {
-        t.rows.push(vec![
-            p.name.clone(),
-            p.kind.clone(),
-            format!("{:.1}–{:.1}", p.start_s, p.end_s),
-            p.sent.to_string(),
-            p.delivered.to_string(),
-            rate(p.delivered_per_s),
-            or_dash(p.p50_ms.map(ms)),
-            or_dash(p.judged_ms.map(ms)),
-            p.errors.to_string(),
-            match (&p.status, &p.not_judged) {
-                (Some(status), _) => status.to_string(),
-                (None, Some(why)) => format!("not judged ({why})"),
-                (None, None) => "–".to_owned(),
-            },
-        ]);
-    }
-    t
+/// What the tables' rates are over, in words.
+fn rates_note(report: &Report) -> String {
+    format!("Per second: over {}.", Throughput::of(report).window)
 }
 
 fn queue(report: &Report) -> Table {

@@ -8,6 +8,11 @@ pub(super) fn ms(value: f64) -> String {
     format!("{value:.2}")
 }
 
+/// A rate per second, to one decimal ("330.0").
+pub(super) fn rate(per_s: f64) -> String {
+    format!("{per_s:.1}")
+}
+
 /// A ratio as a percentage with enough decimals to show small losses
 /// ("0.010%"); exact zero is "0%".
 pub(super) fn percent(ratio: f64) -> String {

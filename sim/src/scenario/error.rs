@@ -64,6 +64,10 @@ impl ScenarioError {
     }
 }
 
+/// One mistake before it is placed in lines and columns: the bytes it
+/// spans, its field and what is wrong (in plain words).
+pub(super) type Found = (Range<usize>, FieldPath, String);
+
 /// Where and what is wrong in a scenario file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invalid {

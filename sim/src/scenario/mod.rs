@@ -1,28 +1,37 @@
 //! Scenario files: the TOML schema, loading with located errors, validation, the load schedule and the JSON Schema.
 //!
-//! A scenario is read in three steps, each of which can only fail with a
+//! A scenario is read in four steps; a file with mistakes fails with a
 //! [`ScenarioError`] listing every mistake found, in file order, each with
-//! its file, line, column and field:
+//! its file, line, column and field, in plain words:
 //!
 //! 1. TOML syntax, through toml's span-keeping parser (one error: the
 //!    document cannot be read past it);
-//! 2. types, unknown keys and missing fields, through serde with
-//!    `deny_unknown_fields` (the field path comes from
-//!    `serde_path_to_error`), read again past each error by `recover`,
-//!    worded for people with suggestions for misspelt names by `wording`;
-//! 3. rules serde cannot express (`validate`, every broken rule), located
-//!    by walking the parsed document's spans to the offending field.
+//! 2. `schema_check`: the spanned document walked against the JSON Schema
+//!    of the format (`json_schema`; what each node asks for, in words and
+//!    as stand-ins, from `schema_shape`), every unknown key, wrong type,
+//!    value outside its set, missing key found at once, with suggestions
+//!    for misspelt names (`wording`);
+//! 3. `read`: serde (`deny_unknown_fields`, paths from
+//!    `serde_path_to_error`) reads the file, or, when step 2 found
+//!    mistakes, a copy with stand-ins for them;
+//! 4. `validate`: the rules serde cannot express, every broken one, located
+//!    by walking the document's spans to the offending field (not reported
+//!    when a stand-in of step 3 broke it).
 
 mod duration;
 mod error;
 mod group;
-mod recover;
+mod read;
 mod scale;
 mod schedule;
 mod schema;
+mod schema_check;
+mod schema_shape;
 mod validate;
 mod wording;
 
+#[cfg(test)]
+mod all_at_once_tests;
 #[cfg(test)]
 mod tests;
 
@@ -33,6 +42,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 pub use duration::HumanDuration;
+use error::Found;
 pub use error::{FieldPath, Invalid, PathSegment, ScenarioError};
 pub use group::{
     Arrival, Behaviour, BroadcastScope, Delivery, Group, PayloadBytes, TopicDistribution, Topics,
@@ -59,20 +69,13 @@ impl Scenario {
     /// Parses and validates scenario `text`; `origin` names it in errors
     /// (usually the file path).
     pub fn parse(text: &str, origin: &str) -> Result<Scenario, ScenarioError> {
-        let one = |(span, field, message): recover::Found| {
-            Invalid::at(origin, text, span, field, &message)
+        let all = |found: Vec<Found>| {
+            let located = found
+                .into_iter()
+                .map(|(span, field, message)| Invalid::at(origin, text, span, field, &message));
+            ScenarioError::from_mistakes(located.collect())
         };
-        let all = |found: Vec<recover::Found>| {
-            ScenarioError::from_mistakes(found.into_iter().map(one).collect())
-        };
-        let document = DeTable::parse(text).map_err(|err| {
-            let message = format!("not valid TOML: {}", err.message());
-            all(vec![(
-                err.span().unwrap_or(0..0),
-                FieldPath::root(),
-                message,
-            )])
-        })?;
+        let document = DeTable::parse(text).map_err(|err| all(vec![read::syntax(&err)]))?;
         let document = Spanned::new(document.span(), DeValue::Table(document.into_inner()));
         let located = |issues: Vec<validate::Issue>| {
             issues
@@ -80,26 +83,28 @@ impl Scenario {
                 .map(|issue| (issue.path.locate(&document), issue.path, issue.message))
                 .collect::<Vec<_>>()
         };
-        let scenario = match recover::deserialize(text, &document) {
-            Ok(scenario) => scenario,
-            Err(unreadable) => {
-                // The rules broken elsewhere than where stand-ins are, too.
-                let mut found = unreadable.found;
-                if let Some(repaired) = &unreadable.repaired {
-                    let elsewhere = validate::validate(repaired)
-                        .into_iter()
-                        .filter(|i| !unreadable.stand_ins.iter().any(|s| i.path.starts_with(s)))
-                        .collect();
-                    found.extend(located(elsewhere));
-                }
-                return Err(all(found));
+        let checked = schema_check::check(&document);
+        if checked.found.is_empty() {
+            let scenario = read::exactly(text, &document).map_err(|found| all(vec![found]))?;
+            let issues = validate::validate(&scenario);
+            if issues.is_empty() {
+                return Ok(scenario);
             }
-        };
-        let issues = validate::validate(&scenario);
-        if !issues.is_empty() {
             return Err(all(located(issues)));
         }
-        Ok(scenario)
+        // The rules the author broke, too: those broken in both copies read
+        // past the mistakes (whatever the stand-ins), not at a stand-in.
+        let mut found = checked.found;
+        if let Some([one, other]) = read::past(text, &checked.edits) {
+            let in_other = validate::validate(&other);
+            let authors = validate::validate(&one)
+                .into_iter()
+                .filter(|i| in_other.contains(i))
+                .filter(|i| !checked.stand_ins.iter().any(|s| i.path.starts_with(s)))
+                .collect();
+            found.extend(located(authors));
+        }
+        Err(all(found))
     }
 
     /// A stable fingerprint of the scenario's meaning: the SHA-256 (hex) of
