@@ -22,6 +22,17 @@ pub const MAX_WAIT: Duration = Duration::from_secs(30);
 /// client cannot park an unbounded number of tasks on the node.
 pub const MAX_WAITS: usize = 8;
 
+/// Most requests one WebSocket connection may have on their way at once
+/// (publishes handed to the node's publish pipeline whose replies have not
+/// gone out yet). At the bound the node stops reading that connection until
+/// replies come back, so a client that publishes faster than the broker
+/// answers is slowed down by TCP, not buffered without end.
+pub const MAX_IN_FLIGHT: usize = 256;
+
+/// Most payload bytes of those requests at once, per connection: a client
+/// publishing large messages reaches this before [`MAX_IN_FLIGHT`].
+pub const MAX_IN_FLIGHT_BYTES: usize = 4 << 20;
+
 /// Entries of a REST listing (connections, dead letters) when the request
 /// names no `limit`.
 pub const DEFAULT_LIST: usize = 1000;

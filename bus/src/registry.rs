@@ -74,6 +74,22 @@ pub struct ConnectionView {
 }
 
 impl ConnectionEntry {
+    /// An entry the registry does not list or count (id 0): the node's own
+    /// health probe, which runs an outbound queue like a connection's.
+    pub fn unlisted(identity: Identity) -> Arc<Self> {
+        Arc::new(Self {
+            id: 0,
+            identity,
+            connected_at_us: crate::message::now_micros(),
+            remote: None,
+            subscriptions: Mutex::default(),
+            frames_in: AtomicU64::new(0),
+            frames_out: AtomicU64::new(0),
+            close: CancellationToken::new(),
+            close_reason: Mutex::default(),
+        })
+    }
+
     /// Asks the connection to close with `code`; the first reason wins.
     pub fn close_with(&self, code: u16, reason: &str) {
         let mut slot = self.close_reason.lock().expect("lock");

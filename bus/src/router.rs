@@ -4,6 +4,7 @@
 //! broadcasts, inboxes, and queues with their retry policy.
 
 mod faults;
+mod publisher;
 mod subscriptions;
 
 use std::sync::Arc;
@@ -15,6 +16,8 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 pub use self::faults::DeliveryFaults;
+pub use self::publisher::PendingPublish;
+use self::publisher::Publisher;
 use self::subscriptions::LocalSubscriptions;
 pub use self::subscriptions::{DeliverySink, Dispatched, SinkId, SubscriptionError};
 use crate::broker::{
@@ -90,6 +93,10 @@ pub enum RouterError {
     /// A budget of the node or workspace is used up.
     #[error(transparent)]
     Quota(#[from] QuotaError),
+    /// The publish pipeline could not publish (its broker batch failed, or
+    /// it has stopped).
+    #[error("publish failed: {0}")]
+    Publish(String),
 }
 
 impl From<SubscriptionError> for RouterError {
@@ -124,6 +131,8 @@ struct Inner {
     broker: Arc<dyn Broker>,
     config: RouterConfig,
     subscriptions: LocalSubscriptions,
+    /// Every publish of the node goes through it, in order.
+    publisher: Publisher,
     next_sink: AtomicU64,
 }
 
@@ -134,6 +143,7 @@ impl MessageRouter {
         let subscription = broker.subscribe().await?;
         Ok(Self {
             inner: Arc::new(Inner {
+                publisher: Publisher::start(broker.clone()),
                 broker,
                 config,
                 subscriptions: LocalSubscriptions::start(
@@ -196,6 +206,15 @@ impl MessageRouter {
         self.inner.subscriptions.unsubscribe(id, &keys).await;
     }
 
+    /// Drops a local sink from channels in this node's index only, the
+    /// broker left as it is: for a sink going away with the node, whose
+    /// broker subscription ends with it (a broker change would wait on a
+    /// Redis that may be gone already).
+    pub fn forget(&self, id: SinkId, channels: &[Channel]) {
+        let keys: Vec<String> = channels.iter().map(Channel::key).collect();
+        self.inner.subscriptions.forget(id, &keys);
+    }
+
     /// Drops a local sink from broker patterns.
     pub async fn punsubscribe(&self, id: SinkId, patterns: &[String]) {
         self.inner.subscriptions.punsubscribe(id, patterns).await;
@@ -208,16 +227,37 @@ impl MessageRouter {
 
     /// Publishes `message` on `channel` (setting its topic and workspace from
     /// the channel); returns the number of nodes that received it.
-    pub async fn publish(&self, channel: &Channel, mut message: AgentMessage) -> Result<usize> {
+    pub async fn publish(&self, channel: &Channel, message: AgentMessage) -> Result<usize> {
+        self.submit_publish(channel, message).await?.await
+    }
+
+    /// Hands `message` to the node's publish pipeline (setting its topic
+    /// and workspace from the channel) and returns as soon as it has its
+    /// place in the order, without waiting for the broker: a caller that
+    /// submits several publishes one after another has them published in
+    /// that order. The [`PendingPublish`] resolves to the number of nodes
+    /// that received it.
+    pub async fn submit_publish(
+        &self,
+        channel: &Channel,
+        mut message: AgentMessage,
+    ) -> Result<PendingPublish> {
         message.topic = channel.wire_name();
         message.workspace = channel.workspace().map(str::to_owned);
-        self.publish_raw(channel, Bytes::from(message.to_json()))
+        self.inner
+            .publisher
+            .submit(channel.key(), Bytes::from(message.to_json()))
             .await
     }
 
-    /// Publishes bytes as they are (already a serialized message).
+    /// Publishes bytes as they are (already a serialized message), through
+    /// the node's publish pipeline.
     pub async fn publish_raw(&self, channel: &Channel, payload: Bytes) -> Result<usize> {
-        Ok(self.inner.broker.publish(&channel.key(), payload).await?)
+        self.inner
+            .publisher
+            .submit(channel.key(), payload)
+            .await?
+            .await
     }
 
     /// Sends `message` to agent `to` in `workspace`:

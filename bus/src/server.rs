@@ -135,6 +135,8 @@ pub async fn serve(
             "--outbound-bytes is under twice --max-frame-bytes: a client that reads normally may be closed as a slow consumer when two large messages are queued for it at once"
         );
     }
+    let probe = crate::ws::DeliveryProbe::start(&state);
+    state.health.attach(probe.clone());
     let health_loop = state
         .health
         .spawn(state.config.health_interval, state.shutdown.clone());
@@ -181,6 +183,9 @@ pub async fn serve(
         tracing::warn!("HTTP requests still running after the shutdown timeout");
     }
     state.shutdown.cancel();
+    // The probe holds the node's state; it lets go now, not when Redis may
+    // already be gone.
+    probe.stop();
     let _ = health_loop.await;
     let _ = gauges.await;
     Ok(())

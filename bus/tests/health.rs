@@ -1,5 +1,6 @@
 //! The health checker live against every backend (memory, Redis, a Redis
-//! Cluster), and against a Redis that has gone away.
+//! Cluster), against a Redis that has gone away, and on a served node,
+//! whose checks also time the node itself (runtime lag, the delivery path).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,8 +19,11 @@ async fn checker(backend: &support::Backend) -> HealthChecker {
     HealthChecker::new(router, "node-1", HealthThresholds::default())
 }
 
+/// A checker without a served node runs every probe but `delivery`.
+const WITHOUT_NODE: usize = CheckKind::ALL.len() - 1;
+
 fn assert_consistent(report: &bus::health::HealthReport, thresholds: HealthThresholds) {
-    assert_eq!(report.checks.len(), 4);
+    assert_eq!(report.checks.len(), WITHOUT_NODE);
     for check in &report.checks {
         assert_eq!(check.error, None, "{:?} failed", check.check);
         let latency = Duration::from_secs_f64(check.latency_ms / 1000.0);
@@ -31,7 +35,7 @@ fn assert_consistent(report: &bus::health::HealthReport, thresholds: HealthThres
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn live_check_on_redis_runs_all_four_probes() {
+async fn live_check_on_redis_runs_the_redis_and_runtime_probes() {
     let backend = support::redis().await;
     let checker = checker(&backend).await;
     let first = checker.check().await;
@@ -40,13 +44,13 @@ async fn live_check_on_redis_runs_all_four_probes() {
     assert_consistent(&first, checker.thresholds());
     assert_consistent(&second, checker.thresholds());
     let kinds: Vec<CheckKind> = second.checks.iter().map(|c| c.check).collect();
-    assert_eq!(kinds, CheckKind::ALL);
+    assert_eq!(kinds, CheckKind::ALL[..WITHOUT_NODE]);
     assert_eq!(checker.latency_stats()[&CheckKind::PubSub].count, 2);
     assert_eq!(checker.last_report(), Some(second));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn live_check_on_a_redis_cluster_runs_all_four_probes() {
+async fn live_check_on_a_redis_cluster_runs_the_redis_and_runtime_probes() {
     let backend = support::redis_cluster().await;
     let checker = checker(&backend).await;
     let first = checker.check().await;
@@ -57,7 +61,7 @@ async fn live_check_on_a_redis_cluster_runs_all_four_probes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn live_check_on_memory_runs_all_four_probes() {
+async fn live_check_on_memory_runs_the_redis_and_runtime_probes() {
     let backend = support::memory().await;
     let checker = checker(&backend).await;
     let report = checker.check().await;
@@ -103,5 +107,60 @@ async fn a_stopped_redis_is_unhealthy_and_recovery_is_seen() {
     })
     .await
     .expect("health recovers after Redis comes back");
-    assert_eq!(recovered.checks.len(), 4);
+    assert_eq!(recovered.checks.len(), WITHOUT_NODE);
+}
+
+/// A served node's checks also go through the node: its runtime's lag and a
+/// message through its publish pipeline, dispatch and an outbound queue and
+/// writer; the probe's traffic is not counted as agents' traffic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_served_node_probes_its_runtime_and_its_delivery_path() {
+    for backend in ["memory", "redis"] {
+        // A node id of its own: the metrics of the test process are one
+        // registry, labelled by node.
+        let id = format!("delivery-probe-{backend}");
+        let n = crate::server::node(backend, |c| c.node_id = Some(id)).await;
+        let health = &n.server.state.health;
+        let mut report = health.check().await;
+        for _ in 0..2 {
+            report = health.check().await;
+        }
+        let kinds: Vec<CheckKind> = report.checks.iter().map(|c| c.check).collect();
+        assert_eq!(kinds, CheckKind::ALL, "{backend}");
+        for check in &report.checks {
+            assert_eq!(check.error, None, "{backend}: {:?} failed", check.check);
+        }
+        let delivery = report.checks.last().unwrap();
+        assert!(delivery.latency_ms > 0.0, "{backend}: {delivery:?}");
+        assert_eq!(
+            crate::exposition::metric_value(&n, "bus_deliveries_total").await,
+            0.0,
+            "{backend}: the probe counted as an agent's delivery"
+        );
+    }
+}
+
+/// A node whose runtime cannot run its tasks says so: the runtime probe
+/// sees the stall, and the delivery probe, which needs the runtime, too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_runtime_makes_the_node_unhealthy() {
+    // No background checks: they would take the lag this test looks for.
+    let n = crate::server::node("memory", |c| c.health_interval = Duration::from_secs(3600)).await;
+    let health = n.server.state.health.clone();
+    health.check().await;
+    // Block both worker threads for longer than the critical threshold.
+    let stalls: Vec<_> = (0..2)
+        .map(|_| tokio::spawn(async { std::thread::sleep(Duration::from_millis(400)) }))
+        .collect();
+    for stall in stalls {
+        stall.await.unwrap();
+    }
+    let report = health.check().await;
+    let runtime = report
+        .checks
+        .iter()
+        .find(|c| c.check == CheckKind::Runtime)
+        .unwrap();
+    assert_eq!(runtime.status, HealthStatus::Unhealthy, "{report:?}");
+    assert_eq!(report.status, HealthStatus::Unhealthy);
 }

@@ -222,6 +222,17 @@ pub trait Broker: Send + Sync + Debug + 'static {
     /// (nodes, not agents: each node fans out locally).
     async fn publish(&self, channel: &str, payload: Bytes) -> Result<usize>;
 
+    /// Publishes several messages, in order, in as few round trips as the
+    /// broker allows; returns each one's receiver count, or the error that
+    /// failed the batch. Messages to one channel reach it in slice order.
+    async fn publish_many(&self, messages: &[(String, Bytes)]) -> Result<Vec<usize>> {
+        let mut receivers = Vec::with_capacity(messages.len());
+        for (channel, payload) in messages {
+            receivers.push(self.publish(channel, payload.clone()).await?);
+        }
+        Ok(receivers)
+    }
+
     /// Opens a node subscription (for Redis, one dedicated pub/sub
     /// connection that resubscribes after reconnects).
     async fn subscribe(&self) -> Result<Subscription>;

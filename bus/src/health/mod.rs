@@ -1,10 +1,18 @@
-//! The `HealthChecker`: the bus measuring itself. Four probes through the
-//! same paths agents use (PING, write/read, a pub/sub round trip through the
-//! node's subscription, a queue enqueue → claim → ack), each judged against
-//! latency thresholds (default 50 ms warning, 200 ms critical), with a
-//! latency history per probe and a background loop.
+//! The `HealthChecker`: the bus measuring itself. Probes of Redis (PING,
+//! write/read, a pub/sub round trip through the node's subscription, a
+//! queue enqueue → claim → ack) and of the node itself: the runtime's
+//! scheduling lag, and a message through the node's whole delivery path
+//! (publish pipeline, dispatch, an outbound queue and writer like an
+//! agent's; the WebSocket layer provides it as a [`NodeProbe`]). Each is
+//! judged against latency thresholds (default 50 ms warning, 200 ms
+//! critical), with a latency history per probe and a background loop.
+//!
+//! Why the node probes: Redis round trips stay fast while a saturated node
+//! delivers seconds late, so a health made of them alone said *healthy*
+//! past every knee the simulator measured.
 
 mod history;
+mod lag;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -18,6 +26,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub use self::history::{LatencyHistory, LatencyStats};
+use self::lag::LagMeter;
 use crate::message::AgentMessage;
 use crate::message::names::Channel;
 use crate::router::{DeliverySink, Dispatched, MessageRouter};
@@ -88,7 +97,7 @@ impl fmt::Display for HealthStatus {
     }
 }
 
-/// The four probes of a check.
+/// The probes of a check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CheckKind {
@@ -101,15 +110,25 @@ pub enum CheckKind {
     PubSub,
     /// An enqueue, claim and ack on the node's probe queue.
     Queue,
+    /// The node's async runtime: the worst lateness of a task's wake-up
+    /// since the last check (every connection's reader and writer waits
+    /// that long for its turn).
+    Runtime,
+    /// A message through the node's delivery path as agents get theirs:
+    /// the publish pipeline, the dispatch, an outbound queue and a writer
+    /// task (present when the node serves WebSockets).
+    Delivery,
 }
 
 impl CheckKind {
     /// Every probe, in report order.
-    pub const ALL: [CheckKind; 4] = [
+    pub const ALL: [CheckKind; 6] = [
         CheckKind::Ping,
         CheckKind::WriteRead,
         CheckKind::PubSub,
         CheckKind::Queue,
+        CheckKind::Runtime,
+        CheckKind::Delivery,
     ];
 
     /// The probe's name in reports and metric labels.
@@ -119,8 +138,19 @@ impl CheckKind {
             CheckKind::WriteRead => "write_read",
             CheckKind::PubSub => "pubsub",
             CheckKind::Queue => "queue",
+            CheckKind::Runtime => "runtime",
+            CheckKind::Delivery => "delivery",
         }
     }
+}
+
+/// A probe of the node's own delivery path, provided by a layer above
+/// health (the WebSocket layer, which owns outbound queues and writers).
+#[async_trait::async_trait]
+pub trait NodeProbe: Send + Sync + fmt::Debug {
+    /// Sends one probe message through the node and returns once it came
+    /// out of the far end; the checker times it and bounds its wait.
+    async fn round_trip(&self) -> Result<(), String>;
 }
 
 /// One probe's outcome.
@@ -190,6 +220,10 @@ struct Inner {
     running: tokio::sync::Mutex<Echo>,
     /// The background loop's interval (0: no loop), to tell stale reports.
     interval_ms: std::sync::atomic::AtomicU64,
+    /// The runtime's scheduling lag.
+    lag: LagMeter,
+    /// The node's delivery path, while the server has one attached.
+    node_probe: Mutex<Option<Arc<dyn NodeProbe>>>,
 }
 
 /// The pub/sub probe's receiving end.
@@ -243,6 +277,8 @@ impl HealthChecker {
                     sink: Arc::new(EchoSink(tx)),
                 }),
                 interval_ms: std::sync::atomic::AtomicU64::new(0),
+                lag: LagMeter::default(),
+                node_probe: Mutex::default(),
             }),
         }
     }
@@ -263,18 +299,40 @@ impl HealthChecker {
         histories.iter().map(|(k, h)| (*k, h.stats())).collect()
     }
 
-    /// Runs all four probes now, side by side, each bounded by the probe
+    /// Attaches the probe of the node's delivery path; checks run it from
+    /// then on.
+    pub fn attach(&self, probe: Arc<dyn NodeProbe>) {
+        *self.inner.node_probe.lock().expect("lock") = Some(probe);
+    }
+
+    /// Drops the delivery probe (the node is shutting down).
+    pub fn detach(&self) {
+        self.inner.node_probe.lock().expect("lock").take();
+    }
+
+    /// Runs every probe now, side by side, each bounded by the probe
     /// timeout, so a frozen Redis makes a check fail fast instead of
-    /// stalling it.
+    /// stalling it. The delivery probe runs once one is attached.
     pub async fn check(&self) -> HealthReport {
         let mut echo = self.inner.running.lock().await;
-        let (ping, write_read, pubsub, queue) = tokio::join!(
+        let node_probe = self.inner.node_probe.lock().expect("lock").clone();
+        let delivery = async {
+            match node_probe {
+                Some(probe) => Some(self.timed(CheckKind::Delivery, probe.round_trip()).await),
+                None => None,
+            }
+        };
+        let (ping, write_read, pubsub, queue, delivery) = tokio::join!(
             self.timed(CheckKind::Ping, self.probe_ping()),
             self.timed(CheckKind::WriteRead, self.probe_write_read()),
             self.timed(CheckKind::PubSub, self.probe_pubsub(&mut echo)),
             self.timed(CheckKind::Queue, self.probe_queue()),
+            delivery,
         );
-        let checks = vec![ping, write_read, pubsub, queue];
+        // Read after the others ran, so it covers the check itself too.
+        let runtime = self.record(CheckKind::Runtime, self.inner.lag.take(), None);
+        let mut checks = vec![ping, write_read, pubsub, queue, runtime];
+        checks.extend(delivery);
         let report = HealthReport {
             status: checks
                 .iter()
@@ -433,6 +491,7 @@ impl HealthChecker {
         stop: CancellationToken,
     ) -> tokio::task::JoinHandle<()> {
         let checker = self.clone();
+        self.inner.lag.start();
         self.inner.interval_ms.store(
             interval.as_millis() as u64,
             std::sync::atomic::Ordering::Relaxed,

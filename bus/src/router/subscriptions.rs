@@ -274,6 +274,23 @@ impl LocalSubscriptions {
         }
     }
 
+    /// Removes `id` from `names` in the index only, leaving the broker's
+    /// subscriptions as they are: for a node shutting down, whose broker
+    /// subscription ends with it (a broker change now would wait on a
+    /// Redis that may be gone already).
+    fn drop_from_index(&self, kind: Kind, id: SinkId, names: &[String]) {
+        let mut index = self.index.write().expect("lock");
+        let map = index.map(kind);
+        for name in names {
+            if let Some(sinks) = map.get_mut(name) {
+                sinks.retain(|(s, _)| *s != id);
+                if sinks.is_empty() {
+                    map.remove(name);
+                }
+            }
+        }
+    }
+
     async fn send(&self, change: Change) -> Result<(), SubscriptionError> {
         self.changes
             .send(change)
@@ -301,6 +318,10 @@ impl LocalSubscriptions {
 
     pub(crate) async fn unsubscribe(&self, id: SinkId, channels: &[String]) {
         self.remove(Kind::Channel, id, channels).await;
+    }
+
+    pub(crate) fn forget(&self, id: SinkId, channels: &[String]) {
+        self.drop_from_index(Kind::Channel, id, channels);
     }
 
     pub(crate) async fn punsubscribe(&self, id: SinkId, patterns: &[String]) {

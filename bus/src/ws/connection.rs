@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::stream::SplitStream;
+use futures_util::{Sink, SinkExt, StreamExt};
 use metrics::Counter;
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
@@ -140,7 +140,14 @@ async fn read_loop(
                 }
                 continue;
             }
-            next = ws_rx.next() => next,
+            // A reply whose work finished (a publish the broker took).
+            reply = session.in_flight.next(), if !session.in_flight.is_empty() => {
+                session.outbound.push_frame(&reply);
+                continue;
+            }
+            // At its in-flight bound the connection is not read until
+            // replies go out: TCP slows the client down.
+            next = ws_rx.next(), if !session.in_flight.is_full() => next,
         };
         last_seen = Instant::now();
         match next {
@@ -187,17 +194,17 @@ fn is_too_big(err: &axum::Error) -> bool {
 }
 
 /// The writer's settings and its share of the outbound byte count.
-struct Writer {
+pub(super) struct Writer {
     /// Bytes queued and not yet flushed (shared with [`Outbound`]).
-    queued: Arc<AtomicUsize>,
+    pub(super) queued: Arc<AtomicUsize>,
     /// Told after each flush, for a producer waiting for room.
-    drain: Arc<DrainSignal>,
-    ping_interval: Duration,
+    pub(super) drain: Arc<DrainSignal>,
+    pub(super) ping_interval: Duration,
     /// Longest time one batch may take to reach the socket.
-    deadline: Duration,
-    slow_consumers: Counter,
+    pub(super) deadline: Duration,
+    pub(super) slow_consumers: Counter,
     /// `bus_frames_out_total`.
-    frames_out: Counter,
+    pub(super) frames_out: Counter,
 }
 
 /// How a write of a batch ended.
@@ -210,12 +217,16 @@ enum Written {
     Abandoned,
 }
 
-async fn write_loop(
-    mut ws_tx: SplitSink<WebSocket, Message>,
+/// Drains the outbound queue `rx` into `ws_tx` (an agent's socket, or the
+/// health probe's channel) until the connection closes.
+pub(super) async fn write_loop<S>(
+    mut ws_tx: S,
     mut rx: mpsc::Receiver<Message>,
     entry: Arc<ConnectionEntry>,
     writer: Writer,
-) {
+) where
+    S: Sink<Message, Error = axum::Error> + Unpin,
+{
     let mut batch = Vec::with_capacity(WRITE_BATCH);
     let interval = writer.ping_interval;
     let mut pings = tokio::time::interval_at(Instant::now() + interval, interval);
@@ -309,8 +320,8 @@ async fn write_loop(
 /// Writes `batch` within the writer's deadline. A write past the deadline
 /// makes the client a slow consumer; a write under way when the connection
 /// is closed for not reading (slow consumer, silent client) is given up.
-async fn write_within(
-    ws_tx: &mut SplitSink<WebSocket, Message>,
+async fn write_within<S: Sink<Message, Error = axum::Error> + Unpin>(
+    ws_tx: &mut S,
     batch: &mut Vec<Message>,
     writer: &Writer,
     entry: &ConnectionEntry,
@@ -347,8 +358,8 @@ async fn write_within(
     }
 }
 
-async fn write_batch(
-    ws_tx: &mut SplitSink<WebSocket, Message>,
+async fn write_batch<S: Sink<Message, Error = axum::Error> + Unpin>(
+    ws_tx: &mut S,
     batch: &mut Vec<Message>,
 ) -> Result<(), axum::Error> {
     for m in batch.drain(..) {

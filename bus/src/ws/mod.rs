@@ -2,11 +2,15 @@
 //! node's limits before the upgrade, then one [`connection`] per agent (its
 //! reader and writer tasks), its [`session`] decoding and dispatching the
 //! protocol to one file per family of ops ([`topics`], [`direct`],
-//! [`queues`]), and its bounded [`outbound`] queue.
+//! [`queues`]), the replies still on their way ([`in_flight`]), and its
+//! bounded [`outbound`] queue; and the node's [`DeliveryProbe`], which
+//! sends a health probe through that same outbound path.
 
 mod connection;
 mod direct;
+mod in_flight;
 mod outbound;
+mod probe;
 mod queues;
 mod session;
 mod topics;
@@ -20,6 +24,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde_json::json;
 
+pub use self::probe::DeliveryProbe;
 use crate::auth::{ConnectParams, bearer};
 use crate::state::AppState;
 

@@ -3,6 +3,11 @@
 //! [`super::direct`], [`super::queues`]), replying `ok` or `error`; and the
 //! session's life around that: the default subscriptions and the greeting
 //! on open, the inbox pump, dropping every subscription on close.
+//!
+//! Publishes do not hold up the reader: each is handed to the node's
+//! publish pipeline and its reply waits in [`InFlight`] while the next
+//! frames are read. Any other op first lets the replies on their way go
+//! out, so replies and side effects keep request order.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -11,6 +16,7 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+use super::in_flight::InFlight;
 use super::outbound::Outbound;
 use crate::auth::Identity;
 use crate::limits;
@@ -58,6 +64,8 @@ pub(super) struct Session {
     /// Inbox jobs claimed and not yet queued for the client (at most one
     /// claim's worth), waiting for room in the outbound queue.
     inbox_backlog: VecDeque<Job>,
+    /// Replies of requests on their way (publishes), in request order.
+    pub(super) in_flight: InFlight,
 }
 
 impl Session {
@@ -79,6 +87,7 @@ impl Session {
             defaults,
             window: (Instant::now(), 0),
             inbox_backlog: VecDeque::new(),
+            in_flight: InFlight::default(),
         }
     }
 
@@ -169,34 +178,68 @@ impl Session {
         let op = frame.op();
         let result = match frame {
             ClientFrame::Ping { id, data } => {
-                self.outbound.push_frame(&ServerFrame::Pong { id, data });
+                self.reply(ServerFrame::Pong { id, data });
                 return;
             }
-            ClientFrame::Dequeue {
-                queue,
-                max,
-                wait_ms,
+            ClientFrame::Publish {
+                topic,
+                payload,
+                kind,
+                correlation_id,
                 ..
-            } if wait_ms > 0 => {
-                if let Err(e) = self.dequeue_waiting(id.clone(), queue, max, wait_ms) {
+            } => {
+                let published = self.publish(id.clone(), topic, payload, kind, correlation_id);
+                if let Err(e) = published.await {
                     self.reply_error(id, e);
                 }
                 return;
             }
-            frame => self.dispatch(frame).await,
+            frame => {
+                // Replies on their way go first: this op's reply and its
+                // effects come after theirs, as the client sent them.
+                self.flush_in_flight().await;
+                match frame {
+                    ClientFrame::Dequeue {
+                        queue,
+                        max,
+                        wait_ms,
+                        ..
+                    } if wait_ms > 0 => {
+                        if let Err(e) = self.dequeue_waiting(id.clone(), queue, max, wait_ms) {
+                            self.reply_error(id, e);
+                        }
+                        return;
+                    }
+                    frame => self.dispatch(frame).await,
+                }
+            }
         };
         match result {
-            Ok(ok) => {
-                self.outbound.push_frame(&ServerFrame::ok(id, op, ok));
-            }
+            Ok(ok) => self.reply(ServerFrame::ok(id, op, ok)),
             Err(e) => self.reply_error(id, e),
         }
     }
 
-    fn reply_error(&self, id: Option<RequestId>, e: OpError) {
+    /// Sends a reply now, or, while replies are on their way, after them.
+    fn reply(&mut self, frame: ServerFrame) {
+        if self.in_flight.is_empty() {
+            self.outbound.push_frame(&frame);
+        } else {
+            self.in_flight.push_ready(frame);
+        }
+    }
+
+    /// Waits for every reply on its way and sends them, in order.
+    pub(super) async fn flush_in_flight(&mut self) {
+        while !self.in_flight.is_empty() {
+            let frame = self.in_flight.next().await;
+            self.outbound.push_frame(&frame);
+        }
+    }
+
+    pub(super) fn reply_error(&mut self, id: Option<RequestId>, e: OpError) {
         self.state.telemetry.error(e.code);
-        self.outbound
-            .push_frame(&ServerFrame::error(id, e.code, e.message));
+        self.reply(ServerFrame::error(id, e.code, e.message));
     }
 
     fn check_rate(&mut self) -> Result<(), OpError> {
@@ -226,13 +269,6 @@ impl Session {
             ClientFrame::Unsubscribe {
                 topics, patterns, ..
             } => self.unsubscribe(topics, patterns).await,
-            ClientFrame::Publish {
-                topic,
-                payload,
-                kind,
-                correlation_id,
-                ..
-            } => self.publish(topic, payload, kind, correlation_id).await,
             ClientFrame::Send {
                 to,
                 workspace,
@@ -275,7 +311,9 @@ impl Session {
                 requeue,
                 ..
             } => self.reject(queue, message_id, reason, requeue).await,
-            ClientFrame::Ping { .. } => Ok(OkResult::default()),
+            ClientFrame::Ping { .. } | ClientFrame::Publish { .. } => {
+                unreachable!("ping and publish are answered by handle")
+            }
         }
     }
 

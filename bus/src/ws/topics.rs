@@ -7,7 +7,7 @@ use super::session::{OpResult, Session};
 use crate::limits::QuotaError;
 use crate::message::MessageKind;
 use crate::message::names::{self, Channel, NameError, Scope};
-use crate::protocol::{ErrorCode, OkResult};
+use crate::protocol::{ErrorCode, OkResult, RequestId, ServerFrame};
 use crate::reply::OpError;
 
 impl Session {
@@ -226,13 +226,17 @@ impl Session {
 
     /// Publishes to a topic or the agent's workspace; broadcasts and
     /// inboxes have their own ops, which check their own permissions.
+    /// Returns once the publish has its place in the node's publish
+    /// pipeline; its reply (`ok` with the receiving nodes, or `error`)
+    /// follows in [`Session::in_flight`] when the broker has answered.
     pub(super) async fn publish(
         &mut self,
+        id: Option<RequestId>,
         topic: String,
         payload: serde_json::Value,
         kind: MessageKind,
         correlation_id: Option<String>,
-    ) -> OpResult {
+    ) -> Result<(), OpError> {
         self.allowed(&topic)?;
         let channel = names::resolve_topic(self.identity().scope(), &topic)?;
         match channel {
@@ -252,12 +256,28 @@ impl Session {
         }
         let mut message = self.new_message(&topic, payload, kind);
         message.correlation_id = correlation_id;
-        let id = message.id.clone();
-        let receivers = self.state.router.publish(&channel, message).await?;
-        Ok(OkResult {
-            receivers: Some(receivers),
-            message_ids: vec![id],
-            ..Default::default()
-        })
+        let message_id = message.id.clone();
+        let pending = self.state.router.submit_publish(&channel, message).await?;
+        let state = self.state.clone();
+        let bytes = pending.bytes();
+        self.in_flight.push(bytes, async move {
+            match pending.await {
+                Ok(receivers) => ServerFrame::ok(
+                    id,
+                    "publish",
+                    OkResult {
+                        receivers: Some(receivers),
+                        message_ids: vec![message_id],
+                        ..Default::default()
+                    },
+                ),
+                Err(e) => {
+                    let e = OpError::from(e);
+                    state.telemetry.error(e.code);
+                    ServerFrame::error(id, e.code, e.message)
+                }
+            }
+        });
+        Ok(())
     }
 }

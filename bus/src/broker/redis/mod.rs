@@ -233,6 +233,35 @@ impl Broker for RedisBroker {
         Ok(receivers)
     }
 
+    /// On one Redis: one pipeline of `PUBLISH`es, one round trip for the
+    /// batch, in order. On a cluster each message goes to its own shard,
+    /// all of them at once; messages to one channel share a shard and its
+    /// connection, which keeps them in order.
+    async fn publish_many(&self, messages: &[(String, Bytes)]) -> Result<Vec<usize>> {
+        if self.is_cluster() {
+            let each = messages
+                .iter()
+                .map(|(channel, payload)| self.publish(channel, payload.clone()));
+            return futures_util::future::join_all(each)
+                .await
+                .into_iter()
+                .collect();
+        }
+        let mut pipeline = redis::pipe();
+        for (channel, payload) in messages {
+            pipeline
+                .cmd("PUBLISH")
+                .arg(self.inner.names.channel(channel))
+                .arg(payload.as_ref());
+        }
+        Ok(retry_once(|| {
+            let mut conn = self.conn();
+            let pipeline = &pipeline;
+            async move { pipeline.query_async::<Vec<usize>>(&mut conn).await }
+        })
+        .await?)
+    }
+
     async fn subscribe(&self) -> Result<Subscription> {
         self.open_subscription().await
     }
