@@ -10,6 +10,14 @@ use crate::plan::Subscriptions;
 
 impl Agent<'_> {
     pub(super) fn on_frame(&mut self, text: &str) {
+        // The frame that comes by the hundred thousand, read without the
+        // detour through the general frame type.
+        if let Some(push) = super::scan::message_push(text) {
+            if let Some(message) = push.message {
+                self.on_message(&message, push.pattern);
+            }
+            return;
+        }
         let frame = match wire::parse(text) {
             Ok(f) => f,
             Err(_) => return self.count_error("unreadable_frame"),

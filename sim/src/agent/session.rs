@@ -226,6 +226,7 @@ impl<'a> Agent<'a> {
         stream: &mut SplitStream<Socket>,
     ) -> bool {
         let counters = &self.ctx.counters;
+        self.traffic.read_at = Some((self.ctx.clock.now_us(), self.ctx.hub.elapsed()));
         let (mut next, mut polled, mut texts) = (Some(first), 0, 0);
         while let Some(frame) = next.take() {
             polled += 1;
@@ -235,6 +236,7 @@ impl<'a> Agent<'a> {
                     self.on_frame(&text);
                 }
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
+                    self.traffic.read_at = None;
                     Counters::add(&counters.received, texts);
                     Counters::add(
                         &counters.delivered,
@@ -253,6 +255,7 @@ impl<'a> Agent<'a> {
                 next = stream.next().now_or_never();
             }
         }
+        self.traffic.read_at = None;
         Counters::add(&counters.received, texts);
         Counters::add(
             &counters.delivered,

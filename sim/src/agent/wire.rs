@@ -115,7 +115,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
 }
 
 /// One frame from the bus, as much as the simulator reads of it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 pub struct Incoming<'a> {
     /// The frame's kind: `message`, `job`, `ok`, `error`, ...
     #[serde(borrow)]
@@ -158,7 +158,7 @@ pub struct Incoming<'a> {
 }
 
 /// A bus message, as much as the simulator reads of it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 pub struct MessageView<'a> {
     /// The message's unique id.
     #[serde(borrow)]
@@ -194,7 +194,7 @@ pub struct MessageView<'a> {
 }
 
 /// A job in a `dequeue` reply: a claimed queue message.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 pub struct JobView<'a> {
     /// The claimed message.
     #[serde(borrow)]
@@ -202,7 +202,7 @@ pub struct JobView<'a> {
 }
 
 /// What a `reject` did to the message, as its reply tells it.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum OutcomeView {
     /// Put back in the queue, to be claimed again.
@@ -240,9 +240,14 @@ fn message_or_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<MessageView
     d.deserialize_any(Either)
 }
 
-/// Parses one frame from the bus, borrowing from `text` where it can.
+/// Parses one frame from the bus, borrowing from `text` where it can:
+/// `message` pushes through the fast reader ([`super::scan`]) when it
+/// takes them, everything else through serde_json.
 pub fn parse(text: &str) -> Result<Incoming<'_>, serde_json::Error> {
-    serde_json::from_str(text)
+    match super::scan::message_push(text) {
+        Some(push) => Ok(push.into_incoming()),
+        None => serde_json::from_str(text),
+    }
 }
 
 #[cfg(test)]

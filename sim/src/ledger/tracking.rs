@@ -5,10 +5,10 @@
 //! Channels and windows serialize compactly: a sharded run writes every
 //! window of its agents for `sim merge` to reconcile across shards.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 
+use foldhash::HashMap;
 use serde::{Deserialize, Serialize};
 
 /// A channel of the ledger: a topic of a workspace, a workspace broadcast,

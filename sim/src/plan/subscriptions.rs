@@ -4,9 +4,9 @@
 //! topics they match. The agents' subscribe frames and the ledger's
 //! windows are both made from these.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
+use foldhash::HashMap;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
