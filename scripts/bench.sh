@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The performance workloads of docs/BENCHMARKS.md, with the release build:
 #   fanout    1,000 subscribers / 10 topics / 10 publishers at 5,000 msg/s
-#             (500k deliveries/s offered), through Redis
+#             (500k deliveries/s offered), through Redis, on one node and on
+#             two; and 5,000 subscribers on 50 topics at the same load
+#   fanout-shards  the one-node fan-out driven by two simulator processes
 #   capacity  the same fan-out: the highest rate still healthy (p99 < 50 ms)
 #   queues    50 workers on one Redis: throughput, and a paced 1k/s
 #   idle      50,000 idle agents: 4 bus nodes, 3 simulator shards, 4
@@ -19,8 +21,13 @@ OUT=reports/bench
 mkdir -p "$OUT"
 what=${1:-all}
 
+# 500k deliveries/s: one node, two nodes with the agents spread over both,
+# and 5,000 subscribers on 50 topics on one node.
 fanout() {
-  "$SIM" run scenarios/bench/fanout-500k.toml --out "$OUT/fanout-500k" || true
+  local scenario
+  for scenario in fanout-500k fanout-500k-2nodes fanout-500k-wide; do
+    "$SIM" run "scenarios/bench/$scenario.toml" --out "$OUT/$scenario" || true
+  done
 }
 
 capacity() {
@@ -70,13 +77,42 @@ idle() {
   cat "$dir/rss.txt"
 }
 
+# The 500k/s fan-out of one bus node driven by two simulator processes
+# (each half of the agents, started together and merged), so that no one
+# simulator process is the bottleneck of the run.
+fanout_shards() {
+  local dir="$OUT/fanout-500k-shards" port start
+  rm -rf "$dir" && mkdir -p "$dir"
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  redis-server --port "$port" --save "" --appendonly no --daemonize no --logfile "$dir/redis.log" &
+  local redis_pid=$!
+  until redis-cli -p "$port" ping >/dev/null 2>&1; do sleep 0.1; done
+  "$BUS" --listen 127.0.0.1:0 --redis "redis://127.0.0.1:$port/" --node-id fanout \
+    >"$dir/bus.out" 2>"$dir/bus.err" &
+  local bus_pid=$!
+  until grep -q "listening" "$dir/bus.out" 2>/dev/null; do sleep 0.1; done
+  local url
+  url="ws://$(grep -o 'listening on [0-9.:]*' "$dir/bus.out" | head -1 | awk '{print $3}')"
+  start=$(( $(date +%s) + 3 ))
+  local shards=()
+  for i in 0 1; do
+    "$SIM" run scenarios/bench/fanout-500k.toml --target "$url" --shard "$i/2" --start-at "$start" \
+      --quiet --out "$dir/shard-$i" &
+    shards+=($!)
+  done
+  for pid in "${shards[@]}"; do wait "$pid" || true; done
+  "$SIM" merge "$dir/shard-0" "$dir/shard-1" --out "$dir/merged" || true
+  kill "$bus_pid" "$redis_pid" 2>/dev/null || true
+}
+
 case "$what" in
   fanout) fanout ;;
+  fanout-shards) fanout_shards ;;
   capacity) capacity ;;
   queues) queues ;;
   idle) idle ;;
   criterion) criterion ;;
-  all) criterion; fanout; capacity; queues; idle ;;
-  *) echo "usage: $0 [fanout|capacity|queues|idle|criterion|all]" >&2; exit 2 ;;
+  all) criterion; fanout; fanout_shards; capacity; queues; idle ;;
+  *) echo "usage: $0 [fanout|fanout-shards|capacity|queues|idle|criterion|all]" >&2; exit 2 ;;
 esac
 echo "figures under $OUT/"
