@@ -166,7 +166,8 @@ fn merge(shards: Vec<LoadedShard>) -> Result<FinishedRun, MergeError> {
     notes.extend(derived_notes(metrics.ledger(), connects, slow));
     notes.extend(parts::alignment_notes(&shards));
     let first = &shards[0];
-    let verdicts = verdict::judge(&metrics, &first.record.scenario.thresholds);
+    let mut verdicts = verdict::judge(&metrics, &first.record.scenario.thresholds);
+    let integrity = parts::integrity(&shards, start_us, &mut verdicts);
     let run = RunInfo::new(
         UNIX_EPOCH + Duration::from_micros(start_us),
         duration,
@@ -181,6 +182,7 @@ fn merge(shards: Vec<LoadedShard>) -> Result<FinishedRun, MergeError> {
     report.faults = parts::faults(&shards);
     report.nodes = parts::nodes(&shards);
     report.notes = notes;
+    report.integrity = integrity;
     report.merged = Some(MergedFrom {
         shards: first.record.count,
         sources: shards.iter().map(|s| s.dir.display().to_string()).collect(),

@@ -1,13 +1,15 @@
 //! The parts of a merged report besides metrics and ledger: per-node
 //! figures added up, faults joined, the bus's health and Redis as shard 0
-//! watched them, the simulator's cost over all shards, and notes on how
-//! well the shards lined up.
+//! watched them, the simulator's cost over all shards, what the shards
+//! said of their own numbers, and notes on how well the shards lined up.
 
 use std::collections::BTreeSet;
 
 use super::load::LoadedShard;
 use crate::metrics::RunMetrics;
 use crate::report::{FaultOutcome, HealthSample, NodeFigures, RedisSample, SimulatorSelf};
+use crate::verdict::Verdicts;
+use crate::verdict::trust::{self, Integrity};
 
 /// Shards whose zeros lie further apart than this did not run their phases
 /// together (no shared `--start-at`), which the merged report says.
@@ -151,4 +153,42 @@ pub(super) fn alignment_notes(shards: &[LoadedShard]) -> Vec<String> {
         ));
     }
     notes
+}
+
+/// What the shards said of their own numbers, as one: every shard's
+/// saturation and findings (named by shard), their witnesses, the earliest
+/// interruption (on the merged clock). A shard that could not keep its
+/// schedule makes the merged verdicts it cannot vouch for inconclusive, as
+/// it did its own; a shard that failed its check fails the merge.
+pub(super) fn integrity(
+    shards: &[LoadedShard],
+    start_us: u64,
+    verdicts: &mut Verdicts,
+) -> Integrity {
+    let mut merged = Integrity::default();
+    let mut saturations = Vec::new();
+    for shard in shards {
+        let index = shard.record.index;
+        let own = &shard.report.integrity;
+        if let Some(why) = &own.saturation {
+            saturations.push(format!("shard {index}: {why}"));
+        }
+        merged
+            .findings
+            .extend(own.findings.iter().map(|f| format!("shard {index}: {f}")));
+        merged.witness.extend(own.witness.iter().cloned());
+        if let Some(at) = own.interrupted_at_s {
+            let at = offset_s(shard, start_us) + at;
+            merged.interrupted_at_s = Some(merged.interrupted_at_s.map_or(at, |a: f64| a.min(at)));
+        }
+        if merged.witness_missing.is_none() {
+            merged.witness_missing.clone_from(&own.witness_missing);
+        }
+    }
+    if !saturations.is_empty() {
+        merged.saturation = Some(saturations.join("; "));
+        trust::mark_inconclusive(verdicts);
+    }
+    merged.settle(verdicts);
+    merged
 }

@@ -1,6 +1,7 @@
 //! Merging synthetic shards written exactly as `sim run` writes them:
 //! histograms add up to the histogram of all samples, a cross-shard
-//! delivery is owed once, and incomplete or foreign sets are refused.
+//! delivery is owed once, what a shard could not vouch for stays so, and
+//! incomplete or foreign sets are refused.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
@@ -9,6 +10,7 @@ use hdrhistogram::Histogram;
 
 use super::{MergeError, merge_dirs};
 use crate::drive::shard::{SHARD_FORMAT, ShardRecord};
+use crate::exit;
 use crate::ledger::AgentOutcome;
 use crate::ledger::Evidence;
 use crate::ledger::MessageClass;
@@ -16,7 +18,8 @@ use crate::ledger::{ChannelKey, Window};
 use crate::metrics::{Operation, Recorder, RunMetrics, new_histogram};
 use crate::report::{self, Report, RunInfo, ScenarioInfo};
 use crate::scenario::Scenario;
-use crate::verdict::judge;
+use crate::verdict::trust::{self, Integrity, IntegrityStatus};
+use crate::verdict::{Status, judge};
 
 const SCENARIO: &str = r#"
 name = "merge-test"
@@ -50,6 +53,8 @@ struct Shard {
     seed: u64,
     samples: Vec<u64>,
     evidence: Evidence,
+    /// What the shard's own run said of its numbers.
+    integrity: Integrity,
 }
 
 impl Shard {
@@ -60,6 +65,7 @@ impl Shard {
             seed: 1,
             samples: Vec::new(),
             evidence: Evidence::default(),
+            integrity: Integrity::default(),
         }
     }
 
@@ -88,7 +94,8 @@ impl Shard {
             1,
         );
         let info = ScenarioInfo::from_scenario(&scenario, "merge-test.toml");
-        let report = Report::new(info, run, &recorded, judge(&recorded, &scenario.thresholds));
+        let mut report = Report::new(info, run, &recorded, judge(&recorded, &scenario.thresholds));
+        report.integrity = self.integrity.clone();
         report::write_all(&report, &recorded, &dir).unwrap();
         let r = recorded.recorder();
         ShardRecord {
@@ -208,6 +215,56 @@ fn a_message_sent_in_one_shard_and_received_in_another_is_owed_once() {
             .notes
             .iter()
             .any(|n| n.contains("shared --start-at"))
+    );
+}
+
+/// A shard whose simulator could not keep its schedule makes the merged
+/// bad verdicts inconclusive, as it did its own, and one that failed its
+/// check fails the merge: a merge never vouches for what a shard did not.
+#[test]
+fn what_a_shard_could_not_vouch_for_the_merge_does_not_either() {
+    let mut saturated = Shard::new(0, 2);
+    saturated.samples = samples(2_000);
+    saturated.integrity.saturation = Some("its runtime woke its timers 16 ms late".into());
+    let mut other = Shard::new(1, 2);
+    other.samples = samples(2_000);
+    let tmp = tempfile::tempdir().unwrap();
+    let dirs = [saturated.write(tmp.path()), other.write(tmp.path())];
+    let merged = merge_dirs(&dirs).unwrap().report;
+    assert_eq!(merged.integrity.status, IntegrityStatus::Inconclusive);
+    assert!(
+        merged
+            .integrity
+            .saturation
+            .as_deref()
+            .unwrap()
+            .starts_with("shard 0: its runtime"),
+        "{:?}",
+        merged.integrity.saturation
+    );
+    let delivery = merged
+        .verdicts
+        .operation(Operation::PublishDelivery)
+        .unwrap();
+    assert!(delivery.status > Status::Healthy && delivery.inconclusive);
+    assert_eq!(
+        trust::exit_code(&merged.verdicts, &merged.integrity),
+        exit::INCONCLUSIVE
+    );
+
+    let mut failed = Shard::new(1, 2);
+    failed.integrity.findings = vec!["the bus read 3 frames, the agents wrote 5".into()];
+    let tmp = tempfile::tempdir().unwrap();
+    let dirs = [Shard::new(0, 2).write(tmp.path()), failed.write(tmp.path())];
+    let merged = merge_dirs(&dirs).unwrap().report;
+    assert_eq!(merged.integrity.status, IntegrityStatus::Failed);
+    assert_eq!(
+        merged.integrity.findings,
+        ["shard 1: the bus read 3 frames, the agents wrote 5"]
+    );
+    assert_eq!(
+        trust::exit_code(&merged.verdicts, &merged.integrity),
+        exit::INTEGRITY
     );
 }
 
