@@ -275,6 +275,11 @@ pub struct Point {
     pub p99_max_ms: f64,
     /// Every repeat, in the order run.
     pub runs: Vec<PointRun>,
+    /// Whether the simulator could not keep its schedule in some repeat:
+    /// the point says nothing about the bus, and the boundaries leave it
+    /// out.
+    #[serde(default)]
+    pub inconclusive: bool,
 }
 
 impl Point {
@@ -299,6 +304,7 @@ impl Point {
             delivered_per_s: median(|r| r.delivered_per_s),
             p99_min_ms: p99s.clone().fold(f64::INFINITY, f64::min),
             p99_max_ms: p99s.fold(0.0, f64::max),
+            inconclusive: runs.iter().any(|r| r.simulator_limited.is_some()),
             runs,
         }
     }
@@ -327,14 +333,17 @@ impl SetupResult {
     /// disagreements.
     pub fn new(setup: Setup, mut points: Vec<Point>) -> Self {
         points.sort_by(|a, b| a.load.total_cmp(&b.load));
-        let trail: Vec<(f64, Status)> = points.iter().map(|p| (p.load, p.status)).collect();
-        let curve: Vec<(f64, f64)> = points.iter().map(|p| (p.load, p.p99_ms)).collect();
+        // Only what the simulator could vouch for says where the bus's
+        // limits are.
+        let conclusive = || points.iter().filter(|p| !p.inconclusive);
+        let trail: Vec<(f64, Status)> = conclusive().map(|p| (p.load, p.status)).collect();
+        let curve: Vec<(f64, f64)> = conclusive().map(|p| (p.load, p.p99_ms)).collect();
+        let knee = knee::knee(&curve).map(|i| curve[i].0);
         Self {
             highest_healthy: search::highest_at_most(&trail, Status::Healthy),
             highest_below_critical: search::highest_at_most(&trail, Status::Warning),
-            knee: knee::knee(&curve).map(|i| points[i].load),
-            disagreements: points
-                .iter()
+            knee,
+            disagreements: conclusive()
                 .flat_map(|p| &p.runs)
                 .filter(|r| !r.agrees)
                 .count(),

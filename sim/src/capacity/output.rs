@@ -61,8 +61,9 @@ pub fn markdown(r: &CapacityReport) -> String {
     );
     let _ = writeln!(out, "| --- | --- | --- | --- | --- |");
     for s in &r.setups {
-        // A bound the search never passed is a lower bound, not the limit.
-        let top = s.points.last().map(|p| p.status);
+        // A bound the search never passed is a lower bound, not the limit
+        // (points the simulator could not vouch for count for nothing).
+        let top = s.points.iter().rfind(|p| !p.inconclusive).map(|p| p.status);
         let at_least = |load: Option<f64>, beyond: Status| match (load, top) {
             (Some(l), Some(t)) if t <= beyond => format!("≥ {} (not reached)", load_text(l)),
             _ => fmt_load(load),
@@ -97,6 +98,21 @@ pub fn markdown(r: &CapacityReport) -> String {
 /// When the highest load tried was not critical, the search did not find
 /// the limit: says so, and what to run to find it.
 fn limit_not_reached(s: &SetupResult, unit: &str) -> Option<String> {
+    if let Some(limited) = s.points.iter().find(|p| p.inconclusive) {
+        let conclusive = s.points.iter().rfind(|p| !p.inconclusive);
+        let below = conclusive.map_or("no load below it said anything either".to_owned(), |p| {
+            format!(
+                "the highest load it could vouch for was {} {unit}, {}",
+                load_text(p.load),
+                p.status
+            )
+        });
+        return Some(format!(
+            "**{}: the simulator was the bottleneck from {} {unit} on.** It could not keep its own schedule there, so those points are marked inconclusive and say nothing of the bus; {below}.              Run the simulator in shards (`sim run --shard i/n` on several processes or machines against `--target`), or on another machine, to measure beyond.",
+            s.setup.name,
+            load_text(limited.load)
+        ));
+    }
     let top = s.points.last()?;
     if top.status == Status::Critical {
         return None;
@@ -128,7 +144,15 @@ fn table(out: &mut String, s: &SetupResult, unit: &str) {
     let _ = writeln!(out, "|{}", " --- |".repeat(14));
     for p in &s.points {
         let run = &p.runs[0];
-        let agree = p.runs.iter().all(|r| r.agrees);
+        let agree = match (p.inconclusive, p.runs.iter().all(|r| r.agrees)) {
+            (true, _) => "—",
+            (false, true) => "yes",
+            (false, false) => "no",
+        };
+        let verdict = match p.inconclusive {
+            true => format!("{} (inconclusive)", p.status),
+            false => p.status.to_string(),
+        };
         let _ = writeln!(
             out,
             "| {:.0} | {:.0} | {:.2} | {:.2} ({:.2}–{:.2}) | {:.2} | {:.4} | {} | {} | {} | {} | {} | {} | {} | {} |",
@@ -140,9 +164,9 @@ fn table(out: &mut String, s: &SetupResult, unit: &str) {
             p.p99_max_ms,
             p.p999_ms,
             run.loss_ratio,
-            p.status,
+            verdict,
             run.bus_health.as_deref().unwrap_or("—"),
-            if agree { "yes" } else { "no" },
+            agree,
             run.notice_s.map_or("—".to_owned(), |s| format!("{s:.1} s")),
             opt(run.bus_cpu_percent, 0),
             opt(
@@ -156,7 +180,7 @@ fn table(out: &mut String, s: &SetupResult, unit: &str) {
             ),
         );
     }
-    for p in &s.points {
+    for p in s.points.iter().filter(|p| !p.inconclusive) {
         for r in p.runs.iter().filter_map(|r| r.disagreement.as_ref()) {
             let _ = writeln!(out, "\n- at {:.0}: {r}", p.load);
         }
@@ -378,6 +402,41 @@ mod tests {
         );
         assert!(
             md.contains("`--search --from 400`") && md.contains("`--from 400 --to 1600`"),
+            "{md}"
+        );
+    }
+
+    /// A point where the simulator could not keep its schedule says
+    /// nothing of the bus: it is shown inconclusive, with what it measured,
+    /// and is no bound (found at 1,000 messages/s with 5,000 subscribers:
+    /// a p99 of 68 ms was called healthy, and 1,000 the highest healthy
+    /// load).
+    #[test]
+    fn a_point_the_simulator_could_not_vouch_for_bounds_nothing() {
+        let mut r = report();
+        let mut points = r.setups[0].points[..3].to_vec();
+        let top = &mut points[2];
+        top.runs[0].simulator_limited = Some("its timers woke 15 ms late".into());
+        top.runs[0].agrees = false;
+        *top = Point::of(top.load, top.runs.clone());
+        r.setups[0] = SetupResult::new(r.setups[0].setup.clone(), points);
+        assert_eq!(r.setups[0].highest_healthy, Some(200.0));
+        assert_eq!(r.setups[0].highest_below_critical, Some(200.0));
+        assert_eq!(r.setups[0].disagreements, 0);
+        let md = markdown(&r);
+        assert!(
+            md.contains("| memory | ≥ 200 (not reached) | ≥ 200 (not reached) |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| warning (inconclusive) | healthy | — |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("the simulator was the bottleneck from 400 messages/s offered on")
+                && md.contains(
+                    "the highest load it could vouch for was 200 messages/s offered, healthy"
+                ),
             "{md}"
         );
     }

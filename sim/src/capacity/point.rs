@@ -136,13 +136,18 @@ impl PointProber {
         }
         if !self.settings.quiet {
             eprintln!(
-                "  {} {load:>10.1} {}: p99 {:.1} ms, {:.0} delivered/s, loss {:.4}, {} (bus said {})",
+                "  {} {load:>10.1} {}: p99 {:.1} ms, {:.0} delivered/s, loss {:.4}, {}{} (bus said {})",
                 self.settings.setup.name,
                 self.settings.vary.unit(),
                 run.p99_ms,
                 run.delivered_per_s,
                 run.loss_ratio,
                 run.status,
+                if run.simulator_limited.is_some() {
+                    " (inconclusive: the simulator was the bottleneck)"
+                } else {
+                    ""
+                },
                 run.bus_health.as_deref().unwrap_or("-")
             );
         }
@@ -241,7 +246,13 @@ fn summarise(load: f64, scenario: &Scenario, measured: &Measured, connect: Durat
     let (agrees, disagreement) = compare(health, latency_status);
     PointRun {
         load,
-        status: verdicts.overall,
+        // What was measured, inconclusive verdicts included: the point is
+        // marked inconclusive apart and kept out of the boundaries.
+        status: if simulator_limited.is_some() {
+            verdicts.overall.max(latency_status)
+        } else {
+            verdicts.overall
+        },
         operation,
         p50_ms: summary.map_or(0.0, |s| s.p50_ms),
         p99_ms: summary.map_or(0.0, |s| s.p99_ms),
