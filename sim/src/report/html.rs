@@ -9,6 +9,7 @@ use super::tables::{self, Table};
 use super::text::escape_markup;
 use crate::metrics::RunMetrics;
 use crate::verdict::Status;
+use crate::verdict::trust::IntegrityStatus;
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:960px;color:#222}\
 table{border-collapse:collapse;margin:.5rem 0 1.5rem}\
@@ -16,6 +17,7 @@ th,td{border:1px solid #ccc;padding:.25rem .6rem;text-align:right}\
 th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}\
 .status{padding:.1rem .5rem;border-radius:.3rem;color:#fff}\
 .healthy{background:#2e7d32}.warning{background:#ef6c00}.critical{background:#c62828}\
+.inconclusive{background:#6d6875}.failed{background:#4a148c}\
 figure{margin:0 0 1.5rem}";
 
 /// The HTML page of `report`: headline verdict, every table, and the
@@ -25,14 +27,13 @@ figure{margin:0 0 1.5rem}";
 pub fn render_html(report: &Report, metrics: &RunMetrics) -> Result<String, ReportError> {
     let mut out = String::new();
     let title = escape_markup(&report.scenario.name);
-    let status = report.overall();
     let headline = escape_markup(&tables::headline(report));
     let _ = write!(
         out,
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <title>sim report: {title}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n\
          <h1>{title} <span class=\"status {}\">{headline}</span></h1>\n",
-        status.as_str()
+        headline_class(report)
     );
     if !report.scenario.description.is_empty() {
         let _ = writeln!(
@@ -84,6 +85,18 @@ fn figure(out: &mut String, svg: &str) {
     let _ = writeln!(out, "<figure>\n{svg}\n</figure>");
 }
 
+/// The headline's colour: the verdict's, unless the run's own numbers
+/// could not be vouched for (an inconclusive run is not shown green).
+fn headline_class(report: &Report) -> &'static str {
+    match report.integrity.status {
+        IntegrityStatus::Failed => "failed",
+        _ if report.verdicts.overall < Status::Critical && report.verdicts.is_inconclusive() => {
+            "inconclusive"
+        }
+        _ => report.overall().as_str(),
+    }
+}
+
 fn badge(status: Status) -> String {
     format!(
         "<span class=\"status {}\">{}</span>",
@@ -128,6 +141,23 @@ fn cell_html(cell: &str) -> String {
 mod tests {
     use super::*;
     use crate::report::fixture;
+
+    /// An inconclusive run's headline is not shown in the colour of a
+    /// healthy one (its overall verdict, without what it cannot vouch
+    /// for, may well be healthy).
+    #[test]
+    fn an_inconclusive_headline_is_not_green() {
+        let (mut report, metrics) = fixture::sample();
+        crate::verdict::trust::mark_inconclusive(&mut report.verdicts);
+        report.integrity.saturation = Some("late timers".into());
+        report.integrity.settle(&report.verdicts);
+        let html = render_html(&report, &metrics).unwrap();
+        assert!(
+            html.contains("<span class=\"status inconclusive\">INCONCLUSIVE</span>"),
+            "{}",
+            &html[..600]
+        );
+    }
 
     #[test]
     fn page_is_self_contained_with_plots() {

@@ -132,26 +132,62 @@ pub(super) fn throughput_over_time(
         .iter()
         .map(|r| (r.second as f64, r.delivered as f64))
         .collect();
-    let y_max = axis_end(
-        sent.iter()
-            .chain(&delivered)
-            .map(|p| p.1)
-            .fold(0.0, f64::max),
-    );
+    // Sends and deliveries differ by the fan-out (500k deliveries/s from
+    // 5k sends/s): on one axis the sends would lie flat at zero, so they
+    // get the right-hand axis of their own.
+    let y_max = axis_end(delivered.iter().map(|p| p.1).fold(0.0, f64::max));
+    let sent_max = axis_end(sent.iter().map(|p| p.1).fold(0.0, f64::max));
     let x_max = axis_end(series.len() as f64);
-    let lines = [
-        Line::new("sent (scheduled sends)", sent, BLUE),
-        Line::new("delivered (every recipient)", delivered, GREEN),
-    ];
-    line_chart(
-        "Throughput per second (a publish to N subscribers is 1 sent, N delivered)",
-        "seconds",
-        "messages / s",
-        (x_max, y_max),
-        &lines,
-        marks,
-        false,
-    )
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_error)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                "Throughput per second (a publish to N subscribers is 1 sent, N delivered)",
+                ("sans-serif", 18),
+            )
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(70)
+            .right_y_label_area_size(60)
+            .build_cartesian_2d(0f64..x_max, 0f64..y_max)
+            .map_err(plot_error)?
+            .set_secondary_coord(0f64..x_max, 0f64..sent_max);
+        let whole = |v: &f64| format!("{v:.0}");
+        chart
+            .configure_mesh()
+            .x_desc("seconds")
+            .y_desc("delivered / s")
+            .y_label_formatter(&whole)
+            .draw()
+            .map_err(plot_error)?;
+        chart
+            .configure_secondary_axes()
+            .y_desc("sent / s")
+            .y_label_formatter(&whole)
+            .draw()
+            .map_err(plot_error)?;
+        draw_marks(&mut chart, marks, false, (x_max, y_max))?;
+        chart
+            .draw_series(LineSeries::new(delivered, GREEN))
+            .map_err(plot_error)?
+            .label("delivered, every recipient (left axis)")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], GREEN));
+        chart
+            .draw_secondary_series(LineSeries::new(sent, BLUE))
+            .map_err(plot_error)?
+            .label("sent, scheduled sends (right axis)")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(plot_error)?;
+        root.present().map_err(plot_error)?;
+    }
+    Ok(svg)
 }
 
 /// Agents connected to the bus over time, as its nodes counted them
@@ -279,7 +315,7 @@ pub(super) fn health_timeline(
             .draw()
             .map_err(plot_error)?;
         chart
-            .draw_series(LineSeries::new(points, RED.stroke_width(2)))
+            .draw_series(LineSeries::new(points, BLUE.stroke_width(2)))
             .map_err(plot_error)?;
         root.present().map_err(plot_error)?;
     }
