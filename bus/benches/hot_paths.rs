@@ -35,7 +35,7 @@ fn frames(c: &mut Criterion) {
     .from_agent("pub-1")
     .to_json();
     group.bench_function("encode_message_frame", |b| {
-        b.iter(|| message_frame(black_box(None), black_box(&message)))
+        b.iter(|| message_frame(black_box(None), None, black_box(&message)))
     });
     group.bench_function("serialize_message", |b| {
         let m = AgentMessage::new("agent:topic-3", json!({"s": 12, "q": 991}));
@@ -54,7 +54,7 @@ struct Counter {
 impl DeliverySink for Counter {
     fn deliver(&self, d: &Dispatched<'_>) {
         // Like a connection: build the shared frame once, clone it per sink.
-        let frame: Bytes = d.frame(|del| Bytes::from(message_frame(None, &del.payload)));
+        let frame: Bytes = d.frame(|del| Bytes::from(message_frame(None, None, &del.payload)));
         black_box(frame);
         if self.seen.fetch_add(1, Ordering::Relaxed) + 1 == self.target.load(Ordering::Relaxed) {
             self.done.notify_one();

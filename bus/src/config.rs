@@ -8,6 +8,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 
 use crate::broker::RetryPolicy;
 use crate::health::HealthThresholds;
+use crate::message::history::{HistoryRule, MAX_HISTORY_RULES};
 use crate::router::{DeliveryFaults, RouterConfig};
 
 /// Which broker a node runs on.
@@ -172,6 +173,22 @@ pub struct BusConfig {
     #[arg(long, env = "BUS_MAX_PATTERNS", default_value_t = 2_000)]
     pub max_patterns: usize,
 
+    /// Topics that keep history, `GLOB=N[,T]` (repeatable): the topics of
+    /// `workspace/topic` matching GLOB keep their last N messages (at most
+    /// 100,000), and none older than T when given (at most 24h), in Redis
+    /// beside their channel; their messages carry offsets, and a subscriber
+    /// can resume from its last one (docs/PROTOCOL.md, "Topic history").
+    /// The first matching rule wins. Every node of a bus must have the
+    /// same rules. E.g. `--history 'acme/orders.*=1000,10m'`; in
+    /// BUS_HISTORY, rules separated by `;`.
+    #[arg(
+        long = "history",
+        env = "BUS_HISTORY",
+        value_delimiter = ';',
+        value_name = "GLOB=N[,T]"
+    )]
+    pub history: Vec<HistoryRule>,
+
     /// Most distinct patterns the connections of one workspace hold together
     /// on this node: a share of `--max-patterns`, so that one workspace
     /// cannot take the whole node's budget from the others.
@@ -325,6 +342,9 @@ impl BusConfig {
             return Err(
                 "--outbound-queue, --max-connections and --max-attempts must be at least 1".into(),
             );
+        }
+        if self.history.len() > MAX_HISTORY_RULES {
+            return Err(format!("at most {MAX_HISTORY_RULES} --history rules"));
         }
         if self.outbound_bytes == 0 || self.write_timeout.is_zero() {
             return Err("--outbound-bytes and --write-timeout must be above zero".into());

@@ -33,6 +33,33 @@ pub const MAX_IN_FLIGHT: usize = 256;
 /// publishing large messages reaches this before [`MAX_IN_FLIGHT`].
 pub const MAX_IN_FLIGHT_BYTES: usize = 4 << 20;
 
+/// Messages a `history` request (WebSocket or REST) returns when it names
+/// no `last`.
+pub const DEFAULT_HISTORY: usize = 100;
+
+/// Most messages one `history` request returns, however many it asks for.
+pub const MAX_HISTORY: usize = 1000;
+
+/// Most message bytes one `history` reply holds (the oldest asked for are
+/// left out beyond it, and the reply says `truncated`).
+pub const MAX_HISTORY_BYTES: usize = 4 << 20;
+
+/// Most messages one resume replays. Everything replayed goes to the
+/// connection's outbound queue at once, so this stays under half its frames
+/// (`--outbound-queue`, 4,096 by default); the bytes replayed stay under
+/// half its byte budget (`--outbound-bytes`). A resume further behind is
+/// answered `recovered: false`, `too_far_behind`.
+pub const MAX_REPLAY: usize = 2000;
+
+/// `last` of a `history` request as it is served: 1 to [`MAX_HISTORY`],
+/// [`DEFAULT_HISTORY`] when not given.
+pub fn history_count(requested: Option<u64>) -> usize {
+    let wanted = requested.unwrap_or(DEFAULT_HISTORY as u64);
+    usize::try_from(wanted)
+        .unwrap_or(MAX_HISTORY)
+        .clamp(1, MAX_HISTORY)
+}
+
 /// Entries of a REST listing (connections, dead letters) when the request
 /// names no `limit`.
 pub const DEFAULT_LIST: usize = 1000;

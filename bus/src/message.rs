@@ -2,6 +2,7 @@
 //! how names on the wire map onto broker channels and queues.
 
 pub mod glob;
+pub mod history;
 pub mod names;
 
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -11,8 +11,12 @@ mod server;
 
 use serde::{Deserialize, Serialize};
 
-pub use self::client::{BroadcastScope, CLIENT_OPS, ClientFrame, DecodeError, QueueItem, decode};
-pub use self::server::{Job, OkResult, RejectOutcome, ServerFrame, message_frame};
+pub use self::client::{
+    BroadcastScope, CLIENT_OPS, ClientFrame, DecodeError, QueueItem, ResumePoint, decode,
+};
+pub use self::server::{
+    HistoryEntry, Job, OkResult, RejectOutcome, ServerFrame, TopicHistory, message_frame,
+};
 
 /// A request id as the client sent it (string or number), echoed verbatim.
 pub type RequestId = serde_json::Value;
@@ -53,11 +57,14 @@ pub enum ErrorCode {
     /// A per-connection, per-workspace or per-node budget is used up
     /// (subscriptions, patterns, queues); the request changed nothing.
     LimitExceeded,
+    /// The topic keeps no history (no `--history` rule of the node covers
+    /// it).
+    NoHistory,
 }
 
 impl ErrorCode {
     /// Every code, for counters registered up front.
-    pub const ALL: [ErrorCode; 11] = [
+    pub const ALL: [ErrorCode; 12] = [
         ErrorCode::BadJson,
         ErrorCode::UnknownOp,
         ErrorCode::BadFrame,
@@ -69,6 +76,7 @@ impl ErrorCode {
         ErrorCode::Busy,
         ErrorCode::BrokerUnavailable,
         ErrorCode::LimitExceeded,
+        ErrorCode::NoHistory,
     ];
 
     /// The code as it appears on the wire and in metric labels.
@@ -85,6 +93,7 @@ impl ErrorCode {
             ErrorCode::Busy => "busy",
             ErrorCode::BrokerUnavailable => "broker_unavailable",
             ErrorCode::LimitExceeded => "limit_exceeded",
+            ErrorCode::NoHistory => "no_history",
         }
     }
 }

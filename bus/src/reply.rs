@@ -4,10 +4,11 @@
 //! broker results to the protocol's own types live here, at the edge, so a
 //! broker change is never a protocol change.
 
-use crate::broker::{self, BrokerError, Claimed};
+use crate::broker::{self, BrokerError, Claimed, HistoryRead, ReadOutcome};
 use crate::limits::{LimitError, QuotaError};
+use crate::message::AgentMessage;
 use crate::message::names::NameError;
-use crate::protocol::{DecodeError, ErrorCode, Job, RejectOutcome};
+use crate::protocol::{DecodeError, ErrorCode, HistoryEntry, Job, RejectOutcome};
 use crate::router::RouterError;
 
 /// A failed request: the machine-readable code both front ends answer
@@ -49,6 +50,7 @@ impl From<RouterError> for OpError {
         let code = match &e {
             RouterError::Broker(BrokerError::QueueFull { .. }) => ErrorCode::QueueFull,
             RouterError::Quota(_) => ErrorCode::LimitExceeded,
+            RouterError::NoHistory(_) => ErrorCode::NoHistory,
             _ => ErrorCode::BrokerUnavailable,
         };
         Self::new(code, e.to_string())
@@ -97,6 +99,39 @@ impl From<broker::RejectOutcome> for RejectOutcome {
                 RejectOutcome::DeadLettered { attempts }
             }
         }
+    }
+}
+
+/// A history read's messages as the wire shows them, oldest first. A
+/// stored message that no longer parses is left out (and logged), as a
+/// corrupt queue message is named rather than served.
+pub fn history_entries(read: &HistoryRead) -> Vec<HistoryEntry> {
+    read.entries
+        .iter()
+        .filter_map(
+            |(offset, body)| match serde_json::from_slice::<AgentMessage>(body) {
+                Ok(message) => Some(HistoryEntry {
+                    offset: offset.to_string(),
+                    message,
+                }),
+                Err(err) => {
+                    tracing::warn!(%offset, cause = %err, "a message in history is not valid JSON");
+                    None
+                }
+            },
+        )
+        .collect()
+}
+
+/// Why a resume recovered nothing, as the wire says it, and how many
+/// messages the agent missed for good when that is known.
+pub fn resume_failure(outcome: ReadOutcome) -> (&'static str, Option<u64>) {
+    match outcome {
+        ReadOutcome::Complete | ReadOutcome::Truncated => ("none", None),
+        ReadOutcome::EpochChanged => ("epoch_changed", None),
+        ReadOutcome::WindowExceeded { missed } => ("window_exceeded", Some(missed)),
+        ReadOutcome::TooFarBehind { .. } => ("too_far_behind", None),
+        ReadOutcome::UnknownOffset => ("unknown_offset", None),
     }
 }
 

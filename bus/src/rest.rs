@@ -12,6 +12,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 use tower_http::timeout::TimeoutLayer;
 
+use crate::broker::{HistoryLimits, HistoryQuery, ReadOutcome};
 use crate::health::HealthStatus;
 use crate::limits::{self, LimitError};
 use crate::message::names::{self, Channel, NameError, Scope};
@@ -66,6 +67,7 @@ fn status_of(code: ErrorCode) -> StatusCode {
         | ErrorCode::Busy
         | ErrorCode::LimitExceeded => StatusCode::TOO_MANY_REQUESTS,
         ErrorCode::BrokerUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::NoHistory => StatusCode::NOT_FOUND,
         ErrorCode::BadJson
         | ErrorCode::UnknownOp
         | ErrorCode::BadFrame
@@ -109,6 +111,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/queues/{workspace}/{queue}/ack", post(ack))
         .route("/queues/{workspace}/{queue}/reject", post(reject))
         .route("/queues/{workspace}/{queue}/dead", get(dead_letters))
+        .route("/history/{workspace}/{*topic}", get(history))
         .route_layer(middleware::from_fn_with_state(state, require_admin));
     Router::new()
         .route("/health", get(health))
@@ -474,4 +477,47 @@ async fn dead_letters(
     let limit = limits::list_limit(p.limit);
     let dead = state.router.dead_letters(&name, limit).await?;
     Ok(Json(json!({ "dead_letters": dead })))
+}
+
+#[derive(Debug, Deserialize)]
+struct HistoryParams {
+    /// How many of the topic's last messages (default 100, at most 1,000).
+    last: Option<u64>,
+}
+
+/// `GET /history/{workspace}/{topic}?last=N`: the last messages of a topic
+/// that keeps history, oldest first, bounded as the `history` op is.
+async fn history(
+    State(state): State<AppState>,
+    Path((workspace, topic)): Path<(String, String)>,
+    Query(p): Query<HistoryParams>,
+) -> ApiResult {
+    names::validate_id("workspace", &workspace)?;
+    let scope = Scope {
+        workspace: &workspace,
+        agent: "",
+    };
+    let channel = names::resolve_topic(scope, &topic)?;
+    if !matches!(channel, Channel::Topic { .. }) {
+        return Err(AppError::BadRequest(format!(
+            "{topic:?} is not a topic: only topics keep history"
+        )));
+    }
+    let count = limits::history_count(p.last);
+    let bounds = HistoryLimits {
+        max: count,
+        max_bytes: limits::MAX_HISTORY_BYTES,
+    };
+    let read = state
+        .router
+        .read_history(&channel, &HistoryQuery::Last { count }, bounds)
+        .await?;
+    Ok(Json(json!({
+        "workspace": workspace,
+        "topic": topic,
+        "epoch": read.epoch,
+        "offset": read.head.to_string(),
+        "truncated": read.outcome == ReadOutcome::Truncated,
+        "messages": reply::history_entries(&read),
+    })))
 }

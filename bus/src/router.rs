@@ -21,10 +21,11 @@ use self::publisher::Publisher;
 use self::subscriptions::LocalSubscriptions;
 pub use self::subscriptions::{DeliverySink, Dispatched, SinkId, SubscriptionError};
 use crate::broker::{
-    Broker, BrokerError, Claimed, DeadLetter, QueueStats, ReclaimOutcome, RejectOutcome,
-    RetryPolicy,
+    Broker, BrokerError, Claimed, DeadLetter, HistoryLimits, HistoryPolicy, HistoryQuery,
+    HistoryRead, QueueStats, ReclaimOutcome, RejectOutcome, RetryPolicy,
 };
 use crate::limits::QuotaError;
+use crate::message::history::{self, HistoryRule};
 use crate::message::names::{self, Channel};
 use crate::message::{AgentMessage, DeliveryMode};
 
@@ -97,6 +98,9 @@ pub enum RouterError {
     /// it has stopped).
     #[error("publish failed: {0}")]
     Publish(String),
+    /// The topic keeps no history on this node.
+    #[error("topic {0:?} keeps no history (no --history rule covers it)")]
+    NoHistory(String),
 }
 
 impl From<SubscriptionError> for RouterError {
@@ -133,16 +137,29 @@ struct Inner {
     subscriptions: LocalSubscriptions,
     /// Every publish of the node goes through it, in order.
     publisher: Publisher,
+    /// Which topics keep history, first match wins.
+    history: Vec<HistoryRule>,
     next_sink: AtomicU64,
 }
 
 impl MessageRouter {
     /// Opens the node's broker subscription and starts its tasks; they stop
-    /// when the last clone of the router is dropped.
+    /// when the last clone of the router is dropped. No topic keeps history.
     pub async fn new(broker: Arc<dyn Broker>, config: RouterConfig) -> Result<Self> {
+        Self::with_history(broker, config, Vec::new()).await
+    }
+
+    /// [`MessageRouter::new`], with the topics the `history` rules cover
+    /// keeping history (every node of a bus must have the same rules).
+    pub async fn with_history(
+        broker: Arc<dyn Broker>,
+        config: RouterConfig,
+        history: Vec<HistoryRule>,
+    ) -> Result<Self> {
         let subscription = broker.subscribe().await?;
         Ok(Self {
             inner: Arc::new(Inner {
+                history,
                 publisher: Publisher::start(broker.clone()),
                 broker,
                 config,
@@ -228,15 +245,20 @@ impl MessageRouter {
     /// Publishes `message` on `channel` (setting its topic and workspace from
     /// the channel); returns the number of nodes that received it.
     pub async fn publish(&self, channel: &Channel, message: AgentMessage) -> Result<usize> {
-        self.submit_publish(channel, message).await?.await
+        Ok(self
+            .submit_publish(channel, message)
+            .await?
+            .await?
+            .receivers)
     }
 
     /// Hands `message` to the node's publish pipeline (setting its topic
-    /// and workspace from the channel) and returns as soon as it has its
-    /// place in the order, without waiting for the broker: a caller that
-    /// submits several publishes one after another has them published in
-    /// that order. The [`PendingPublish`] resolves to the number of nodes
-    /// that received it.
+    /// and workspace from the channel, and keeping it in the topic's
+    /// history when a history rule covers the topic) and returns as soon as
+    /// it has its place in the order, without waiting for the broker: a
+    /// caller that submits several publishes one after another has them
+    /// published in that order. The [`PendingPublish`] resolves to the
+    /// number of nodes that received it and its history stamp.
     pub async fn submit_publish(
         &self,
         channel: &Channel,
@@ -246,18 +268,53 @@ impl MessageRouter {
         message.workspace = channel.workspace().map(str::to_owned);
         self.inner
             .publisher
-            .submit(channel.key(), Bytes::from(message.to_json()))
+            .submit(
+                channel.key(),
+                Bytes::from(message.to_json()),
+                self.history_policy(channel),
+            )
             .await
     }
 
     /// Publishes bytes as they are (already a serialized message), through
-    /// the node's publish pipeline.
+    /// the node's publish pipeline, kept in no history.
     pub async fn publish_raw(&self, channel: &Channel, payload: Bytes) -> Result<usize> {
-        self.inner
+        Ok(self
+            .inner
             .publisher
-            .submit(channel.key(), payload)
+            .submit(channel.key(), payload, None)
             .await?
-            .await
+            .await?
+            .receivers)
+    }
+
+    /// How much history `channel` keeps, if any: topics a history rule of
+    /// this node covers.
+    pub fn history_policy(&self, channel: &Channel) -> Option<HistoryPolicy> {
+        match channel {
+            Channel::Topic { workspace, name } => {
+                history::policy_for(&self.inner.history, workspace, name)
+            }
+            _ => None,
+        }
+    }
+
+    /// Reads `channel`'s history (a topic with a history rule; others have
+    /// none to read).
+    pub async fn read_history(
+        &self,
+        channel: &Channel,
+        query: &HistoryQuery,
+        limits: HistoryLimits,
+    ) -> Result<HistoryRead> {
+        if self.history_policy(channel).is_none() {
+            return Err(RouterError::NoHistory(channel.wire_name()));
+        }
+        Ok(self
+            .inner
+            .broker
+            .read_history(&channel.key(), query, limits)
+            .await?)
     }
 
     /// Sends `message` to agent `to` in `workspace`:

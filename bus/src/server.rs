@@ -86,7 +86,8 @@ pub async fn build_state_on(
         .node_id
         .clone()
         .unwrap_or_else(|| format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
-    let router = MessageRouter::new(broker, config.router()).await?;
+    let router =
+        MessageRouter::with_history(broker, config.router(), config.history.clone()).await?;
     let health = HealthChecker::new(router.clone(), node.clone(), config.thresholds());
     let auth = Auth::new(config.jwt_secret.as_deref(), config.admin_token.as_deref());
     Ok(AppState::new(Shared {

@@ -8,7 +8,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bus::broker::{BrokerError, RejectOutcome, RetryPolicy};
+use bus::broker::{
+    BrokerError, HistoryLimits, HistoryPolicy, HistoryQuery, Offset, Outgoing, ReadOutcome,
+    RejectOutcome, RetryPolicy,
+};
 use bus::message::names::{self, Channel};
 use bus::message::{AgentMessage, DeliveryMode};
 use bus::router::{DeliverySink, Dispatched, MessageRouter, RouterConfig};
@@ -538,6 +541,182 @@ impl DeliverySink for Collect {
     }
 }
 
+fn kept(max_len: u64) -> Option<HistoryPolicy> {
+    Some(HistoryPolicy {
+        max_len,
+        max_age: None,
+    })
+}
+
+fn outgoing(channel: &str, body: String, history: Option<HistoryPolicy>) -> Outgoing {
+    Outgoing {
+        channel: channel.to_owned(),
+        payload: Bytes::from(body),
+        history,
+    }
+}
+
+const LOTS: HistoryLimits = HistoryLimits {
+    max: 10_000,
+    max_bytes: 1 << 20,
+};
+
+/// Messages kept in history are stamped with consecutive offsets, live and
+/// in the history alike, and the history reads back as its contract says.
+pub(crate) async fn history_offsets_are_consecutive_and_read_back(b: Backend) {
+    let (topic, other) = ("topic:w1/orders", "topic:w1/plain");
+    let mut sub = b.broker.subscribe().await.unwrap();
+    sub.control
+        .subscribe(&[topic.into(), other.into()])
+        .await
+        .unwrap();
+    let batch: Vec<Outgoing> = (1..=50)
+        .flat_map(|i| {
+            [
+                outgoing(topic, format!("{{\"i\":{i}}}"), kept(1000)),
+                outgoing(other, format!("{{\"j\":{i}}}"), None),
+            ]
+        })
+        .collect();
+    let published = b.broker.publish_many(&batch).await.unwrap();
+    let stamps: Vec<_> = published.iter().filter_map(|p| p.stamp.clone()).collect();
+    assert_eq!(stamps.len(), 50);
+    let epoch = stamps[0].epoch.clone();
+    for (i, s) in stamps.iter().enumerate() {
+        assert_eq!((s.offset.n, &s.epoch), (i as u64 + 1, &epoch));
+    }
+    // Live deliveries carry the same stamps, in order; plain ones none.
+    let mut live = Vec::new();
+    for _ in 0..100 {
+        let d = next(&mut sub.deliveries).await;
+        if d.channel == topic {
+            live.push(d.stamp.expect("a stamp on a topic with history"));
+        } else {
+            assert_eq!(d.stamp, None);
+        }
+    }
+    assert_eq!(live, stamps);
+
+    let read = |query| {
+        let broker = b.broker.clone();
+        async move { broker.read_history(topic, &query, LOTS).await.unwrap() }
+    };
+    let head = read(HistoryQuery::Head).await;
+    assert_eq!(
+        (head.epoch.as_str(), head.head),
+        (epoch.as_str(), stamps[49].offset)
+    );
+    assert!(head.entries.is_empty());
+    let after = read(HistoryQuery::After {
+        epoch: epoch.clone(),
+        offset: stamps[9].offset,
+    })
+    .await;
+    assert_eq!(after.outcome, ReadOutcome::Complete);
+    let ns: Vec<u64> = after.entries.iter().map(|(o, _)| o.n).collect();
+    assert_eq!(ns, (11..=50).collect::<Vec<_>>());
+    assert_eq!(&after.entries[0].1[..], b"{\"i\":11}");
+    let last = read(HistoryQuery::Last { count: 5 }).await;
+    let ns: Vec<u64> = last.entries.iter().map(|(o, _)| o.n).collect();
+    assert_eq!(ns, [46, 47, 48, 49, 50]);
+    let up_to_date = read(HistoryQuery::After {
+        epoch: epoch.clone(),
+        offset: stamps[49].offset,
+    })
+    .await;
+    assert_eq!(
+        (up_to_date.outcome, up_to_date.entries.len()),
+        (ReadOutcome::Complete, 0)
+    );
+    // Each way a resume can fail says so.
+    let other_epoch = read(HistoryQuery::After {
+        epoch: "not-this-one".into(),
+        offset: stamps[9].offset,
+    })
+    .await;
+    assert_eq!(other_epoch.outcome, ReadOutcome::EpochChanged);
+    let ahead = Offset {
+        n: 51,
+        ms: stamps[49].offset.ms,
+    };
+    let ahead = read(HistoryQuery::After {
+        epoch: epoch.clone(),
+        offset: ahead,
+    })
+    .await;
+    assert_eq!(ahead.outcome, ReadOutcome::UnknownOffset);
+    let few = HistoryLimits {
+        max: 10,
+        max_bytes: 1 << 20,
+    };
+    let query = HistoryQuery::After {
+        epoch: epoch.clone(),
+        offset: stamps[9].offset,
+    };
+    let too_many = b.broker.read_history(topic, &query, few).await.unwrap();
+    assert_eq!(too_many.outcome, ReadOutcome::TooFarBehind { behind: 40 });
+    assert!(too_many.entries.is_empty());
+    let small = HistoryLimits {
+        max: 10_000,
+        max_bytes: 100,
+    };
+    let too_big = b.broker.read_history(topic, &query, small).await.unwrap();
+    assert_eq!(too_big.outcome, ReadOutcome::TooFarBehind { behind: 40 });
+    let truncated = b
+        .broker
+        .read_history(topic, &HistoryQuery::Last { count: 50 }, small)
+        .await
+        .unwrap();
+    assert_eq!(truncated.outcome, ReadOutcome::Truncated);
+    assert!(truncated.entries.len() < 50 && truncated.entries.last().unwrap().0.n == 50);
+    // A topic never written has an epoch and an empty history.
+    let fresh = b
+        .broker
+        .read_history("topic:w1/new", &HistoryQuery::Head, LOTS)
+        .await
+        .unwrap();
+    assert_eq!(fresh.head.n, 0);
+    assert!(!fresh.epoch.is_empty());
+}
+
+/// History keeps at least its bound (exactly on memory; Redis trims
+/// approximately, keeping a few more), and a reader whose next message is
+/// gone is told how many it missed.
+pub(crate) async fn history_is_trimmed_and_says_what_was_missed(b: Backend) {
+    let topic = "topic:w1/busy";
+    let batch: Vec<Outgoing> = (1..=600)
+        .map(|i| outgoing(topic, format!("{{\"i\":{i}}}"), kept(10)))
+        .collect();
+    let published = b.broker.publish_many(&batch).await.unwrap();
+    let epoch = published[0].stamp.clone().unwrap().epoch;
+    let all = b
+        .broker
+        .read_history(topic, &HistoryQuery::Last { count: 10_000 }, LOTS)
+        .await
+        .unwrap();
+    let ns: Vec<u64> = all.entries.iter().map(|(o, _)| o.n).collect();
+    assert!(ns.len() >= 10 && ns.len() < 600, "kept {}", ns.len());
+    assert_eq!(*ns.last().unwrap(), 600);
+    assert!(ns.windows(2).all(|w| w[1] == w[0] + 1), "consecutive");
+    let first = ns[0];
+    let from_start = b
+        .broker
+        .read_history(
+            topic,
+            &HistoryQuery::After {
+                epoch,
+                offset: published[0].stamp.clone().unwrap().offset,
+            },
+            LOTS,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        from_start.outcome,
+        ReadOutcome::WindowExceeded { missed: first - 2 }
+    );
+}
+
 async fn until<F: Fn() -> bool>(what: &str, f: F) {
     tokio::time::timeout(Duration::from_secs(10), async {
         while !f() {
@@ -691,4 +870,6 @@ every_backend!(
     waiting_workers_are_woken_by_enqueue,
     router_inbox_and_pending,
     router_fans_out_once_per_node,
+    history_offsets_are_consecutive_and_read_back,
+    history_is_trimmed_and_says_what_was_missed,
 );

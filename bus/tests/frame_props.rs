@@ -214,9 +214,17 @@ proptest! {
         let bus::protocol::ServerFrame::Message { message, .. } = frame else {
             return Ok(());
         };
-        let text = bus::protocol::message_frame(pattern.as_deref(), &message.to_json());
+        let text = bus::protocol::message_frame(pattern.as_deref(), None, &message.to_json());
         let back: bus::protocol::ServerFrame = serde_json::from_str(&text).unwrap();
-        prop_assert_eq!(back, bus::protocol::ServerFrame::Message { pattern, message });
+        prop_assert_eq!(
+            back,
+            bus::protocol::ServerFrame::Message {
+                pattern,
+                offset: None,
+                epoch: None,
+                message
+            }
+        );
     }
 
     /// Ids of any accepted type come back on errors.

@@ -3,7 +3,8 @@
 
 use bus::message::{AgentMessage, DeliveryMode, MessageKind};
 use bus::protocol::{
-    BroadcastScope, ClientFrame, ErrorCode, Job, OkResult, QueueItem, RejectOutcome, ServerFrame,
+    BroadcastScope, ClientFrame, ErrorCode, HistoryEntry, Job, OkResult, QueueItem, RejectOutcome,
+    ResumePoint, ServerFrame, TopicHistory,
 };
 use proptest::prelude::*;
 use serde_json::{Number, Value, json};
@@ -131,7 +132,21 @@ pub(crate) fn client_frame() -> impl Strategy<Value = ClientFrame> {
     let item =
         (json_value(), any::<u8>()).prop_map(|(payload, priority)| QueueItem { payload, priority });
     prop_oneof![
-        (id(), texts()).prop_map(|(id, topics)| ClientFrame::Subscribe { id, topics }),
+        (
+            id(),
+            texts(),
+            proptest::collection::btree_map(text(), (text(), text()), 0..3)
+        )
+            .prop_map(|(id, topics, resume)| ClientFrame::Subscribe {
+                id,
+                topics,
+                resume: resume
+                    .into_iter()
+                    .map(|(topic, (offset, epoch))| (topic, ResumePoint { offset, epoch }))
+                    .collect(),
+            }),
+        (id(), text(), proptest::option::of(any::<usize>()))
+            .prop_map(|(id, topic, last)| ClientFrame::History { id, topic, last }),
         (id(), texts()).prop_map(|(id, patterns)| ClientFrame::Psubscribe { id, patterns }),
         (id(), texts(), texts()).prop_map(|(id, topics, patterns)| ClientFrame::Unsubscribe {
             id,
@@ -274,12 +289,36 @@ fn job() -> impl Strategy<Value = Job> {
     })
 }
 
+fn topic_history() -> impl Strategy<Value = TopicHistory> {
+    (
+        (text(), text()),
+        (
+            proptest::option::of(any::<bool>()),
+            proptest::option::of(any::<u64>()),
+            proptest::option::of(text()),
+            proptest::option::of(any::<u64>()),
+        ),
+    )
+        .prop_map(
+            |((epoch, offset), (recovered, replayed, reason, missed))| TopicHistory {
+                epoch,
+                offset,
+                recovered,
+                replayed,
+                reason,
+                missed,
+            },
+        )
+}
+
 fn ok_result() -> impl Strategy<Value = OkResult> {
     let outcome = prop_oneof![
         (any::<u64>(), any::<u32>())
             .prop_map(|(delay_ms, attempts)| RejectOutcome::Requeued { delay_ms, attempts }),
         any::<u32>().prop_map(|attempts| RejectOutcome::DeadLettered { attempts }),
     ];
+    let entry =
+        (text(), agent_message()).prop_map(|(offset, message)| HistoryEntry { offset, message });
     (
         (texts(), texts(), proptest::option::of(any::<usize>())),
         (proptest::option::of(any::<bool>()), texts()),
@@ -289,12 +328,24 @@ fn ok_result() -> impl Strategy<Value = OkResult> {
             proptest::option::of(outcome),
             proptest::collection::vec(any::<bool>(), 0..4),
         ),
+        (
+            proptest::option::of(text()),
+            proptest::option::of(text()),
+            proptest::collection::btree_map(text(), topic_history(), 0..3),
+        ),
+        (
+            proptest::option::of(text()),
+            proptest::option::of(proptest::collection::vec(entry, 0..2)),
+            proptest::option::of(any::<bool>()),
+        ),
     )
         .prop_map(
             |(
                 (topics, patterns, receivers),
                 (stored, message_ids),
                 (jobs, acked, outcome, acks),
+                (offset, epoch, history),
+                (topic, messages, truncated),
             )| {
                 OkResult {
                     topics,
@@ -306,6 +357,12 @@ fn ok_result() -> impl Strategy<Value = OkResult> {
                     acked,
                     acks,
                     outcome,
+                    offset,
+                    epoch,
+                    history,
+                    topic,
+                    messages,
+                    truncated,
                 }
             },
         )
@@ -323,6 +380,8 @@ fn error_code() -> impl Strategy<Value = ErrorCode> {
         "rate_limited",
         "busy",
         "broker_unavailable",
+        "limit_exceeded",
+        "no_history",
     ]
     .iter()
     .map(|code| serde_json::from_value(json!(code)).unwrap())
@@ -343,8 +402,20 @@ pub(crate) fn server_frame() -> impl Strategy<Value = ServerFrame> {
             }
         ),
         (id(), text(), ok_result()).prop_map(|(id, re, result)| ServerFrame::Ok { id, re, result }),
-        (proptest::option::of(text()), agent_message())
-            .prop_map(|(pattern, message)| ServerFrame::Message { pattern, message }),
+        (
+            proptest::option::of(text()),
+            proptest::option::of((text(), text())),
+            agent_message()
+        )
+            .prop_map(|(pattern, stamp, message)| {
+                let (offset, epoch) = stamp.unzip();
+                ServerFrame::Message {
+                    pattern,
+                    offset,
+                    epoch,
+                    message,
+                }
+            }),
         job().prop_map(|job| ServerFrame::Job { job }),
         (id(), proptest::option::of(json_value()))
             .prop_map(|(id, data)| ServerFrame::Pong { id, data }),

@@ -12,6 +12,7 @@ mod frame_strategies;
 mod glob_props;
 mod glob_reference;
 mod health;
+mod history;
 mod layers;
 mod protocol_doc;
 mod quotas;

@@ -95,7 +95,11 @@ async fn receive_matching(
 }
 
 async fn run_block(start_line: usize, lines: &[String], ops: &mut BTreeSet<String>) {
-    let n = node("memory", |_| {}).await;
+    // The topics of the "Topic history" examples keep three messages.
+    let n = node("memory", |c| {
+        c.history = vec!["w1/orders*=3".parse().unwrap()]
+    })
+    .await;
     let url = n.server.ws_url();
     let mut agents: HashMap<&str, Client> = HashMap::new();
     agents.insert("alice", client::connect(&url, "alice", "w1").await);

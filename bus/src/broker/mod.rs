@@ -7,6 +7,7 @@
 //! may add its own namespace in front, and strips it again on delivery.
 
 pub mod clock;
+mod envelope;
 pub mod memory;
 pub mod redis;
 
@@ -22,6 +23,7 @@ use tokio::sync::mpsc;
 pub use clock::{Clock, ManualClock, SystemClock};
 
 use crate::message::AgentMessage;
+pub use crate::message::history::{HistoryPolicy, Offset, Stamp};
 
 /// Highest queue priority; priorities run 0..=255, higher first.
 pub const MAX_PRIORITY: u8 = u8::MAX;
@@ -85,6 +87,97 @@ pub struct Delivery {
     pub pattern: Option<String>,
     /// The published bytes, shared without copying by every local recipient.
     pub payload: Bytes,
+    /// Where the message sits in its topic's history, on topics that keep
+    /// one.
+    pub stamp: Option<Stamp>,
+}
+
+/// One message for [`Broker::publish_many`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    /// The broker-level channel.
+    pub channel: String,
+    /// The message.
+    pub payload: Bytes,
+    /// Keep it in the channel's history, so much of which is kept (topics
+    /// only).
+    pub history: Option<HistoryPolicy>,
+}
+
+/// What publishing one message did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// How many subscriptions (nodes) received it.
+    pub receivers: usize,
+    /// Its place in the channel's history, when it was kept.
+    pub stamp: Option<Stamp>,
+}
+
+/// What to read of a topic's history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HistoryQuery {
+    /// Nothing but where the history stands (its epoch and last offset).
+    Head,
+    /// Every message after `offset` of `epoch`, all or nothing.
+    After {
+        /// The epoch the reader knew.
+        epoch: String,
+        /// The last offset it saw.
+        offset: Offset,
+    },
+    /// The last `count` messages.
+    Last {
+        /// How many.
+        count: usize,
+    },
+}
+
+/// Bounds of one history read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryLimits {
+    /// Most messages returned.
+    pub max: usize,
+    /// Most payload bytes returned.
+    pub max_bytes: usize,
+}
+
+/// How a history read went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadOutcome {
+    /// Everything asked for is in `entries`.
+    Complete,
+    /// [`HistoryQuery::After`]: the history the reader knew was lost.
+    EpochChanged,
+    /// [`HistoryQuery::After`]: messages after the offset are no longer
+    /// kept; `missed` of them.
+    WindowExceeded {
+        /// How many messages the reader will never get.
+        missed: u64,
+    },
+    /// [`HistoryQuery::After`]: more than the limits allow are after the
+    /// offset; `behind` of them.
+    TooFarBehind {
+        /// How many messages lie after the offset.
+        behind: u64,
+    },
+    /// [`HistoryQuery::After`]: the offset lies ahead of the history (its
+    /// writes were lost without the epoch changing).
+    UnknownOffset,
+    /// [`HistoryQuery::Last`]: the byte bound cut the answer short.
+    Truncated,
+}
+
+/// What a history read found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryRead {
+    /// The topic's epoch now (a new one is started when there is none).
+    pub epoch: String,
+    /// The topic's last offset (`n` 0 when it has no message yet).
+    pub head: Offset,
+    /// Whether `entries` hold everything asked for, and why not.
+    pub outcome: ReadOutcome,
+    /// The messages, oldest first.
+    pub entries: Vec<(Offset, Bytes)>,
 }
 
 /// Changes the set of channels and patterns one node listens to.
@@ -225,12 +318,40 @@ pub trait Broker: Send + Sync + Debug + 'static {
     /// Publishes several messages, in order, in as few round trips as the
     /// broker allows; returns each one's receiver count, or the error that
     /// failed the batch. Messages to one channel reach it in slice order.
-    async fn publish_many(&self, messages: &[(String, Bytes)]) -> Result<Vec<usize>> {
-        let mut receivers = Vec::with_capacity(messages.len());
-        for (channel, payload) in messages {
-            receivers.push(self.publish(channel, payload.clone()).await?);
+    /// Messages with `history` are kept in their channel's history in the
+    /// same step as they are published, so that no subscriber sees a
+    /// message the history lacks, or the reverse.
+    async fn publish_many(&self, messages: &[Outgoing]) -> Result<Vec<Published>> {
+        let mut published = Vec::with_capacity(messages.len());
+        for m in messages {
+            if m.history.is_some() {
+                return Err(BrokerError::Unsupported(format!(
+                    "the {} broker keeps no topic history",
+                    self.kind()
+                )));
+            }
+            let receivers = self.publish(&m.channel, m.payload.clone()).await?;
+            published.push(Published {
+                receivers,
+                stamp: None,
+            });
         }
-        Ok(receivers)
+        Ok(published)
+    }
+
+    /// Reads a topic's history (`channel` a broker-level topic channel),
+    /// starting an epoch for it when it has none.
+    async fn read_history(
+        &self,
+        channel: &str,
+        query: &HistoryQuery,
+        limits: HistoryLimits,
+    ) -> Result<HistoryRead> {
+        let _ = (channel, query, limits);
+        Err(BrokerError::Unsupported(format!(
+            "the {} broker keeps no topic history",
+            self.kind()
+        )))
     }
 
     /// Opens a node subscription (for Redis, one dedicated pub/sub

@@ -2,6 +2,8 @@
 //! a precise error code for every way it can be wrong (the envelope, `op`
 //! and `id`, first, then the op's own fields).
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::{ErrorCode, RequestId, present};
@@ -19,6 +21,11 @@ pub enum ClientFrame {
         id: Option<RequestId>,
         /// Wire topics; one refused name refuses the whole request.
         topics: Vec<String>,
+        /// Topics (of `topics`) that keep history, with the last offset and
+        /// epoch the agent saw: what came after is replayed before live
+        /// delivery goes on.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        resume: BTreeMap<String, ResumePoint>,
     },
     /// Subscribe to glob patterns over the workspace's topics.
     Psubscribe {
@@ -182,6 +189,18 @@ pub enum ClientFrame {
         requeue: bool,
     },
     /// Asks for a `pong`: a round trip through the session, e.g. to measure
+    /// The last messages of a topic that keeps history.
+    History {
+        /// Echoed in the reply, so a client with several requests in flight can
+        /// pair them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+        /// The wire topic.
+        topic: String,
+        /// How many of its last messages (default 100, at most 1,000).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        last: Option<usize>,
+    },
     /// latency.
     Ping {
         /// Echoed in the reply, so a client with several requests in flight can
@@ -207,7 +226,7 @@ fn yes() -> bool {
 }
 
 /// Every op name a client may send, for `unknown_op` errors.
-pub const CLIENT_OPS: [&str; 11] = [
+pub const CLIENT_OPS: [&str; 12] = [
     "subscribe",
     "psubscribe",
     "unsubscribe",
@@ -218,8 +237,20 @@ pub const CLIENT_OPS: [&str; 11] = [
     "dequeue",
     "ack",
     "reject",
+    "history",
     "ping",
 ];
+
+/// Where an agent stopped reading a topic with history: the offset and
+/// epoch of the last message it saw there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResumePoint {
+    /// The last offset seen (`"<ms>-<n>"`, as message pushes carry it).
+    pub offset: String,
+    /// The epoch it was in.
+    pub epoch: String,
+}
 
 /// Who a `broadcast` reaches.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -258,6 +289,7 @@ impl ClientFrame {
             ClientFrame::Dequeue { .. } => "dequeue",
             ClientFrame::Ack { .. } => "ack",
             ClientFrame::Reject { .. } => "reject",
+            ClientFrame::History { .. } => "history",
             ClientFrame::Ping { .. } => "ping",
         }
     }
@@ -275,6 +307,7 @@ impl ClientFrame {
             | ClientFrame::Dequeue { id, .. }
             | ClientFrame::Ack { id, .. }
             | ClientFrame::Reject { id, .. }
+            | ClientFrame::History { id, .. }
             | ClientFrame::Ping { id, .. } => id.as_ref(),
         }
     }

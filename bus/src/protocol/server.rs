@@ -2,10 +2,13 @@
 //! the protocol's own types for what queues hand out (jobs, reject
 //! outcomes), so that broker types never reach the wire.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::{ErrorCode, RequestId, present};
 use crate::message::AgentMessage;
+use crate::message::history::Stamp;
 
 /// A job handed to an agent: a claimed queue message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -71,6 +74,12 @@ pub enum ServerFrame {
         /// For pattern subscriptions: the wire pattern that matched.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pattern: Option<String>,
+        /// On topics with history: where the message sits in it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        offset: Option<String>,
+        /// On topics with history: the history's epoch.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        epoch: Option<String>,
         /// The message.
         message: AgentMessage,
     },
@@ -136,6 +145,62 @@ pub struct OkResult {
     /// reject: what happened (absent when the message was not claimed).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outcome: Option<RejectOutcome>,
+    /// publish to a topic with history: where the message sits in it;
+    /// history: the topic's last offset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offset: Option<String>,
+    /// publish / history: the topic's history epoch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<String>,
+    /// subscribe: for each topic with history, where it stands and, when
+    /// resumed, whether everything missed was recovered.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub history: BTreeMap<String, TopicHistory>,
+    /// history: the topic read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    /// history: its last messages, oldest first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub messages: Option<Vec<HistoryEntry>>,
+    /// history: whether the byte bound cut the answer short.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub truncated: Option<bool>,
+}
+
+/// Where a subscribed topic's history stands, in a `subscribe` reply.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicHistory {
+    /// The history's epoch: resume with it.
+    pub epoch: String,
+    /// Live delivery goes on after this offset: the last one replayed
+    /// (recovered), or the history's last one (not resumed, not recovered).
+    pub offset: String,
+    /// When resumed: whether every message after the agent's offset was
+    /// replayed (no gap), or not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovered: Option<bool>,
+    /// When resumed: how many messages were replayed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replayed: Option<u64>,
+    /// When not recovered: why (`epoch_changed`, `window_exceeded`,
+    /// `too_far_behind`, `unknown_offset`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// When not recovered and it is known: how many messages the agent
+    /// missed for good.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missed: Option<u64>,
+}
+
+/// One message of a `history` reply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryEntry {
+    /// Where it sits in the topic's history.
+    pub offset: String,
+    /// The message.
+    pub message: AgentMessage,
 }
 
 impl ServerFrame {
@@ -165,13 +230,24 @@ impl ServerFrame {
 
 /// Builds a `message` push around an already-serialized message without
 /// parsing it again: the bytes published to the broker become the frame.
-pub fn message_frame(pattern: Option<&str>, message_json: &[u8]) -> String {
+pub fn message_frame(pattern: Option<&str>, stamp: Option<&Stamp>, message_json: &[u8]) -> String {
     let body = String::from_utf8_lossy(message_json);
-    match pattern {
-        None => format!(r#"{{"op":"message","message":{body}}}"#),
-        Some(p) => {
-            let p = serde_json::to_string(p).expect("strings serialize");
-            format!(r#"{{"op":"message","pattern":{p},"message":{body}}}"#)
-        }
+    let mut frame = String::with_capacity(body.len() + 96);
+    frame.push_str(r#"{"op":"message","#);
+    if let Some(p) = pattern {
+        let p = serde_json::to_string(p).expect("strings serialize");
+        frame.push_str(r#""pattern":"#);
+        frame.push_str(&p);
+        frame.push(',');
     }
+    if let Some(stamp) = stamp {
+        // Offsets are digits and a dash; epochs are ours (hex), but are
+        // written as JSON strings all the same.
+        let epoch = serde_json::to_string(&stamp.epoch).expect("strings serialize");
+        frame.push_str(&format!(r#""offset":"{}","epoch":{epoch},"#, stamp.offset));
+    }
+    frame.push_str(r#""message":"#);
+    frame.push_str(&body);
+    frame.push('}');
+    frame
 }

@@ -17,8 +17,10 @@ fn decodes_every_op() {
         json!({"op":"dequeue","queue":"jobs","max":5,"wait_ms":100}),
         json!({"op":"ack","queue":"jobs","message_id":"m"}),
         json!({"op":"reject","queue":"jobs","message_id":"m","reason":"r"}),
+        json!({"op":"history","topic":"orders","last":5}),
         json!({"op":"ping","id":"p"}),
     ];
+    assert_eq!(frames.len(), CLIENT_OPS.len());
     for (frame, op) in frames.iter().zip(CLIENT_OPS) {
         let decoded = decode(&frame.to_string()).unwrap();
         assert_eq!(decoded.op(), op);
@@ -115,12 +117,33 @@ fn a_repeated_op_or_id_is_a_bad_frame() {
 #[test]
 fn message_frames_wrap_the_published_bytes() {
     let m = AgentMessage::new("t", json!({"a": [1, 2]}));
-    let text = message_frame(Some("x*"), &m.to_json());
+    let text = message_frame(Some("x*"), None, &m.to_json());
     let frame: ServerFrame = serde_json::from_str(&text).unwrap();
     assert_eq!(
         frame,
         ServerFrame::Message {
             pattern: Some("x*".into()),
+            offset: None,
+            epoch: None,
+            message: m.clone()
+        }
+    );
+    // On a topic with history the frame says where the message sits.
+    let stamp = crate::message::history::Stamp {
+        offset: "1733155200123-42".parse().unwrap(),
+        epoch: "9f1c2ab47d3e8a01".into(),
+    };
+    let text = message_frame(None, Some(&stamp), &m.to_json());
+    assert!(text.starts_with(
+        r#"{"op":"message","offset":"1733155200123-42","epoch":"9f1c2ab47d3e8a01","message":{"#
+    ));
+    let frame: ServerFrame = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        frame,
+        ServerFrame::Message {
+            pattern: None,
+            offset: Some("1733155200123-42".into()),
+            epoch: Some("9f1c2ab47d3e8a01".into()),
             message: m
         }
     );

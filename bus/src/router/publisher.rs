@@ -29,7 +29,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Result, RouterError};
-use crate::broker::Broker;
+use crate::broker::{Broker, HistoryPolicy, Outgoing, Published};
 
 /// Publishes waiting for the pipeline task at most; a submit beyond it
 /// waits for room.
@@ -39,9 +39,8 @@ const QUEUE: usize = 8192;
 const BATCH: usize = 512;
 
 struct Request {
-    channel: String,
-    payload: Bytes,
-    done: oneshot::Sender<Result<usize>>,
+    message: Outgoing,
+    done: oneshot::Sender<Result<Published>>,
 }
 
 /// Handle to the node's publish pipeline; the task stops when the last
@@ -58,17 +57,26 @@ impl Publisher {
         Self { queue }
     }
 
-    /// Queues a publish of `payload` on broker channel `channel`; returns
-    /// once it has its place in the order (waiting only for room in the
-    /// queue, never for the broker). The returned [`PendingPublish`]
-    /// resolves to the receiver count once the broker has answered.
-    pub(super) async fn submit(&self, channel: String, payload: Bytes) -> Result<PendingPublish> {
+    /// Queues a publish of `payload` on broker channel `channel` (kept in
+    /// its history when `history` says so); returns once it has its place
+    /// in the order (waiting only for room in the queue, never for the
+    /// broker). The returned [`PendingPublish`] resolves to what the broker
+    /// did with it.
+    pub(super) async fn submit(
+        &self,
+        channel: String,
+        payload: Bytes,
+        history: Option<HistoryPolicy>,
+    ) -> Result<PendingPublish> {
         let (done, answer) = oneshot::channel();
         let bytes = payload.len();
         self.queue
             .send(Request {
-                channel,
-                payload,
+                message: Outgoing {
+                    channel,
+                    payload,
+                    history,
+                },
                 done,
             })
             .await
@@ -78,10 +86,11 @@ impl Publisher {
 }
 
 /// A publish that has its place in the order and waits for the broker's
-/// answer: the number of subscriptions (nodes) that received it.
+/// answer: the number of subscriptions (nodes) that received it, and its
+/// place in the topic's history if it was kept.
 #[derive(Debug)]
 pub struct PendingPublish {
-    answer: oneshot::Receiver<Result<usize>>,
+    answer: oneshot::Receiver<Result<Published>>,
     /// Size of the published message, which the pipeline holds until the
     /// broker has it.
     bytes: usize,
@@ -96,7 +105,7 @@ impl PendingPublish {
 }
 
 impl Future for PendingPublish {
-    type Output = Result<usize>;
+    type Output = Result<Published>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         Pin::new(&mut self.answer).poll(cx).map(|answer| {
@@ -115,19 +124,19 @@ impl Future for PendingPublish {
 /// publish at once.
 async fn run(broker: Arc<dyn Broker>, mut requests: mpsc::Receiver<Request>) {
     let mut batch: Vec<Request> = Vec::with_capacity(BATCH);
-    let mut messages: Vec<(String, Bytes)> = Vec::with_capacity(BATCH);
+    let mut messages: Vec<Outgoing> = Vec::with_capacity(BATCH);
     while requests.recv_many(&mut batch, BATCH).await > 0 {
-        messages.extend(
-            batch
-                .iter_mut()
-                .map(|r| (std::mem::take(&mut r.channel), r.payload.clone())),
-        );
+        messages.extend(batch.iter_mut().map(|r| Outgoing {
+            channel: std::mem::take(&mut r.message.channel),
+            payload: r.message.payload.clone(),
+            history: r.message.history,
+        }));
         let outcome = broker.publish_many(&messages).await;
         messages.clear();
         match outcome {
-            Ok(receivers) => {
-                for (request, receivers) in batch.drain(..).zip(receivers) {
-                    let _ = request.done.send(Ok(receivers));
+            Ok(published) => {
+                for (request, published) in batch.drain(..).zip(published) {
+                    let _ = request.done.send(Ok(published));
                 }
             }
             Err(err) => {
@@ -158,10 +167,15 @@ mod tests {
         let mut pending = Vec::new();
         for i in 0..2_000u32 {
             let payload = Bytes::from(i.to_string());
-            pending.push(publisher.submit("topic:w/t".into(), payload).await.unwrap());
+            pending.push(
+                publisher
+                    .submit("topic:w/t".into(), payload, None)
+                    .await
+                    .unwrap(),
+            );
         }
         for p in pending {
-            assert_eq!(p.await.unwrap(), 1);
+            assert_eq!(p.await.unwrap().receivers, 1);
         }
         for i in 0..2_000u32 {
             let delivery = subscription.deliveries.recv().await.unwrap();

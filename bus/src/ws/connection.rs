@@ -20,6 +20,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::WaitForCancellationFuture;
 
+use super::gate::Gates;
 use super::outbound::{ConnectionSink, DrainSignal, Outbound, frame_bytes};
 use super::session::Session;
 use crate::message::names;
@@ -68,10 +69,12 @@ pub(super) async fn run(socket: WebSocket, state: AppState, entry: Arc<Connectio
     ));
 
     let inbox_wake = Arc::new(Notify::new());
+    let gates = Arc::new(Gates::default());
     let sink: Arc<dyn DeliverySink> = Arc::new(ConnectionSink {
         outbound: outbound.clone(),
         inbox_channel: names::inbox_channel(&entry.identity.workspace, &entry.identity.agent).key(),
         inbox_wake: inbox_wake.clone(),
+        gates: gates.clone(),
     });
     let sink_id = state.router.next_sink_id();
     let mut session = Session::new(
@@ -80,6 +83,7 @@ pub(super) async fn run(socket: WebSocket, state: AppState, entry: Arc<Connectio
         sink_id,
         sink,
         outbound.clone(),
+        gates,
     );
     state.telemetry.connections.increment(1.0);
     state.telemetry.connections_opened.increment(1);

@@ -1,13 +1,16 @@
 //! The WebSocket endpoint `GET /ws/connect`: authentication and the
 //! node's limits before the upgrade, then one [`connection`] per agent (its
 //! reader and writer tasks), its [`session`] decoding and dispatching the
-//! protocol to one file per family of ops ([`topics`], [`direct`],
-//! [`queues`]), the replies still on their way ([`in_flight`]), and its
-//! bounded [`outbound`] queue; and the node's [`DeliveryProbe`], which
+//! protocol to one file per family of ops ([`topics`], [`history`],
+//! [`direct`], [`queues`]), the replies still on their way ([`in_flight`]), the
+//! topics held back while a resume replays their history ([`gate`]), and
+//! its bounded [`outbound`] queue; and the node's [`DeliveryProbe`], which
 //! sends a health probe through that same outbound path.
 
 mod connection;
 mod direct;
+mod gate;
+mod history;
 mod in_flight;
 mod outbound;
 mod probe;

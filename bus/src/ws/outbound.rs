@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use axum::extract::ws::{Message, Utf8Bytes};
 use tokio::sync::{Notify, mpsc};
 
+use super::gate::{Gates, Passage};
 use crate::message::names;
 use crate::protocol::{ServerFrame, close, message_frame};
 use crate::registry::ConnectionEntry;
@@ -118,8 +119,15 @@ impl Outbound {
         }
     }
 
+    /// Queues a pub/sub delivery (counted in `bus_deliveries_total`).
+    pub(super) fn deliver(&self, frame: Utf8Bytes) {
+        if self.push(Message::Text(frame)) {
+            self.state.telemetry.deliveries.increment(1);
+        }
+    }
+
     /// Counts the client as a slow consumer (once) and has it closed.
-    fn slow_consumer(&self, why: &str) {
+    pub(super) fn slow_consumer(&self, why: &str) {
         if !self.entry.close.is_cancelled() {
             self.state.telemetry.slow_consumers.increment(1);
             self.close_with(close::SLOW_CONSUMER, &format!("slow consumer: {why}"));
@@ -145,6 +153,8 @@ pub(super) struct ConnectionSink {
     /// Broker channel of this agent's inbox.
     pub inbox_channel: String,
     pub inbox_wake: Arc<Notify>,
+    /// Topics whose live messages wait while their history is replayed.
+    pub gates: Arc<Gates>,
 }
 
 impl DeliverySink for ConnectionSink {
@@ -159,15 +169,33 @@ impl DeliverySink for ConnectionSink {
         }
         let frame: Utf8Bytes = dispatched.frame(|d| {
             let pattern = d.pattern.as_deref().map(names::wire_pattern);
-            Utf8Bytes::from(message_frame(pattern, &d.payload))
+            Utf8Bytes::from(message_frame(pattern, d.stamp.as_ref(), &d.payload))
         });
         #[cfg(feature = "test-faults")]
         if self.delay_fault(&frame) {
             return;
         }
-        if self.outbound.push(Message::Text(frame)) {
-            self.outbound.state.telemetry.deliveries.increment(1);
+        if !self.gates.is_empty()
+            && delivery.pattern.is_none()
+            && let Some(stamp) = &delivery.stamp
+        {
+            let budget = self.outbound.state.config.outbound_bytes;
+            let passage = self
+                .gates
+                .pass(&delivery.channel, stamp.offset.n, &frame, budget, |f| {
+                    self.outbound.deliver(f)
+                });
+            match passage {
+                Passage::Deliver => {}
+                Passage::Kept => return,
+                Passage::Overflow => {
+                    return self
+                        .outbound
+                        .slow_consumer("live messages held during a resume over budget");
+                }
+            }
         }
+        self.outbound.deliver(frame);
     }
 }
 

@@ -167,7 +167,7 @@ impl DeliverySink for ProbeSink {
                 .pattern
                 .as_deref()
                 .map(crate::message::names::wire_pattern);
-            Utf8Bytes::from(message_frame(pattern, &d.payload))
+            Utf8Bytes::from(message_frame(pattern, d.stamp.as_ref(), &d.payload))
         });
         self.outbound.push(Message::Text(frame));
     }

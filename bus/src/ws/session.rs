@@ -16,6 +16,7 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+use super::gate::Gates;
 use super::in_flight::InFlight;
 use super::outbound::Outbound;
 use crate::auth::Identity;
@@ -66,6 +67,22 @@ pub(super) struct Session {
     inbox_backlog: VecDeque<Job>,
     /// Replies of requests on their way (publishes), in request order.
     pub(super) in_flight: InFlight,
+    /// Topics whose live messages wait for a resume (shared with the sink).
+    pub(super) gates: Arc<Gates>,
+    /// Resumes whose reply is about to go out: after it, each topic's
+    /// replay and held messages.
+    pub(super) resumes: Vec<Resume>,
+}
+
+/// A resumed topic to open once the `subscribe` reply is out.
+pub(super) struct Resume {
+    /// Its broker channel.
+    pub(super) channel: String,
+    /// The replayed messages, as frames.
+    pub(super) replay: Vec<axum::extract::ws::Utf8Bytes>,
+    /// Live copies up to this `n` are dropped (`None`: none are, the
+    /// resume recovered nothing).
+    pub(super) floor: Option<u64>,
 }
 
 impl Session {
@@ -75,6 +92,7 @@ impl Session {
         sink_id: SinkId,
         sink: Arc<dyn DeliverySink>,
         outbound: Outbound,
+        gates: Arc<Gates>,
     ) -> Self {
         let defaults = default_channels(&entry.identity).map(|c| c.wire_name());
         Self {
@@ -88,6 +106,8 @@ impl Session {
             window: (Instant::now(), 0),
             inbox_backlog: VecDeque::new(),
             in_flight: InFlight::default(),
+            gates,
+            resumes: Vec::new(),
         }
     }
 
@@ -218,6 +238,14 @@ impl Session {
             Ok(ok) => self.reply(ServerFrame::ok(id, op, ok)),
             Err(e) => self.reply_error(id, e),
         }
+        // A subscribe's resumed topics: their replay follows its reply.
+        for resume in std::mem::take(&mut self.resumes) {
+            let outbound = &self.outbound;
+            self.gates
+                .open(&resume.channel, resume.replay, resume.floor, |frame| {
+                    outbound.deliver(frame)
+                });
+        }
     }
 
     /// Sends a reply now, or, while replies are on their way, after them.
@@ -264,7 +292,7 @@ impl Session {
     /// One handler per op; each family's handlers live in its own file.
     async fn dispatch(&mut self, frame: ClientFrame) -> OpResult {
         match frame {
-            ClientFrame::Subscribe { topics, .. } => self.subscribe(topics).await,
+            ClientFrame::Subscribe { topics, resume, .. } => self.subscribe(topics, resume).await,
             ClientFrame::Psubscribe { patterns, .. } => self.psubscribe(patterns).await,
             ClientFrame::Unsubscribe {
                 topics, patterns, ..
@@ -311,6 +339,7 @@ impl Session {
                 requeue,
                 ..
             } => self.reject(queue, message_id, reason, requeue).await,
+            ClientFrame::History { topic, last, .. } => self.history(topic, last).await,
             ClientFrame::Ping { .. } | ClientFrame::Publish { .. } => {
                 unreachable!("ping and publish are answered by handle")
             }

@@ -3,11 +3,13 @@
 //! change goes to the router's index (what the node receives) and to the
 //! registry entry (what operators see and what close releases) together.
 
+use std::collections::BTreeMap;
+
 use super::session::{OpResult, Session};
 use crate::limits::QuotaError;
 use crate::message::MessageKind;
 use crate::message::names::{self, Channel, NameError, Scope};
-use crate::protocol::{ErrorCode, OkResult, RequestId, ServerFrame};
+use crate::protocol::{ErrorCode, OkResult, RequestId, ResumePoint, ServerFrame};
 use crate::reply::OpError;
 
 impl Session {
@@ -171,19 +173,33 @@ impl Session {
             .collect()
     }
 
-    pub(super) async fn subscribe(&mut self, topics: Vec<String>) -> OpResult {
+    /// Subscribes to `topics`; those of them with history that `resume`
+    /// names are replayed from the agent's offset (see [`super::history`]),
+    /// the others say where their history stands.
+    pub(super) async fn subscribe(
+        &mut self,
+        topics: Vec<String>,
+        resume: BTreeMap<String, ResumePoint>,
+    ) -> OpResult {
         let channels = self.resolve_allowed(&topics, names::resolve_topic)?;
+        let points = self.resume_points(&topics, &channels, resume)?;
         let wire: Vec<String> = channels.iter().map(Channel::wire_name).collect();
         let charged = self.charge(&wire, false)?;
+        let gated = self.hold_resumed(&channels, &points);
         let topics = match self.hold_channels(&channels).await {
             Ok(topics) => topics,
             Err(e) => {
                 self.refund(&charged, false);
+                for channel in gated {
+                    self.gates.remove(&channel);
+                }
                 return Err(e);
             }
         };
+        let history = self.histories(&channels, points).await;
         Ok(OkResult {
             topics,
+            history,
             ..Default::default()
         })
     }
@@ -262,12 +278,14 @@ impl Session {
         let bytes = pending.bytes();
         self.in_flight.push(bytes, async move {
             match pending.await {
-                Ok(receivers) => ServerFrame::ok(
+                Ok(published) => ServerFrame::ok(
                     id,
                     "publish",
                     OkResult {
-                        receivers: Some(receivers),
+                        receivers: Some(published.receivers),
                         message_ids: vec![message_id],
+                        offset: published.stamp.as_ref().map(|s| s.offset.to_string()),
+                        epoch: published.stamp.map(|s| s.epoch),
                         ..Default::default()
                     },
                 ),

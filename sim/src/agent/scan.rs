@@ -390,7 +390,7 @@ mod tests {
         let m = bus::message::AgentMessage::new("agent:topic-1", payload)
             .in_workspace("ws-0")
             .from_agent("publishers-3");
-        bus::protocol::message_frame(pattern, &m.to_json())
+        bus::protocol::message_frame(pattern, None, &m.to_json())
     }
 
     #[test]

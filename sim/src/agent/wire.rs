@@ -283,7 +283,7 @@ mod tests {
             serde_json::json!({"s":1,"k":2,"q":3,"t":4,"w":5,"p":"xx"}),
         )
         .in_workspace("ws-0");
-        let text = bus::protocol::message_frame(Some("agent:*"), &m.to_json());
+        let text = bus::protocol::message_frame(Some("agent:*"), None, &m.to_json());
         let frame = parse(&text).unwrap();
         assert_eq!(frame.op, "message");
         assert!(matches!(

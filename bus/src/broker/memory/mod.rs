@@ -2,6 +2,7 @@
 //! contract as Redis (the conformance suite runs against both), nothing on
 //! disk, one process.
 
+mod history;
 mod queue;
 
 use std::collections::{HashMap, HashSet};
@@ -12,11 +13,13 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::{Notify, mpsc};
 
+use self::history::Histories;
+pub(crate) use self::history::new_epoch;
 use self::queue::MemoryQueue;
 use super::{
-    Broker, Claimed, Clock, DELIVERY_BUFFER, DeadLetter, Delivery, QueueStats, ReclaimOutcome,
-    RejectOutcome, Result, RetryPolicy, Subscriber, Subscription, SystemClock, enqueued,
-    queue_workspace,
+    Broker, Claimed, Clock, DELIVERY_BUFFER, DeadLetter, Delivery, HistoryLimits, HistoryQuery,
+    HistoryRead, Outgoing, Published, QueueStats, ReclaimOutcome, RejectOutcome, Result,
+    RetryPolicy, Stamp, Subscriber, Subscription, SystemClock, enqueued, queue_workspace,
 };
 use crate::message::{AgentMessage, glob};
 
@@ -36,6 +39,9 @@ struct Inner {
     probes: Mutex<HashMap<String, Vec<u8>>>,
     /// Queues admitted so far, and how many per workspace.
     admitted: Mutex<(HashSet<String>, HashMap<String, u64>)>,
+    /// Topic histories. Held while a message kept in history is appended
+    /// and sent, so the nodes get a topic's messages in history order.
+    histories: tokio::sync::Mutex<Histories>,
 }
 
 /// One node's channels and patterns, and where its deliveries go.
@@ -69,8 +75,16 @@ impl MemoryBroker {
                 wakers: Mutex::default(),
                 probes: Mutex::default(),
                 admitted: Mutex::default(),
+                histories: tokio::sync::Mutex::default(),
             }),
         }
+    }
+
+    /// Loses every topic's history, as a Redis that restarted without its
+    /// data would: the next write or read of a topic starts a new epoch
+    /// (for tests of `recovered: false`).
+    pub async fn forget_history(&self) {
+        self.inner.histories.lock().await.forget();
     }
 
     /// Runs `f` on an existing queue; queues come into being on enqueue only,
@@ -88,18 +102,51 @@ impl MemoryBroker {
             }
         }
     }
+
+    /// Sends `payload` (with its history `stamp`, if kept) to every node
+    /// subscribed to `channel`; returns how many received it.
+    async fn send(&self, channel: &str, payload: Bytes, stamp: Option<Stamp>) -> usize {
+        let mut sends = Vec::new();
+        let mut closed = false;
+        for node in self.inner.nodes.read().expect("lock").iter() {
+            if node.tx.is_closed() {
+                closed = true;
+                continue;
+            }
+            for delivery in node.matches(channel, &payload, &stamp) {
+                sends.push((node.tx.clone(), delivery));
+            }
+        }
+        if closed {
+            self.inner
+                .nodes
+                .write()
+                .expect("lock")
+                .retain(|n| !n.tx.is_closed());
+        }
+        let mut received = 0;
+        for (tx, delivery) in sends {
+            // Waiting here is the memory broker's backpressure: a node that
+            // falls behind slows its publishers instead of losing messages.
+            if tx.send(delivery).await.is_ok() {
+                received += 1;
+            }
+        }
+        received
+    }
 }
 
 impl NodeSubscription {
     /// The deliveries one published message makes to this node: one for the
     /// exact channel and one per matching pattern, as Redis does.
-    fn matches(&self, channel: &str, payload: &Bytes) -> Vec<Delivery> {
+    fn matches(&self, channel: &str, payload: &Bytes, stamp: &Option<Stamp>) -> Vec<Delivery> {
         let mut out = Vec::new();
         if self.channels.read().expect("lock").contains(channel) {
             out.push(Delivery {
                 channel: channel.to_owned(),
                 pattern: None,
                 payload: payload.clone(),
+                stamp: stamp.clone(),
             });
         }
         for p in self.patterns.read().expect("lock").iter() {
@@ -108,6 +155,7 @@ impl NodeSubscription {
                     channel: channel.to_owned(),
                     pattern: Some(p.clone()),
                     payload: payload.clone(),
+                    stamp: stamp.clone(),
                 });
             }
         }
@@ -157,33 +205,41 @@ impl Broker for MemoryBroker {
     }
 
     async fn publish(&self, channel: &str, payload: Bytes) -> Result<usize> {
-        let mut sends = Vec::new();
-        let mut closed = false;
-        for node in self.inner.nodes.read().expect("lock").iter() {
-            if node.tx.is_closed() {
-                closed = true;
-                continue;
-            }
-            for delivery in node.matches(channel, &payload) {
-                sends.push((node.tx.clone(), delivery));
-            }
+        Ok(self.send(channel, payload, None).await)
+    }
+
+    async fn publish_many(&self, messages: &[Outgoing]) -> Result<Vec<Published>> {
+        let mut published = Vec::with_capacity(messages.len());
+        for m in messages {
+            let (receivers, stamp) = match m.history {
+                None => (self.send(&m.channel, m.payload.clone(), None).await, None),
+                Some(policy) => {
+                    let mut histories = self.inner.histories.lock().await;
+                    let now = self.inner.clock.now_ms();
+                    let stamp = histories.append(&m.channel, &m.payload, policy, now);
+                    let receivers = self
+                        .send(&m.channel, m.payload.clone(), Some(stamp.clone()))
+                        .await;
+                    (receivers, Some(stamp))
+                }
+            };
+            published.push(Published { receivers, stamp });
         }
-        if closed {
-            self.inner
-                .nodes
-                .write()
-                .expect("lock")
-                .retain(|n| !n.tx.is_closed());
-        }
-        let mut received = 0;
-        for (tx, delivery) in sends {
-            // Waiting here is the memory broker's backpressure: a node that
-            // falls behind slows its publishers instead of losing messages.
-            if tx.send(delivery).await.is_ok() {
-                received += 1;
-            }
-        }
-        Ok(received)
+        Ok(published)
+    }
+
+    async fn read_history(
+        &self,
+        channel: &str,
+        query: &HistoryQuery,
+        limits: HistoryLimits,
+    ) -> Result<HistoryRead> {
+        Ok(self
+            .inner
+            .histories
+            .lock()
+            .await
+            .read(channel, query, limits))
     }
 
     async fn subscribe(&self) -> Result<Subscription> {

@@ -13,7 +13,7 @@ use redis::{PushInfo, PushKind, Value};
 use tokio::sync::{Notify, mpsc};
 
 use super::channels::ChannelNames;
-use crate::broker::{DELIVERY_BUFFER, Delivery};
+use crate::broker::{DELIVERY_BUFFER, Delivery, envelope};
 
 /// State shared by a subscription's control half, its maintenance task and
 /// the forwarders of its (current and replaced) connections.
@@ -79,13 +79,15 @@ impl Feed {
                 .ok()
                 .map(|s| self.names.broker_name(s).into_owned())
         };
+        let (stamp, payload) = envelope::open(Bytes::from(payload));
         Some(Delivery {
             channel: text(&channel)?,
             pattern: match pattern {
                 Some(p) => Some(text(&p)?),
                 None => None,
             },
-            payload: Bytes::from(payload),
+            payload,
+            stamp,
         })
     }
 

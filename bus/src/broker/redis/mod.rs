@@ -9,6 +9,7 @@ mod channels;
 mod cluster_pubsub;
 mod cluster_push;
 mod connection;
+mod history;
 mod pubsub;
 mod queue;
 mod wake;
@@ -26,8 +27,9 @@ use self::connection::{Commands, Endpoint, invalid_config, retry_once};
 use self::queue::{QueueKeys, Scripts};
 use self::wake::{WakeHub, wake_channel};
 use super::{
-    Broker, Claimed, Clock, DeadLetter, QueueStats, ReclaimOutcome, RejectOutcome, Result,
-    RetryPolicy, Subscription, decode_message, enqueued, queue_workspace,
+    Broker, BrokerError, Claimed, Clock, DeadLetter, HistoryLimits, HistoryQuery, HistoryRead,
+    Outgoing, Published, QueueStats, ReclaimOutcome, RejectOutcome, Result, RetryPolicy,
+    Subscription, decode_message, enqueued, queue_workspace,
 };
 use crate::message::AgentMessage;
 
@@ -191,6 +193,53 @@ impl RedisBroker {
         .await?)
     }
 
+    /// A batch on a cluster: every channel at once, each channel's
+    /// messages in order; the results in batch order.
+    async fn publish_many_on_cluster(&self, messages: &[Outgoing]) -> Result<Vec<Published>> {
+        let mut by_channel: Vec<(&str, Vec<usize>)> = Vec::new();
+        for (i, m) in messages.iter().enumerate() {
+            match by_channel.iter_mut().find(|(c, _)| *c == m.channel) {
+                Some((_, indexes)) => indexes.push(i),
+                None => by_channel.push((&m.channel, vec![i])),
+            }
+        }
+        let groups = by_channel.into_iter().map(|(_, indexes)| async move {
+            let mut out = Vec::with_capacity(indexes.len());
+            for i in indexes {
+                out.push((i, self.publish_one_on_cluster(&messages[i]).await?));
+            }
+            Ok::<_, BrokerError>(out)
+        });
+        let mut published: Vec<Option<Published>> = vec![None; messages.len()];
+        for group in futures_util::future::join_all(groups).await {
+            for (i, p) in group? {
+                published[i] = Some(p);
+            }
+        }
+        Ok(published.into_iter().flatten().collect())
+    }
+
+    /// One message of a batch on a cluster: the history script when it is
+    /// kept in history, otherwise a plain publish.
+    async fn publish_one_on_cluster(&self, m: &Outgoing) -> Result<Published> {
+        let Some(policy) = m.history else {
+            let receivers = self.publish(&m.channel, m.payload.clone()).await?;
+            return Ok(Published {
+                receivers,
+                stamp: None,
+            });
+        };
+        let name = self.inner.names.channel(&m.channel);
+        let (stream, meta) = history::keys(&self.inner.names, &m.channel);
+        let mut invocation = history::PUBLISH.prepare_invoke();
+        invocation.key(name).key(stream).key(meta);
+        for arg in history::publish_args(&m.payload, policy, true) {
+            invocation.arg(arg);
+        }
+        let value: redis::Value = invocation.invoke_async(&mut self.conn()).await?;
+        history::published(value)
+    }
+
     /// The enqueue script's wake-up arguments: the wake channel and the
     /// command that publishes it (sharded on a cluster, where the channel
     /// shares the queue's slot).
@@ -233,33 +282,77 @@ impl Broker for RedisBroker {
         Ok(receivers)
     }
 
-    /// On one Redis: one pipeline of `PUBLISH`es, one round trip for the
-    /// batch, in order. On a cluster each message goes to its own shard,
-    /// all of them at once; messages to one channel share a shard and its
-    /// connection, which keeps them in order.
-    async fn publish_many(&self, messages: &[(String, Bytes)]) -> Result<Vec<usize>> {
+    /// On one Redis: one pipeline, one round trip for the batch, in order:
+    /// a `PUBLISH` per message, or, for messages kept in history, the
+    /// history script (loaded at the head of the pipeline, so a Redis that
+    /// lost its scripts still runs it). On a cluster the channels of a
+    /// batch are published to at once, each channel's messages one after
+    /// another (a script's first run on a shard may have to load it, and
+    /// concurrent loads would let later messages overtake). A batch with
+    /// history is not sent twice when the connection drops under it: that
+    /// would keep its messages twice.
+    async fn publish_many(&self, messages: &[Outgoing]) -> Result<Vec<Published>> {
         if self.is_cluster() {
-            let each = messages
-                .iter()
-                .map(|(channel, payload)| self.publish(channel, payload.clone()));
-            return futures_util::future::join_all(each)
-                .await
-                .into_iter()
-                .collect();
+            return self.publish_many_on_cluster(messages).await;
         }
+        let with_history = messages.iter().any(|m| m.history.is_some());
         let mut pipeline = redis::pipe();
-        for (channel, payload) in messages {
+        if with_history {
             pipeline
-                .cmd("PUBLISH")
-                .arg(self.inner.names.channel(channel))
-                .arg(payload.as_ref());
+                .cmd("SCRIPT")
+                .arg("LOAD")
+                .arg(history::PUBLISH_SOURCE)
+                .ignore();
         }
-        Ok(retry_once(|| {
-            let mut conn = self.conn();
-            let pipeline = &pipeline;
-            async move { pipeline.query_async::<Vec<usize>>(&mut conn).await }
-        })
-        .await?)
+        for m in messages {
+            let name = self.inner.names.channel(&m.channel);
+            match m.history {
+                None => {
+                    pipeline.cmd("PUBLISH").arg(name).arg(m.payload.as_ref());
+                }
+                Some(policy) => {
+                    let (stream, meta) = history::keys(&self.inner.names, &m.channel);
+                    pipeline
+                        .cmd("EVALSHA")
+                        .arg(history::PUBLISH.get_hash())
+                        .arg(3)
+                        .arg(name)
+                        .arg(stream)
+                        .arg(meta)
+                        .arg(history::publish_args(&m.payload, policy, false));
+                }
+            }
+        }
+        let values: Vec<redis::Value> = if with_history {
+            pipeline.query_async(&mut self.conn()).await?
+        } else {
+            retry_once(|| {
+                let mut conn = self.conn();
+                let pipeline = &pipeline;
+                async move { pipeline.query_async(&mut conn).await }
+            })
+            .await?
+        };
+        messages
+            .iter()
+            .zip(values)
+            .map(|(m, value)| match m.history {
+                None => Ok(Published {
+                    receivers: history::parse(value)?,
+                    stamp: None,
+                }),
+                Some(_) => history::published(value),
+            })
+            .collect()
+    }
+
+    async fn read_history(
+        &self,
+        channel: &str,
+        query: &HistoryQuery,
+        limits: HistoryLimits,
+    ) -> Result<HistoryRead> {
+        history::read(&mut self.conn(), &self.inner.names, channel, query, limits).await
     }
 
     async fn subscribe(&self) -> Result<Subscription> {

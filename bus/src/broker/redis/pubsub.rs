@@ -12,7 +12,9 @@ use futures_util::StreamExt;
 use redis::aio::{PubSub, PubSubSink};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::broker::{BrokerError, DELIVERY_BUFFER, Delivery, Result, Subscriber, Subscription};
+use crate::broker::{
+    BrokerError, DELIVERY_BUFFER, Delivery, Result, Subscriber, Subscription, envelope,
+};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const MIN_BACKOFF: Duration = Duration::from_millis(20);
@@ -243,6 +245,8 @@ impl Supervisor {
                 }
                 msg = stream.next() => {
                     let Some(msg) = msg else { return Ended::Lost };
+                    let (stamp, payload) =
+                        envelope::open(Bytes::copy_from_slice(msg.get_payload_bytes()));
                     let delivery = Delivery {
                         channel: self.strip(msg.get_channel_name()).to_owned(),
                         pattern: msg
@@ -250,7 +254,8 @@ impl Supervisor {
                             .ok()
                             .flatten()
                             .map(|p| self.strip(&p).to_owned()),
-                        payload: Bytes::copy_from_slice(msg.get_payload_bytes()),
+                        payload,
+                        stamp,
                     };
                     if self.deliveries.send(delivery).await.is_err() {
                         return Ended::Closed;
