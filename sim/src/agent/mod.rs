@@ -12,6 +12,7 @@
 mod adversary;
 pub mod arrivals;
 mod receive;
+mod resume;
 mod scan;
 mod send;
 mod session;
@@ -140,6 +141,12 @@ struct Listening {
     subscribing: bool,
     exact: HashMap<ChannelKey, usize>,
     patterns: HashMap<String, usize>,
+    /// Resuming groups: where the agent stopped reading each topic with
+    /// history (kept across sessions).
+    positions: HashMap<ChannelKey, resume::Position>,
+    /// Resuming groups: windows ended by a lost connection, to be
+    /// continued if the next subscribe recovers their topic.
+    parked: HashMap<ChannelKey, Window>,
 }
 
 /// The working side of an agent: queue jobs claimed and requests being
@@ -232,6 +239,7 @@ pub async fn run(plan: AgentPlan, ctx: Arc<RunContext>) -> AgentOutcome {
         });
         agent.arrivals = None;
     }
+    agent.hand_over_parked();
     agent.outcome
 }
 

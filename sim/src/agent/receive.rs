@@ -14,7 +14,7 @@ impl Agent<'_> {
         // detour through the general frame type.
         if let Some(push) = super::scan::message_push(text) {
             if let Some(message) = push.message {
-                self.on_message(&message, push.pattern);
+                self.on_message(&message, push.pattern, push.offset.zip(push.epoch));
             }
             return;
         }
@@ -25,8 +25,9 @@ impl Agent<'_> {
         match frame.op.as_ref() {
             "message" => {
                 let pattern = frame.pattern.as_deref().map(str::to_owned);
-                if let Some(message) = frame.message {
-                    self.on_message(&message, pattern.as_deref());
+                let stamp = frame.offset.as_deref().zip(frame.epoch.as_deref());
+                if let Some(message) = &frame.message {
+                    self.on_message(message, pattern.as_deref(), stamp);
                 }
             }
             "job" => {
@@ -151,7 +152,7 @@ impl Agent<'_> {
     }
 
     /// The ledger channel a message travelled on, from its topic.
-    fn channel_of(&self, message: &MessageView<'_>) -> Option<ChannelKey> {
+    pub(super) fn channel_of(&self, message: &MessageView<'_>) -> Option<ChannelKey> {
         let topic: &str = &message.topic;
         if topic == "broadcast" {
             return Some(ChannelKey::Global);
@@ -183,12 +184,21 @@ impl Agent<'_> {
 
     /// A `message` frame: counted delivered (the live counter once per read
     /// burst, the recorder with its latency in one visit), then accounted.
-    fn on_message(&mut self, message: &MessageView<'_>, pattern: Option<&str>) {
+    /// `stamp`: the offset and epoch of a message on a topic with history.
+    fn on_message(
+        &mut self,
+        message: &MessageView<'_>,
+        pattern: Option<&str>,
+        stamp: Option<(&str, &str)>,
+    ) {
         self.traffic.messages_received += 1;
         self.traffic.delivered_unposted += 1;
         if message.topic.ends_with(":inbox") {
             self.record(|r, at| r.count_delivered(at));
             return self.on_direct(message, false);
+        }
+        if let (Some((offset, epoch)), None) = (stamp, pattern) {
+            self.note_offset(message, offset, epoch);
         }
         let latency = self.account_delivery(message, pattern);
         self.record(|r, at| {

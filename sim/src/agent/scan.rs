@@ -24,6 +24,10 @@ use super::wire::{Incoming, MessageView, Stamp, Text};
 pub(super) struct Push<'a> {
     /// The pattern that matched, for pattern subscriptions.
     pub(super) pattern: Option<&'a str>,
+    /// On topics with history: the message's offset and the epoch.
+    pub(super) offset: Option<&'a str>,
+    /// ...
+    pub(super) epoch: Option<&'a str>,
     /// The message; `None` when the frame has none.
     pub(super) message: Option<MessageView<'a>>,
 }
@@ -44,6 +48,9 @@ impl<'a> Push<'a> {
             acks: None,
             outcome: None,
             message_ids: None,
+            offset: self.offset.map(borrowed),
+            epoch: self.epoch.map(borrowed),
+            history: None,
         }
     }
 }
@@ -61,6 +68,8 @@ pub(super) fn message_push(text: &str) -> Option<Push<'_>> {
     };
     let mut push = Push {
         pattern: None,
+        offset: None,
+        epoch: None,
         message: None,
     };
     let mut seen = Seen::default();
@@ -74,9 +83,17 @@ pub(super) fn message_push(text: &str) -> Option<Push<'_>> {
                 seen.first(1)?;
                 push.message = Some(cursor.message()?);
             }
+            "offset" => {
+                seen.first(2)?;
+                push.offset = cursor.optional_string()?;
+            }
+            "epoch" => {
+                seen.first(3)?;
+                push.epoch = cursor.optional_string()?;
+            }
             // Fields of other frames: serde_json knows what to make of them.
             "op" | "id" | "re" | "code" | "queue" | "jobs" | "acked" | "acks" | "outcome"
-            | "message_ids" => return None,
+            | "message_ids" | "history" => return None,
             _ => cursor.skip_scalar()?,
         }
     }
@@ -537,6 +554,8 @@ mod tests {
         let top = prop_oneof![
             Just(("pattern".to_owned(), "\"agent:*\"".to_owned())),
             Just(("pattern".to_owned(), "null".to_owned())),
+            Just(("offset".to_owned(), "\"1733155200123-42\"".to_owned())),
+            Just(("epoch".to_owned(), "\"9f1c2ab47d3e8a01\"".to_owned())),
             Just(("id".to_owned(), "\"7\"".to_owned())),
             ("[a-z]{1,5}", plain_scalar()).prop_map(|(k, v)| (k, v.to_string())),
             ("[a-z]{1,5}", scalar()).prop_map(|(k, v)| (k, v.to_string())),

@@ -1,6 +1,7 @@
 //! Sending: subscriptions at connect, and the scheduled messages of each
 //! behaviour (publish, direct request, broadcast, enqueue).
 
+use std::collections::HashSet;
 use std::fmt::Write;
 
 use futures_util::stream::{SplitSink, SplitStream};
@@ -42,7 +43,11 @@ impl Agent<'_> {
                     .iter()
                     .map(|id| self.ctx.plan.topics.name(*id))
                     .collect();
-                serde_json::json!({"op":"subscribe","id":"setup","topics":names})
+                let mut frame = serde_json::json!({"op":"subscribe","id":"setup","topics":names});
+                if let Some(resume) = self.resume_field() {
+                    frame["resume"] = resume;
+                }
+                frame
             }
             Subscriptions::Patterns(patterns) => {
                 let globs: Vec<&str> = patterns.iter().map(|p| p.glob.as_str()).collect();
@@ -74,26 +79,30 @@ impl Agent<'_> {
             while let Some(Ok(msg)) = stream.next().await {
                 if let Message::Text(text) = msg {
                     match wire::parse(&text) {
-                        Ok(f) if f.id.as_deref() == Some("setup") => return f.op == "ok",
+                        Ok(f) if f.id.as_deref() == Some("setup") => {
+                            return (f.op == "ok").then_some(f.history);
+                        }
                         _ => self.on_frame(&text),
                     }
                 }
             }
-            false
+            None
         })
         .await;
         self.listening.subscribing = false;
-        if reply != Ok(true) {
+        let Ok(Some(history)) = reply else {
             self.count_error("subscribe_failed");
             return false;
-        }
-        self.open_subscription_windows();
+        };
+        let reopened = self.on_resumed(history.as_ref());
+        self.open_subscription_windows(&reopened);
         true
     }
 
     /// Opens a window per subscribed topic or pattern, from the plan's
-    /// [`Subscriptions`]: exactly what [`Self::subscribe_frame`] asked for.
-    pub(super) fn open_subscription_windows(&mut self) {
+    /// [`Subscriptions`]: exactly what [`Self::subscribe_frame`] asked for,
+    /// but for the topics whose window a resume `reopened`.
+    pub(super) fn open_subscription_windows(&mut self, reopened: &HashSet<ChannelKey>) {
         let now = self.now_us();
         let workspace = self.plan.workspace;
         let topic = |topic| ChannelKey::Topic { workspace, topic };
@@ -101,7 +110,9 @@ impl Agent<'_> {
             Subscriptions::None => {}
             Subscriptions::Topics(ids) => {
                 for id in ids {
-                    self.open_window(topic(*id), None, now);
+                    if !reopened.contains(&topic(*id)) {
+                        self.open_window(topic(*id), None, now);
+                    }
                 }
             }
             Subscriptions::Patterns(patterns) => {

@@ -86,7 +86,7 @@ topics = {{ count = 7, distribution = "{distribution}" }}
                 let Some(frame) = agent.subscribe_frame() else {
                     continue;
                 };
-                agent.open_subscription_windows();
+                agent.open_subscription_windows(&Default::default());
                 let windowed: BTreeSet<String> = agent
                     .listening
                     .windows

@@ -42,10 +42,16 @@ impl Agent<'_> {
         }
     }
 
-    /// Ends the windows and hands them to the outcome (the session is over).
+    /// Ends the windows and hands them to the outcome (the session is
+    /// over); a resuming agent parks those of its topics with history
+    /// instead (see [`super::resume`]).
     pub(super) fn close_windows(&mut self) {
         self.end_windows();
-        self.outcome.windows.append(&mut self.listening.windows);
+        if self.group.resume {
+            self.park_or_hand_over_windows();
+        } else {
+            self.outcome.windows.append(&mut self.listening.windows);
+        }
         self.listening.exact.clear();
         self.listening.patterns.clear();
     }

@@ -8,6 +8,7 @@
 //! and `w` the actual send instant (µs on the run clock), `p` padding.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use serde::de::{IgnoredAny, Visitor};
@@ -155,6 +156,39 @@ pub struct Incoming<'a> {
     /// Ids of the messages an op created; skipped, not read.
     #[serde(default)]
     pub message_ids: Option<IgnoredAny>,
+    /// `message` pushes on topics with history: where the message sits.
+    #[serde(default, borrow)]
+    pub offset: Option<Text<'a>>,
+    /// ...and the history's epoch.
+    #[serde(default, borrow)]
+    pub epoch: Option<Text<'a>>,
+    /// `subscribe` replies: where each topic with history stands, and what
+    /// a resume recovered.
+    #[serde(default)]
+    pub history: Option<BTreeMap<String, HistoryView>>,
+}
+
+/// One topic's history in a `subscribe` reply.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct HistoryView {
+    /// The history's epoch.
+    #[serde(default)]
+    pub epoch: String,
+    /// Live delivery goes on after this offset.
+    #[serde(default)]
+    pub offset: String,
+    /// When resumed: whether everything after the offset was replayed.
+    #[serde(default)]
+    pub recovered: Option<bool>,
+    /// When resumed: how many messages were replayed.
+    #[serde(default)]
+    pub replayed: Option<u64>,
+    /// When not recovered: why.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// When not recovered and known: how many messages were missed.
+    #[serde(default)]
+    pub missed: Option<u64>,
 }
 
 /// A bus message, as much as the simulator reads of it.

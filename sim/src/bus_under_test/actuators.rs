@@ -108,6 +108,7 @@ impl RunningTarget {
             .ok_or(TargetError::NoFaultControl("no such node"))?;
         if node.is_none() {
             *node = Some(BusNode::start(spec).await?);
+            self.restarted.lock().expect("lock").insert(index);
         }
         Ok(())
     }

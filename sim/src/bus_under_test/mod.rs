@@ -106,6 +106,9 @@ pub struct RunningTarget {
     /// The Redis key namespace of the started nodes, unique per run so runs
     /// sharing a Redis never see each other's keys (`None` for external).
     pub namespace: Option<String>,
+    /// Spawned nodes restarted during the run (a node kill): their counters
+    /// began again, so the bus witness cannot compare them.
+    restarted: std::sync::Mutex<std::collections::BTreeSet<usize>>,
     nodes: Nodes,
     redis: Option<Arc<Mutex<RedisServer>>>,
     /// One per node when the network can be cut; agents connect through it.
@@ -168,6 +171,7 @@ impl RunningTarget {
             redis_pid: redis.pid(),
             embedded: Some(server.state.clone()),
             namespace: Some(namespace),
+            restarted: Default::default(),
             nodes: Nodes::Embedded(Box::new(server)),
             redis: redis.server.map(|r| Arc::new(Mutex::new(r))),
         }
@@ -216,6 +220,7 @@ impl RunningTarget {
             embedded: None,
             namespace: Some(namespace),
             proxies: Vec::new(),
+            restarted: Default::default(),
             nodes: Nodes::Spawned(tokio::sync::Mutex::new(
                 specs
                     .into_iter()
@@ -253,6 +258,7 @@ impl RunningTarget {
             redis_pid: None,
             embedded: None,
             namespace: None,
+            restarted: Default::default(),
             nodes: Nodes::External,
             redis: None,
             proxies: Vec::new(),
@@ -262,6 +268,11 @@ impl RunningTarget {
     /// Number of bus nodes agents are spread over.
     pub fn node_count(&self) -> usize {
         self.ws_urls.len()
+    }
+
+    /// Whether spawned node `index` was restarted during the run.
+    pub fn was_restarted(&self, index: usize) -> bool {
+        self.restarted.lock().expect("lock").contains(&index)
     }
 
     /// Stops what the simulator started: the embedded node (graceful, its

@@ -79,6 +79,28 @@ pub struct ClassLedger {
     /// Deliveries to an agent that should not have received the message
     /// (wrong topic, wrong workspace).
     pub misrouted: u64,
+    /// Topics resumed from an offset after a reconnect (topics with
+    /// history; `resume = true` groups).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub resumed: u64,
+    /// Of those, recovered: every message after the offset was replayed,
+    /// so the outage is owed (a loss in it would show as lost).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub recovered: u64,
+    /// Of those, not recovered (the bus said why): the outage is not owed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub not_recovered: u64,
+    /// Messages the bus replayed in recovered resumes.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub replayed: u64,
+    /// Messages the bus said were missed for good in resumes that did not
+    /// recover (when it could tell).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub missed: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl ClassLedger {
@@ -115,6 +137,11 @@ impl AddAssign<&ClassLedger> for ClassLedger {
         self.duplicated += other.duplicated;
         self.out_of_order += other.out_of_order;
         self.misrouted += other.misrouted;
+        self.resumed += other.resumed;
+        self.recovered += other.recovered;
+        self.not_recovered += other.not_recovered;
+        self.replayed += other.replayed;
+        self.missed += other.missed;
     }
 }
 

@@ -313,13 +313,11 @@ async fn witness_rows(
 ) -> Result<Vec<NodeWitness>, String> {
     let after = witness::read_all_closed(target, before).await?;
     let labels: Vec<String> = target.http_urls.iter().map(|u| node_label(u)).collect();
-    Ok(witness::rows(
-        &labels,
-        before,
-        &after,
-        &result.node_traffic,
-        audits,
-    ))
+    let mut rows = witness::rows(&labels, before, &after, &result.node_traffic, audits);
+    for (i, row) in rows.iter_mut().enumerate() {
+        row.restarted = target.was_restarted(i);
+    }
+    Ok(rows)
 }
 
 /// Settles the queue ledger from the bus's counts (one shard), or says that

@@ -26,6 +26,17 @@ pub fn derived_notes(
             span.connects
         ));
     }
+    let pubsub = ledger.class(crate::ledger::MessageClass::Pubsub);
+    if pubsub.resumed > 0 {
+        notes.push(format!(
+            "resumes (topics with history): {} after reconnects, {} recovered ({} messages replayed; their outage is owed), {} not recovered ({} messages missed, as the bus counted them; their outage is not owed)",
+            pubsub.resumed,
+            pubsub.recovered,
+            pubsub.replayed,
+            pubsub.not_recovered,
+            pubsub.missed
+        ));
+    }
     let security = ledger.security;
     if !security.is_empty() {
         notes.push(format!(

@@ -148,6 +148,7 @@ pub(super) fn rows(
                 audited: audit.audited,
                 audit_mismatches: audit.mismatches,
                 first_mismatch: audit.first,
+                restarted: false,
             }
         })
         .collect()

@@ -384,7 +384,10 @@ fn witness(report: &Report) -> Table {
         .iter()
         .map(|w| {
             vec![
-                w.node.clone(),
+                match w.restarted {
+                    true => format!("{} (restarted: counts not compared)", w.node),
+                    false => w.node.clone(),
+                },
                 w.agents_frames_sent.to_string(),
                 w.bus_frames_in.to_string(),
                 w.bus_deliveries.to_string(),

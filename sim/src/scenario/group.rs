@@ -79,6 +79,16 @@ pub struct Group {
     /// Where broadcasters broadcast.
     #[serde(default)]
     pub scope: BroadcastScope,
+    /// Subscribers: after a reconnect, resume each topic from the last
+    /// offset seen on it (topics the bus keeps history of, `--history` in
+    /// `bus_args`). A recovered resume keeps the subscription window open
+    /// across the outage, so every message sent meanwhile is owed.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub resume: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 fn one() -> u32 {
