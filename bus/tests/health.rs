@@ -147,7 +147,16 @@ async fn a_stalled_runtime_makes_the_node_unhealthy() {
     // No background checks: they would take the lag this test looks for.
     let n = crate::server::node("memory", |c| c.health_interval = Duration::from_secs(3600)).await;
     let health = n.server.state.health.clone();
-    health.check().await;
+    // The background checker runs one check at start: wait for it, so that
+    // it cannot take the lag this test makes before the check below does.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while health.last_report().is_none() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no first health check within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     // Block both worker threads for longer than the critical threshold.
     let stalls: Vec<_> = (0..2)
         .map(|_| tokio::spawn(async { std::thread::sleep(Duration::from_millis(400)) }))
