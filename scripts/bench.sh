@@ -4,7 +4,8 @@
 #             (500k deliveries/s offered), through Redis, on one node and on
 #             two; and 5,000 subscribers on 50 topics at the same load
 #   fanout-shards  the one-node fan-out driven by two simulator processes
-#   capacity  the same fan-out: the highest rate still healthy (p99 < 50 ms)
+#   capacity  the same fan-out: the highest rate still healthy (p99 < 50 ms),
+#             with topic history off and on
 #   queues    50 workers on one Redis: throughput, and a paced 1k/s
 #   idle      50,000 idle agents: 4 bus nodes, 3 simulator shards, 4
 #             loopback source addresses; bus memory per connection, connects/s
@@ -30,9 +31,12 @@ fanout() {
   done
 }
 
+# The knee of the fan-out, and the same with history on every topic.
 capacity() {
   "$SIM" capacity scenarios/bench/fanout-50k.toml --vary rate --search --from 250 --to 8000 \
     --refine 3 --point-duration 10s --setups redis-1 --out "$OUT/fanout-capacity" || true
+  "$SIM" capacity scenarios/bench/fanout-50k-history.toml --vary rate --search --from 250 --to 8000 \
+    --refine 3 --point-duration 10s --setups redis-1 --out "$OUT/fanout-history-capacity" || true
 }
 
 queues() {

@@ -102,6 +102,14 @@ pub struct BusConfig {
     #[arg(long, env = "BUS_PING_TIMEOUT", value_parser = duration, default_value = "60s")]
     pub ping_timeout: Duration,
 
+    /// Messages at least this many bytes long are compressed (zstd) in
+    /// Redis: published, kept in history and stored in queues compressed,
+    /// opened again before any agent sees them. 0 turns it off; a message
+    /// that does not shrink travels as it is. Nodes read both forms
+    /// whatever this says. The memory broker never compresses.
+    #[arg(long, env = "BUS_COMPRESS_OVER", default_value_t = crate::broker::redis::DEFAULT_COMPRESS_OVER, value_name = "BYTES")]
+    pub compress_over: usize,
+
     /// Largest WebSocket frame accepted; larger ones close with 1009.
     #[arg(long, env = "BUS_MAX_FRAME_BYTES", default_value_t = 1 << 20)]
     pub max_frame_bytes: usize,

@@ -1,9 +1,12 @@
 //! The `MessageRouter`: what one bus node does with messages, independent of
 //! how agents reach it. Subscriptions of local sinks, publish to a topic,
 //! direct messages honouring the delivery mode, workspace and global
-//! broadcasts, inboxes, and queues with their retry policy.
+//! broadcasts, inboxes, and queues with their retry policy. On topics with
+//! history, the node fills gaps in what it receives from the history
+//! ([`gaps`]).
 
 mod faults;
+mod gaps;
 mod publisher;
 mod subscriptions;
 
@@ -157,6 +160,8 @@ impl MessageRouter {
         history: Vec<HistoryRule>,
     ) -> Result<Self> {
         let subscription = broker.subscribe().await?;
+        // With history, the dispatcher reads it to fill gaps in offsets.
+        let gap_reader = (!history.is_empty()).then(|| broker.clone());
         Ok(Self {
             inner: Arc::new(Inner {
                 history,
@@ -167,6 +172,7 @@ impl MessageRouter {
                     subscription,
                     config.faults,
                     config.max_patterns,
+                    gap_reader,
                 ),
                 next_sink: AtomicU64::new(1),
             }),

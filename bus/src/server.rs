@@ -62,7 +62,8 @@ pub async fn build_state(config: BusConfig) -> Result<AppState, ServerError> {
         BrokerKind::Redis => {
             let options = RedisOptions::new(&config.redis_url)
                 .cluster_mode(config.redis_cluster)
-                .namespace(&config.namespace);
+                .namespace(&config.namespace)
+                .compress_over(Some(config.compress_over).filter(|&n| n > 0));
             let broker =
                 RedisBroker::connect_with(options)
                     .await

@@ -1,8 +1,8 @@
 //! Topic history over real WebSockets: offsets on deliveries, resuming on
 //! another node with nothing lost and nothing doubled (also while messages
 //! keep coming during the switch), the honest `recovered: false`, the
-//! `history` op and its REST twin with their bounds, and bad resumes
-//! refused.
+//! `history` op and its REST twin with their bounds, bad resumes refused,
+//! and a node filling what its dropped Redis subscription missed.
 
 use std::collections::BTreeMap;
 
@@ -148,6 +148,79 @@ async fn a_resume_on_another_node_replays_what_was_missed_then_goes_live() {
 
 /// Messages keep coming while the agent resumes: whatever the timing, it
 /// sees every offset once, in order.
+/// A node whose Redis subscription drops (here: Redis kills every pub/sub
+/// connection) misses what is published until it has subscribed again; its
+/// agent stayed connected and resumes nothing. The node sees the jump in
+/// offsets on the next message and fills it from the history first: the
+/// agent gets every message once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_fills_what_its_dropped_subscription_missed() {
+    // A private Redis: killing its pub/sub connections touches no other test.
+    let server = testkit::RedisServer::start();
+    let config = |node: &str| BusConfig {
+        broker: bus::config::BrokerKind::Redis,
+        redis_url: server.url(),
+        namespace: "gaps".into(),
+        node_id: Some(node.to_owned()),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        history: vec!["w1/orders=1000".parse().unwrap()],
+        ..BusConfig::default()
+    };
+    let a = nodes::start(config("a")).await;
+    let b = nodes::start(config("b")).await;
+    let mut bob = client::connect(&a.ws_url(), "bob", "w1").await;
+    bob.ok(json!({"op":"subscribe","topics":["orders"]})).await;
+    let mut alice = client::connect(&b.ws_url(), "alice", "w1").await;
+    for i in 1..=20 {
+        publish(&mut alice, i).await;
+    }
+    let mut conn = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    // Redis takes no new connection until told otherwise, so the nodes'
+    // subscriptions stay down while alice publishes on her open one.
+    let clients: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let subscribers = clients.lines().filter(|l| l.contains("flags=P")).count();
+    assert!(subscribers >= 2, "{clients}");
+    let cmd = |args: &[&str]| {
+        let mut c = redis::cmd(args[0]);
+        c.arg(&args[1..]);
+        c
+    };
+    let full = (clients.lines().count() - subscribers).to_string();
+    let () = cmd(&["CONFIG", "SET", "maxclients", &full])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let killed: i64 = cmd(&["CLIENT", "KILL", "TYPE", "pubsub"])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(killed as usize, subscribers);
+    // Published while node a cannot subscribe again: the last of them
+    // too, although nothing follows it for a while.
+    for i in 21..=200 {
+        publish(&mut alice, i).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let () = cmd(&["CONFIG", "SET", "maxclients", "10000"])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    for i in 1..=200 {
+        let (got, offset, _) = next_message(&mut bob).await;
+        assert_eq!((got, offset), (i, i), "every message once, in order");
+    }
+    publish(&mut alice, 201).await;
+    assert_eq!(next_message(&mut bob).await.0, 201, "then live, no copy");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resuming_while_messages_keep_coming_has_no_gap_and_no_duplicate() {
     for backend in ["memory", "redis"] {

@@ -5,6 +5,7 @@ mod auth;
 mod bad_input;
 mod bounds;
 mod cluster;
+mod compression;
 mod conformance;
 mod exposition;
 mod frame_props;

@@ -1,7 +1,7 @@
 """Shared by the attack scripts: a private redis-server and a release bus
 node on free ports, and a raw-socket WebSocket client that never reads."""
 import asyncio, json, os, socket, subprocess, time, base64, re, urllib.request
-BUS = '/work/main/target/release/bus'
+BUS = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'target', 'release', 'bus')
 
 def free_port():
     s = socket.socket(); s.bind(('127.0.0.1', 0)); p = s.getsockname()[1]; s.close(); return p
@@ -29,6 +29,18 @@ class Stack:
         text = urllib.request.urlopen(f'http://127.0.0.1:{self.port}/metrics').read().decode()
         m = re.search(r'^bus_connections\{[^}]*\} (\S+)', text, re.M)
         return float(m.group(1))
+    def info(self, field):
+        out = subprocess.run(['redis-cli', '-p', str(self.rport), 'INFO'], capture_output=True, text=True).stdout
+        return int(re.search(rf'^{field}:(\d+)', out, re.M).group(1))
+    def redis_cpu(self):
+        """Redis's CPU seconds so far (user + system)."""
+        out = subprocess.run(['redis-cli', '-p', str(self.rport), 'INFO', 'cpu'], capture_output=True, text=True).stdout
+        f = lambda k: float(re.search(rf'^{k}:([\d.]+)', out, re.M).group(1))
+        return f('used_cpu_sys') + f('used_cpu_user')
+    def bus_cpu(self):
+        """The bus's CPU seconds so far (user + system)."""
+        fields = open(f'/proc/{self.bus.pid}/stat').read().rsplit(')', 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
     def stop(self):
         self.bus.kill(); self.redis.kill(); self.bus.wait(); self.redis.wait()
 

@@ -180,6 +180,29 @@ fn history_network_cut() {
     );
 }
 
+/// Redis restarted from its append-only file, then every connection cut:
+/// the subscribers resume from offsets given out before the restart, and
+/// recover because the history (and its epoch) came back with Redis.
+#[test]
+fn history_redis_restart() {
+    let r = run("history-redis-restart");
+    let health = r["faults"][0]["bus_health"].to_string();
+    assert!(
+        health.contains("unhealthy"),
+        "the outage was seen: {health}"
+    );
+    let cut = &r["faults"][1];
+    assert!(cut["error"].is_null(), "{cut}");
+    assert!(cut["disconnects"].as_u64().unwrap() > 0, "{cut}");
+    let pubsub = assert_pubsub_whole("history-redis-restart", &r);
+    let resumed = pubsub["resumed"].as_u64().unwrap();
+    assert!(resumed > 0, "{pubsub}");
+    assert_eq!(
+        pubsub["recovered"], resumed,
+        "every resume recovered: {pubsub}"
+    );
+}
+
 /// An outage longer than the history: the bus says so, and nothing is
 /// claimed recovered.
 #[test]

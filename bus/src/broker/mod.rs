@@ -18,7 +18,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 pub use clock::{Clock, ManualClock, SystemClock};
 
@@ -63,6 +63,15 @@ pub enum BrokerError {
     /// Cluster cannot route).
     #[error("unsupported: {0}")]
     Unsupported(String),
+    /// A stored or published payload that does not open (a compressed
+    /// frame that is corrupt): named so an operator can find it.
+    #[error("{what} does not open: {reason}")]
+    Unreadable {
+        /// Which payload (queue and id, or topic and offset).
+        what: String,
+        /// Why.
+        reason: String,
+    },
     /// The queue holds its maximum; what was added before it filled stays.
     #[error("queue {queue} is full ({limit} messages held); {added} of the batch were added")]
     QueueFull {
@@ -204,6 +213,10 @@ pub struct Subscription {
     /// What arrives, bounded: a node that falls behind slows the broker's
     /// reader down rather than losing deliveries silently.
     pub deliveries: mpsc::Receiver<Delivery>,
+    /// How many times the subscription came back after it was lost (Redis
+    /// restarted, the connection cut): what was published meanwhile never
+    /// arrived. Its sender is gone on a broker that cannot lose it.
+    pub restored: watch::Receiver<u64>,
 }
 
 /// How rejected and timed-out messages are retried.

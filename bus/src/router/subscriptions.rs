@@ -16,13 +16,14 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, RwLock};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::faults::DeliveryFaults;
 #[cfg(feature = "test-faults")]
 use super::faults::FaultInjector;
-use crate::broker::{Delivery, Subscriber, Subscription};
+use super::gaps::{Before, Fresh, Gaps};
+use crate::broker::{Broker, Delivery, Subscriber, Subscription};
 use crate::limits::QuotaError;
 
 /// Identifies one sink in the index (a connection, the health checker).
@@ -109,6 +110,8 @@ pub(crate) struct LocalSubscriptions {
     max_patterns: usize,
     changes: mpsc::Sender<Change>,
     stop: CancellationToken,
+    /// Told of names subscribed afresh, when gaps are filled.
+    fresh: Option<Arc<Fresh>>,
 }
 
 impl fmt::Debug for LocalSubscriptions {
@@ -139,11 +142,17 @@ pub enum SubscriptionError {
 }
 
 impl LocalSubscriptions {
+    /// Starts the reconciler and the dispatcher; with `history` (a broker
+    /// to read topic histories from), the dispatcher fills gaps in topics'
+    /// offsets ([`super::gaps`]).
     pub(crate) fn start(
         subscription: Subscription,
         faults: DeliveryFaults,
         max_patterns: usize,
+        history: Option<Arc<dyn Broker>>,
     ) -> Self {
+        let fresh = history.as_ref().map(|_| Arc::new(Fresh::default()));
+        let gaps = history.zip(fresh.clone()).map(|(b, f)| Gaps::new(b, f));
         let index = Arc::new(RwLock::new(Index::default()));
         let (changes, change_rx) = mpsc::channel(4096);
         let stop = CancellationToken::new();
@@ -156,14 +165,17 @@ impl LocalSubscriptions {
         tokio::spawn(dispatch(
             index.clone(),
             subscription.deliveries,
+            subscription.restored,
             stop.clone(),
             faults,
+            gaps,
         ));
         Self {
             index,
             max_patterns,
             changes,
             stop,
+            fresh,
         }
     }
 
@@ -197,6 +209,9 @@ impl LocalSubscriptions {
             for name in names {
                 let sinks = map.entry(name.clone()).or_default();
                 if sinks.is_empty() {
+                    if let Some(marks) = &self.fresh {
+                        marks.mark(kind == Kind::Pattern, name);
+                    }
                     fresh.push(name.clone());
                 }
                 if !sinks.iter().any(|(s, _)| *s == id) {
@@ -438,46 +453,67 @@ impl Plan {
     }
 }
 
-/// Fans every delivery out to the local sinks that want it. With the
-/// `test-faults` feature and faults set, deliveries go through the
-/// [`FaultInjector`] instead; release builds have no such branch.
+/// Fans every delivery out to the local sinks that want it, after what
+/// `gaps` finds missing before it. With the `test-faults` feature and
+/// faults set, deliveries go through the [`FaultInjector`] instead; release
+/// builds have no such branch.
 async fn dispatch(
     index: Arc<RwLock<Index>>,
     mut deliveries: mpsc::Receiver<Delivery>,
+    mut restored: watch::Receiver<u64>,
     stop: CancellationToken,
     faults: DeliveryFaults,
+    mut gaps: Option<Gaps>,
 ) {
     #[cfg(feature = "test-faults")]
     let mut injector = FaultInjector::new(faults);
     #[cfg(not(feature = "test-faults"))]
     let _ = faults;
+    // Until the broker says it cannot lose the subscription (its sender is
+    // gone), a restored subscription starts a sweep.
+    let mut watching = gaps.is_some();
     loop {
-        let delivery = tokio::select! {
+        let (filled, delivery) = tokio::select! {
             _ = stop.cancelled() => return,
-            d = deliveries.recv() => match d {
-                Some(d) => d,
-                None => return,
+            changed = restored.changed(), if watching => {
+                match (changed, gaps.as_mut()) {
+                    (Ok(()), Some(gaps)) => (gaps.sweep().await, None),
+                    _ => {
+                        watching = false;
+                        continue;
+                    }
+                }
+            }
+            d = deliveries.recv() => match (d, gaps.as_mut()) {
+                (None, _) => return,
+                (Some(d), None) => (Vec::new(), Some(d)),
+                (Some(d), Some(gaps)) => match gaps.before(&d).await {
+                    Before::Fill(filled) => (filled, Some(d)),
+                    Before::Delivered => continue,
+                },
             },
         };
-        let dispatched = Dispatched {
-            delivery: &delivery,
-            frame: OnceCell::new(),
-        };
         let index = index.read().expect("lock");
-        let sinks = match &delivery.pattern {
-            Some(p) => index.patterns.get(p),
-            None => index.channels.get(&delivery.channel),
-        };
-        #[cfg(feature = "test-faults")]
-        if let Some(injector) = injector.as_mut() {
-            for (_, sink) in sinks.into_iter().flatten() {
-                let stranger = || stranger(&index, &delivery.channel);
-                injector.deliver(sink.as_ref(), &dispatched, stranger);
+        for delivery in filled.iter().chain(delivery.iter()) {
+            let dispatched = Dispatched {
+                delivery,
+                frame: OnceCell::new(),
+            };
+            let sinks = match &delivery.pattern {
+                Some(p) => index.patterns.get(p),
+                None => index.channels.get(&delivery.channel),
+            };
+            #[cfg(feature = "test-faults")]
+            if let Some(injector) = injector.as_mut() {
+                for (_, sink) in sinks.into_iter().flatten() {
+                    let stranger = || stranger(&index, &delivery.channel);
+                    injector.deliver(sink.as_ref(), &dispatched, stranger);
+                }
+                continue;
             }
-            continue;
-        }
-        for (_, sink) in sinks.into_iter().flatten() {
-            sink.deliver(&dispatched);
+            for (_, sink) in sinks.into_iter().flatten() {
+                sink.deliver(&dispatched);
+            }
         }
     }
 }

@@ -253,6 +253,8 @@ impl Broker for MemoryBroker {
         Ok(Subscription {
             control: node,
             deliveries,
+            // In the process, a subscription is never lost.
+            restored: tokio::sync::watch::channel(0).1,
         })
     }
 

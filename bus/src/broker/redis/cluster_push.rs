@@ -13,6 +13,7 @@ use redis::{PushInfo, PushKind, Value};
 use tokio::sync::{Notify, mpsc};
 
 use super::channels::ChannelNames;
+use super::compress;
 use crate::broker::{DELIVERY_BUFFER, Delivery, envelope};
 
 /// State shared by a subscription's control half, its maintenance task and
@@ -80,6 +81,7 @@ impl Feed {
                 .map(|s| self.names.broker_name(s).into_owned())
         };
         let (stamp, payload) = envelope::open(Bytes::from(payload));
+        let payload = compress::open_delivery(&String::from_utf8_lossy(&channel), payload)?;
         Some(Delivery {
             channel: text(&channel)?,
             pattern: match pattern {

@@ -31,6 +31,9 @@ pub struct RedisOptions {
     pub clock: Arc<dyn Clock>,
     /// Bound on a single command's wait for its reply.
     pub response_timeout: Duration,
+    /// Payloads at least this long are compressed in Redis (see
+    /// [`super::compress`]); `None` sends every payload as it is.
+    pub compress_over: Option<usize>,
 }
 
 impl RedisOptions {
@@ -43,7 +46,15 @@ impl RedisOptions {
             namespace: "bus".to_owned(),
             clock: Arc::new(SystemClock),
             response_timeout: Duration::from_secs(2),
+            compress_over: Some(super::compress::DEFAULT_COMPRESS_OVER),
         }
+    }
+
+    /// Compresses payloads of at least `over` bytes in Redis; `None` turns
+    /// compression off (see [`super::compress`]).
+    pub fn compress_over(mut self, over: Option<usize>) -> Self {
+        self.compress_over = over;
+        self
     }
 
     /// Options for a Redis Cluster reached through any of `seeds`.

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use redis::{Script, Value};
 
 use super::channels::ChannelNames;
+use super::compress;
 use crate::broker::memory::new_epoch;
 use crate::broker::{
     BrokerError, HistoryLimits, HistoryPolicy, HistoryQuery, HistoryRead, Offset, Published,
@@ -132,7 +133,12 @@ fn parse_read(values: Vec<Value>) -> Result<HistoryRead> {
     while let Some(id) = values.next() {
         let id: String = parse(id)?;
         let body: Vec<u8> = parse(values.next().ok_or_else(bad)?)?;
-        entries.push((parse_offset(&id)?, Bytes::from(body)));
+        let body =
+            compress::unpack(Bytes::from(body)).map_err(|reason| BrokerError::Unreadable {
+                what: format!("history entry {id}"),
+                reason,
+            })?;
+        entries.push((parse_offset(&id)?, body));
     }
     Ok(HistoryRead {
         epoch,

@@ -3,11 +3,13 @@
 //! node subscription (classic pub/sub on a single Redis, sharded pub/sub on
 //! a cluster), and queues on sorted sets moved by Lua scripts. How names
 //! map to Redis channels and shards is in [`channels`]; `docs/CLUSTER.md`
-//! describes running on a cluster.
+//! describes running on a cluster. Large payloads go into Redis compressed
+//! and come out whole ([`compress`]).
 
 mod channels;
 mod cluster_pubsub;
 mod cluster_push;
+mod compress;
 mod connection;
 mod history;
 mod pubsub;
@@ -22,6 +24,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use self::channels::ChannelNames;
+pub use self::compress::DEFAULT_COMPRESS_OVER;
 pub use self::connection::RedisOptions;
 use self::connection::{Commands, Endpoint, invalid_config, retry_once};
 use self::queue::{QueueKeys, Scripts};
@@ -60,6 +63,8 @@ struct Inner {
     /// Queues this node has already added to the registry set.
     registered: Mutex<HashSet<String>>,
     wake: WakeHub,
+    /// Payloads at least this long are compressed ([`compress`]).
+    compress_over: Option<usize>,
 }
 
 impl RedisBroker {
@@ -92,8 +97,14 @@ impl RedisBroker {
                 scripts: Scripts::new(),
                 registered: Mutex::default(),
                 wake: WakeHub::default(),
+                compress_over: options.compress_over,
             }),
         })
+    }
+
+    /// `payload` as it goes into Redis: compressed when that pays.
+    fn pack(&self, payload: &Bytes) -> Bytes {
+        compress::pack_bytes(payload, self.inner.compress_over)
     }
 
     /// Whether this broker runs on a Redis Cluster.
@@ -233,7 +244,7 @@ impl RedisBroker {
         let (stream, meta) = history::keys(&self.inner.names, &m.channel);
         let mut invocation = history::PUBLISH.prepare_invoke();
         invocation.key(name).key(stream).key(meta);
-        for arg in history::publish_args(&m.payload, policy, true) {
+        for arg in history::publish_args(&self.pack(&m.payload), policy, true) {
             invocation.arg(arg);
         }
         let value: redis::Value = invocation.invoke_async(&mut self.conn()).await?;
@@ -261,6 +272,7 @@ impl Broker for RedisBroker {
     }
 
     async fn publish(&self, channel: &str, payload: Bytes) -> Result<usize> {
+        let payload = self.pack(&payload);
         let name = self.inner.names.channel(channel);
         if self.is_cluster() && ChannelNames::is_topic(channel) {
             return self.publish_topic_on_cluster(&name, &payload).await;
@@ -306,9 +318,10 @@ impl Broker for RedisBroker {
         }
         for m in messages {
             let name = self.inner.names.channel(&m.channel);
+            let payload = self.pack(&m.payload);
             match m.history {
                 None => {
-                    pipeline.cmd("PUBLISH").arg(name).arg(m.payload.as_ref());
+                    pipeline.cmd("PUBLISH").arg(name).arg(payload.as_ref());
                 }
                 Some(policy) => {
                     let (stream, meta) = history::keys(&self.inner.names, &m.channel);
@@ -319,7 +332,7 @@ impl Broker for RedisBroker {
                         .arg(name)
                         .arg(stream)
                         .arg(meta)
-                        .arg(history::publish_args(&m.payload, policy, false));
+                        .arg(history::publish_args(&payload, policy, false));
                 }
             }
         }
@@ -372,7 +385,11 @@ impl Broker for RedisBroker {
             stored.attempts = 0;
             args.push(m.id.clone().into_bytes());
             args.push(m.priority.to_string().into_bytes());
-            args.push(stored.to_json());
+            let json = stored.to_json();
+            args.push(match compress::pack(&json, self.inner.compress_over) {
+                Some(packed) => packed.to_vec(),
+                None => json,
+            });
         }
         let (added, full): (usize, u8) = self
             .run_script(&self.inner.scripts.enqueue, queue, &args)
@@ -400,7 +417,7 @@ impl Broker for RedisBroker {
             .await?;
         rows.into_iter()
             .map(|(id, body, attempts)| {
-                let mut message = decode_message(queue, &id, &body)?;
+                let mut message = decode_message(queue, &id, &open_stored(queue, &id, body)?)?;
                 message.attempts = attempts;
                 Ok(Claimed {
                     message,
@@ -584,7 +601,7 @@ impl Broker for RedisBroker {
         let mut out = Vec::with_capacity(entries.len());
         for (i, (id, dead_at)) in entries.iter().enumerate() {
             let Some(body) = &bodies[i] else { continue };
-            let mut message = decode_message(queue, id, body)?;
+            let mut message = decode_message(queue, id, &open_stored(queue, id, body.clone())?)?;
             message.attempts = attempts[i].unwrap_or(0);
             out.push(DeadLetter {
                 message,
@@ -651,4 +668,12 @@ impl Broker for RedisBroker {
         .await?;
         Ok(read)
     }
+}
+
+/// A message body read from a queue, opened when it was stored compressed.
+fn open_stored(queue: &str, id: &str, body: Vec<u8>) -> Result<Bytes> {
+    compress::unpack(Bytes::from(body)).map_err(|reason| BrokerError::Unreadable {
+        what: format!("message {id} in queue {queue}"),
+        reason,
+    })
 }

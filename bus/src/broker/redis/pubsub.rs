@@ -10,8 +10,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use redis::aio::{PubSub, PubSubSink};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
+use super::compress;
 use crate::broker::{
     BrokerError, DELIVERY_BUFFER, Delivery, Result, Subscriber, Subscription, envelope,
 };
@@ -89,6 +90,7 @@ pub(super) async fn open(client: redis::Client, namespace: String) -> Result<Sub
     let first = connect(&client).await?;
     let (commands, command_rx) = mpsc::channel(256);
     let (tx, deliveries) = mpsc::channel(DELIVERY_BUFFER);
+    let (restored_tx, restored) = watch::channel(0);
     let supervisor = Supervisor {
         client,
         namespace: namespace.clone(),
@@ -97,6 +99,7 @@ pub(super) async fn open(client: redis::Client, namespace: String) -> Result<Sub
         waiting: Vec::new(),
         commands: command_rx,
         deliveries: tx,
+        restored: restored_tx,
     };
     tokio::spawn(supervisor.run(first));
     Ok(Subscription {
@@ -105,6 +108,7 @@ pub(super) async fn open(client: redis::Client, namespace: String) -> Result<Sub
             commands,
         }),
         deliveries,
+        restored,
     })
 }
 
@@ -125,6 +129,8 @@ struct Supervisor {
     waiting: Vec<oneshot::Sender<Result<()>>>,
     commands: mpsc::Receiver<Command>,
     deliveries: mpsc::Sender<Delivery>,
+    /// Counts the reconnections that restored the subscription.
+    restored: watch::Sender<u64>,
 }
 
 /// Why a connected session ended.
@@ -138,6 +144,7 @@ enum Ended {
 impl Supervisor {
     async fn run(mut self, first: PubSub) {
         let mut next = Some(first);
+        let mut first = true;
         let mut backoff = MIN_BACKOFF;
         loop {
             let pubsub = match next.take() {
@@ -160,6 +167,9 @@ impl Supervisor {
                 continue;
             }
             backoff = MIN_BACKOFF;
+            if !std::mem::replace(&mut first, false) {
+                self.restored.send_modify(|n| *n += 1);
+            }
             match self.serve(&mut sink, &mut stream).await {
                 Ended::Closed => return,
                 Ended::Lost => tracing::warn!("redis pub/sub connection lost; reconnecting"),
@@ -247,6 +257,10 @@ impl Supervisor {
                     let Some(msg) = msg else { return Ended::Lost };
                     let (stamp, payload) =
                         envelope::open(Bytes::copy_from_slice(msg.get_payload_bytes()));
+                    let Some(payload) = compress::open_delivery(msg.get_channel_name(), payload)
+                    else {
+                        continue;
+                    };
                     let delivery = Delivery {
                         channel: self.strip(msg.get_channel_name()).to_owned(),
                         pattern: msg

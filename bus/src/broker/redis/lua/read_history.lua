@@ -8,6 +8,16 @@
 -- many were missed), 'too_far_behind' (count: how many are after the
 -- offset), 'unknown_offset' or 'truncated'.
 local function int(x) return string.format('%.0f', x) end
+-- A message's length as agents receive it: a compressed one ('\0Z<len>\n'
+-- and a zstd frame) counts at its original length.
+local function size(m)
+  if string.byte(m, 1) == 0 and string.byte(m, 2) == 90 then
+    local nl = string.find(m, '\n', 3, true)
+    local len = nl and tonumber(string.sub(m, 3, nl - 1))
+    if len then return len end
+  end
+  return #m
+end
 local meta = redis.call('HMGET', KEYS[2], 'e', 'n', 'ms')
 local epoch, n, ms = meta[1], tonumber(meta[2] or 0), tonumber(meta[3] or 0)
 if not epoch then
@@ -30,7 +40,7 @@ if ARGV[2] == 'after' then
     out[3] = 'window_exceeded'; out[4] = first - from - 1; return out
   end
   local bytes = 0
-  for _, e in ipairs(entries) do bytes = bytes + #e[2][2] end
+  for _, e in ipairs(entries) do bytes = bytes + size(e[2][2]) end
   if bytes > max_bytes then out[3] = 'too_far_behind'; out[4] = n - from; return out end
   for _, e in ipairs(entries) do out[#out + 1] = e[1]; out[#out + 1] = e[2][2] end
   out[4] = #entries
@@ -39,7 +49,7 @@ elseif ARGV[2] == 'last' then
   local entries = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', count)
   local budget, taken = max_bytes, {}
   for _, e in ipairs(entries) do
-    budget = budget - #e[2][2]
+    budget = budget - size(e[2][2])
     if budget < 0 then out[3] = 'truncated'; break end
     taken[#taken + 1] = e
   end
