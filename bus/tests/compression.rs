@@ -295,4 +295,19 @@ async fn large_payloads_arrive_whole_on_a_cluster() {
         .unwrap();
     assert_eq!(read.entries.len(), 1);
     assert_eq!(&read.entries[0].1[..], big.as_bytes());
+    // And the shard holds it compressed.
+    let client = redis::cluster::ClusterClient::new(cluster.urls.clone()).unwrap();
+    let mut conn = client.get_async_connection().await.unwrap();
+    let entries: Vec<StreamEntry> = redis::cmd("XRANGE")
+        .arg(format!(
+            "{}:hs:topic:{{w1}}/cluster-reports",
+            cluster.namespace
+        ))
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let stored = &entries[0].1[0].1;
+    assert!(stored.starts_with(b"\0Z") && stored.len() * 3 < big.len());
 }

@@ -616,6 +616,38 @@ pub(crate) async fn history_offsets_are_consecutive_and_read_back(b: Backend) {
     let ns: Vec<u64> = after.entries.iter().map(|(o, _)| o.n).collect();
     assert_eq!(ns, (11..=50).collect::<Vec<_>>());
     assert_eq!(&after.entries[0].1[..], b"{\"i\":11}");
+    // Between two offsets: exactly what lies between, however far the
+    // topic has moved on.
+    let between = read(HistoryQuery::Between {
+        epoch: epoch.clone(),
+        after: stamps[9].offset,
+        before: stamps[14].offset,
+    })
+    .await;
+    assert_eq!(between.outcome, ReadOutcome::Complete);
+    let ns: Vec<u64> = between.entries.iter().map(|(o, _)| o.n).collect();
+    assert_eq!(ns, [11, 12, 13, 14]);
+    let few_between = b
+        .broker
+        .read_history(
+            topic,
+            &HistoryQuery::Between {
+                epoch: epoch.clone(),
+                after: stamps[9].offset,
+                before: stamps[14].offset,
+            },
+            HistoryLimits {
+                max: 4,
+                max_bytes: 1 << 20,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        few_between.entries.len(),
+        4,
+        "the bound counts the gap only"
+    );
     let last = read(HistoryQuery::Last { count: 5 }).await;
     let ns: Vec<u64> = last.entries.iter().map(|(o, _)| o.n).collect();
     assert_eq!(ns, [46, 47, 48, 49, 50]);

@@ -146,13 +146,13 @@ async fn a_resume_on_another_node_replays_what_was_missed_then_goes_live() {
     }
 }
 
-/// Messages keep coming while the agent resumes: whatever the timing, it
-/// sees every offset once, in order.
 /// A node whose Redis subscription drops (here: Redis kills every pub/sub
-/// connection) misses what is published until it has subscribed again; its
-/// agent stayed connected and resumes nothing. The node sees the jump in
-/// offsets on the next message and fills it from the history first: the
-/// agent gets every message once, in order.
+/// connection and takes no new one for a while) misses what is published
+/// until it has subscribed again; its agent stayed connected and resumes
+/// nothing. When its subscription is back the node reads what it missed
+/// from the history (the last of it too, although nothing follows): the
+/// agent gets every message once, in order. (A jump seen on a live message
+/// is filled the same way: `router::gaps` unit tests.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_fills_what_its_dropped_subscription_missed() {
     // A private Redis: killing its pub/sub connections touches no other test.
@@ -221,6 +221,8 @@ async fn a_node_fills_what_its_dropped_subscription_missed() {
     assert_eq!(next_message(&mut bob).await.0, 201, "then live, no copy");
 }
 
+/// Messages keep coming while the agent resumes: whatever the timing, it
+/// sees every offset once, in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resuming_while_messages_keep_coming_has_no_gap_and_no_duplicate() {
     for backend in ["memory", "redis"] {

@@ -134,6 +134,17 @@ pub enum HistoryQuery {
         /// The last offset it saw.
         offset: Offset,
     },
+    /// Every message after `after` and before `before` of `epoch`, all or
+    /// nothing: a node filling a gap it saw, however far the topic has
+    /// moved on since.
+    Between {
+        /// The epoch of both offsets.
+        epoch: String,
+        /// The last offset before the gap.
+        after: Offset,
+        /// The first offset after it.
+        before: Offset,
+    },
     /// The last `count` messages.
     Last {
         /// How many.

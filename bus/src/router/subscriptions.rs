@@ -267,6 +267,9 @@ impl LocalSubscriptions {
                     sinks.retain(|(s, _)| *s != id);
                     if sinks.is_empty() {
                         map.remove(name);
+                        if let Some(marks) = &self.fresh {
+                            marks.mark(kind == Kind::Pattern, name);
+                        }
                         emptied.push(name.clone());
                     }
                 }

@@ -100,7 +100,15 @@ impl Histories {
         match query {
             HistoryQuery::Head => {}
             HistoryQuery::After { epoch, offset } => {
-                read.outcome = after(log, epoch, *offset, limits, &mut read.entries);
+                read.outcome = after(log, epoch, *offset, None, limits, &mut read.entries);
+            }
+            HistoryQuery::Between {
+                epoch,
+                after: from,
+                before,
+            } => {
+                let until = Some(before.n.saturating_sub(1));
+                read.outcome = after(log, epoch, *from, until, limits, &mut read.entries);
             }
             HistoryQuery::Last { count } => {
                 let count = (*count).min(limits.max);
@@ -126,22 +134,25 @@ impl Histories {
     }
 }
 
-/// The messages of `log` after `offset` of `epoch`, all or nothing.
+/// The messages of `log` after `offset` of `epoch`, up to `n` = `until`
+/// when given, all or nothing.
 fn after(
     log: &TopicLog,
     epoch: &str,
     offset: Offset,
+    until: Option<u64>,
     limits: HistoryLimits,
     out: &mut Vec<(Offset, Bytes)>,
 ) -> ReadOutcome {
     if epoch != log.epoch {
         return ReadOutcome::EpochChanged;
     }
-    let (from, head) = (offset.n, log.head.n);
-    if from > head {
+    let from = offset.n;
+    if from > log.head.n {
         return ReadOutcome::UnknownOffset;
     }
-    if from == head {
+    let head = until.map_or(log.head.n, |u| u.min(log.head.n));
+    if from >= head {
         return ReadOutcome::Complete;
     }
     let behind = head - from;
@@ -155,7 +166,11 @@ fn after(
         };
     }
     let mut bytes = 0;
-    for (o, body) in log.entries.iter().filter(|(o, _)| o.n > from) {
+    for (o, body) in log
+        .entries
+        .iter()
+        .filter(|(o, _)| o.n > from && o.n <= head)
+    {
         bytes += body.len();
         if bytes > limits.max_bytes {
             out.clear();

@@ -91,6 +91,7 @@ pub(super) async fn read(
         .arg(match query {
             HistoryQuery::Head => "head",
             HistoryQuery::After { .. } => "after",
+            HistoryQuery::Between { .. } => "between",
             HistoryQuery::Last { .. } => "last",
         })
         .arg(limits.max)
@@ -102,6 +103,18 @@ pub(super) async fn read(
                 .arg(epoch.as_str())
                 .arg(offset.to_string())
                 .arg(offset.n);
+        }
+        HistoryQuery::Between {
+            epoch,
+            after,
+            before,
+        } => {
+            invocation
+                .arg(epoch.as_str())
+                .arg(after.to_string())
+                .arg(after.n)
+                .arg(before.to_string())
+                .arg(before.n);
         }
         HistoryQuery::Last { count } => {
             invocation.arg(*count);
