@@ -279,11 +279,14 @@ async fn large_payloads_arrive_whole_on_a_cluster() {
     let cluster = TestRedisCluster::new();
     let options = RedisOptions::cluster(&cluster.urls).namespace(&cluster.namespace);
     let b: Arc<dyn Broker> = Arc::new(RedisBroker::connect_with(options).await.unwrap());
-    let topic = "topic:w1/cluster-reports";
+    let (topic, plain) = ("topic:w1/cluster-reports", "topic:w1/cluster-plain");
     let mut sub = b.subscribe().await.unwrap();
-    sub.control.subscribe(&[topic.into()]).await.unwrap();
+    sub.control
+        .subscribe(&[topic.into(), plain.into()])
+        .await
+        .unwrap();
     let big = agent_json(64 << 10, 7);
-    b.publish_many(&[outgoing(topic, &big, kept()), outgoing(topic, &big, None)])
+    b.publish_many(&[outgoing(topic, &big, kept()), outgoing(plain, &big, None)])
         .await
         .unwrap();
     for _ in 0..2 {

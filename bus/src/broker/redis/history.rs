@@ -35,12 +35,16 @@ pub(super) fn keys(names: &ChannelNames, name: &str) -> (String, String) {
     )
 }
 
-/// The publishing script's arguments after its keys: the message, the
-/// bounds, a fresh epoch in case the topic has none, and the publish mode.
-pub(super) fn publish_args(payload: &Bytes, policy: HistoryPolicy, cluster: bool) -> Vec<Vec<u8>> {
+/// The publishing script's arguments after its keys: the bounds, a fresh
+/// epoch in case the topic has none, the publish mode, then the messages
+/// (of one topic, in order).
+pub(super) fn publish_args<'a>(
+    payloads: impl IntoIterator<Item = &'a Bytes>,
+    policy: HistoryPolicy,
+    cluster: bool,
+) -> Vec<Vec<u8>> {
     let age_ms = policy.max_age.map_or(0, |a| a.as_millis() as u64);
-    vec![
-        payload.to_vec(),
+    let mut args = vec![
         policy.max_len.to_string().into_bytes(),
         age_ms.to_string().into_bytes(),
         new_epoch().into_bytes(),
@@ -49,19 +53,33 @@ pub(super) fn publish_args(payload: &Bytes, policy: HistoryPolicy, cluster: bool
         } else {
             b"s".to_vec()
         },
-    ]
+    ];
+    args.extend(payloads.into_iter().map(|p| p.to_vec()));
+    args
 }
 
-/// What the publishing script answered: `{receivers, offset, epoch}`.
-pub(super) fn published(value: Value) -> Result<Published> {
-    let (receivers, offset, epoch): (usize, String, String) = parse(value)?;
-    Ok(Published {
-        receivers,
-        stamp: Some(Stamp {
-            offset: parse_offset(&offset)?,
-            epoch,
-        }),
-    })
+/// What the publishing script answered for `count` messages:
+/// `{epoch, receivers1, offset1, ...}`.
+pub(super) fn published(value: Value, count: usize) -> Result<Vec<Published>> {
+    let bad = || BrokerError::Unsupported("the history script answered in an unknown shape".into());
+    let values: Vec<Value> = parse(value)?;
+    let mut values = values.into_iter();
+    let epoch: String = parse(values.next().ok_or_else(bad)?)?;
+    let mut out = Vec::with_capacity(count);
+    while let (Some(receivers), Some(offset)) = (values.next(), values.next()) {
+        let offset: String = parse(offset)?;
+        out.push(Published {
+            receivers: parse(receivers)?,
+            stamp: Some(Stamp {
+                offset: parse_offset(&offset)?,
+                epoch: epoch.clone(),
+            }),
+        });
+    }
+    if out.len() != count {
+        return Err(bad());
+    }
+    Ok(out)
 }
 
 /// A reply value as `T`.

@@ -12,6 +12,7 @@ mod cluster_push;
 mod compress;
 mod connection;
 mod history;
+mod publish;
 mod pubsub;
 mod queue;
 mod wake;
@@ -190,67 +191,6 @@ impl RedisBroker {
         self.inner.clock.now_ms()
     }
 
-    /// Publishes a topic on a cluster: sharded to its exact subscribers and,
-    /// when its shard has pattern subscribers, classically as well (see
-    /// `lua/publish_topic.lua`).
-    async fn publish_topic_on_cluster(&self, name: &str, payload: &[u8]) -> Result<usize> {
-        let script = cluster_pubsub::publish_topic_script();
-        Ok(retry_once(|| {
-            let mut conn = self.conn();
-            let mut invocation = script.prepare_invoke();
-            invocation.key(name).arg(payload);
-            async move { invocation.invoke_async(&mut conn).await }
-        })
-        .await?)
-    }
-
-    /// A batch on a cluster: every channel at once, each channel's
-    /// messages in order; the results in batch order.
-    async fn publish_many_on_cluster(&self, messages: &[Outgoing]) -> Result<Vec<Published>> {
-        let mut by_channel: Vec<(&str, Vec<usize>)> = Vec::new();
-        for (i, m) in messages.iter().enumerate() {
-            match by_channel.iter_mut().find(|(c, _)| *c == m.channel) {
-                Some((_, indexes)) => indexes.push(i),
-                None => by_channel.push((&m.channel, vec![i])),
-            }
-        }
-        let groups = by_channel.into_iter().map(|(_, indexes)| async move {
-            let mut out = Vec::with_capacity(indexes.len());
-            for i in indexes {
-                out.push((i, self.publish_one_on_cluster(&messages[i]).await?));
-            }
-            Ok::<_, BrokerError>(out)
-        });
-        let mut published: Vec<Option<Published>> = vec![None; messages.len()];
-        for group in futures_util::future::join_all(groups).await {
-            for (i, p) in group? {
-                published[i] = Some(p);
-            }
-        }
-        Ok(published.into_iter().flatten().collect())
-    }
-
-    /// One message of a batch on a cluster: the history script when it is
-    /// kept in history, otherwise a plain publish.
-    async fn publish_one_on_cluster(&self, m: &Outgoing) -> Result<Published> {
-        let Some(policy) = m.history else {
-            let receivers = self.publish(&m.channel, m.payload.clone()).await?;
-            return Ok(Published {
-                receivers,
-                stamp: None,
-            });
-        };
-        let name = self.inner.names.channel(&m.channel);
-        let (stream, meta) = history::keys(&self.inner.names, &m.channel);
-        let mut invocation = history::PUBLISH.prepare_invoke();
-        invocation.key(name).key(stream).key(meta);
-        for arg in history::publish_args(&self.pack(&m.payload), policy, true) {
-            invocation.arg(arg);
-        }
-        let value: redis::Value = invocation.invoke_async(&mut self.conn()).await?;
-        history::published(value)
-    }
-
     /// The enqueue script's wake-up arguments: the wake channel and the
     /// command that publishes it (sharded on a cluster, where the channel
     /// shares the queue's slot).
@@ -272,91 +212,13 @@ impl Broker for RedisBroker {
     }
 
     async fn publish(&self, channel: &str, payload: Bytes) -> Result<usize> {
-        let payload = self.pack(&payload);
-        let name = self.inner.names.channel(channel);
-        if self.is_cluster() && ChannelNames::is_topic(channel) {
-            return self.publish_topic_on_cluster(&name, &payload).await;
-        }
-        let command = if self.is_cluster() {
-            "SPUBLISH"
-        } else {
-            "PUBLISH"
-        };
-        let receivers: usize = retry_once(|| {
-            let mut conn = self.conn();
-            let cmd = redis::cmd(command)
-                .arg(&name)
-                .arg(payload.as_ref())
-                .to_owned();
-            async move { cmd.query_async(&mut conn).await }
-        })
-        .await?;
-        Ok(receivers)
+        self.publish_one(channel, payload).await
     }
 
-    /// On one Redis: one pipeline, one round trip for the batch, in order:
-    /// a `PUBLISH` per message, or, for messages kept in history, the
-    /// history script (loaded at the head of the pipeline, so a Redis that
-    /// lost its scripts still runs it). On a cluster the channels of a
-    /// batch are published to at once, each channel's messages one after
-    /// another (a script's first run on a shard may have to load it, and
-    /// concurrent loads would let later messages overtake). A batch with
-    /// history is not sent twice when the connection drops under it: that
-    /// would keep its messages twice.
+    /// See `publish.rs`: one round trip per batch on one Redis, each topic
+    /// with history in one script call.
     async fn publish_many(&self, messages: &[Outgoing]) -> Result<Vec<Published>> {
-        if self.is_cluster() {
-            return self.publish_many_on_cluster(messages).await;
-        }
-        let with_history = messages.iter().any(|m| m.history.is_some());
-        let mut pipeline = redis::pipe();
-        if with_history {
-            pipeline
-                .cmd("SCRIPT")
-                .arg("LOAD")
-                .arg(history::PUBLISH_SOURCE)
-                .ignore();
-        }
-        for m in messages {
-            let name = self.inner.names.channel(&m.channel);
-            let payload = self.pack(&m.payload);
-            match m.history {
-                None => {
-                    pipeline.cmd("PUBLISH").arg(name).arg(payload.as_ref());
-                }
-                Some(policy) => {
-                    let (stream, meta) = history::keys(&self.inner.names, &m.channel);
-                    pipeline
-                        .cmd("EVALSHA")
-                        .arg(history::PUBLISH.get_hash())
-                        .arg(3)
-                        .arg(name)
-                        .arg(stream)
-                        .arg(meta)
-                        .arg(history::publish_args(&payload, policy, false));
-                }
-            }
-        }
-        let values: Vec<redis::Value> = if with_history {
-            pipeline.query_async(&mut self.conn()).await?
-        } else {
-            retry_once(|| {
-                let mut conn = self.conn();
-                let pipeline = &pipeline;
-                async move { pipeline.query_async(&mut conn).await }
-            })
-            .await?
-        };
-        messages
-            .iter()
-            .zip(values)
-            .map(|(m, value)| match m.history {
-                None => Ok(Published {
-                    receivers: history::parse(value)?,
-                    stamp: None,
-                }),
-                Some(_) => history::published(value),
-            })
-            .collect()
+        self.publish_batch(messages).await
     }
 
     async fn read_history(
