@@ -79,3 +79,64 @@ async fn pubsub_and_commands_recover_after_redis_restarts() {
     assert_eq!(claimed[0].message.id, m.id);
     assert!(broker.ack("w1/jobs", &m.id).await.unwrap());
 }
+
+/// A Redis that lost its scripts (restarted, `SCRIPT FLUSH`) answers
+/// NOSCRIPT to a batch's history steps alone: they are loaded and run
+/// again, nothing is kept twice, and offsets go on without a gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_publishes_go_on_when_redis_lost_its_scripts() {
+    use bus::broker::{HistoryLimits, HistoryPolicy, HistoryQuery, Outgoing};
+    let server = RedisServer::start();
+    let broker = RedisBroker::connect(&server.url()).await.unwrap();
+    let kept = Some(HistoryPolicy {
+        max_len: 100,
+        max_age: None,
+    });
+    let batch = |from: u64| -> Vec<Outgoing> {
+        (from..from + 3)
+            .flat_map(|i| {
+                ["topic:w1/a", "topic:w1/b"].map(|channel| Outgoing {
+                    channel: channel.into(),
+                    payload: Bytes::from(format!("{{\"i\":{i}}}")),
+                    history: kept,
+                })
+            })
+            .chain([Outgoing {
+                channel: "topic:w1/plain".into(),
+                payload: Bytes::from_static(b"{}"),
+                history: None,
+            }])
+            .collect()
+    };
+    broker.publish_many(&batch(1)).await.unwrap();
+    let mut conn = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let published = broker.publish_many(&batch(4)).await.unwrap();
+    let ns: Vec<Option<u64>> = published
+        .iter()
+        .map(|p| p.stamp.as_ref().map(|s| s.offset.n))
+        .collect();
+    let want: Vec<Option<u64>> = (4..7)
+        .flat_map(|n| [Some(n), Some(n)])
+        .chain([None])
+        .collect();
+    assert_eq!(ns, want);
+    let limits = HistoryLimits {
+        max: 100,
+        max_bytes: 1 << 20,
+    };
+    let read = broker
+        .read_history("topic:w1/a", &HistoryQuery::Last { count: 100 }, limits)
+        .await
+        .unwrap();
+    let kept: Vec<u64> = read.entries.iter().map(|(o, _)| o.n).collect();
+    assert_eq!(kept, (1..=6).collect::<Vec<_>>(), "each once");
+}

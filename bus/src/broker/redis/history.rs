@@ -18,10 +18,10 @@ use crate::broker::{
     ReadOutcome, Result, Stamp,
 };
 
-/// The publishing script's text (a pipeline loads it before running it).
-pub(super) const PUBLISH_SOURCE: &str = include_str!("lua/publish_history.lua");
-
-pub(super) static PUBLISH: LazyLock<Script> = LazyLock::new(|| Script::new(PUBLISH_SOURCE));
+/// The publishing script (pipelines run it by hash, and load it when Redis
+/// answers that it lost it).
+pub(super) static PUBLISH: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/publish_history.lua")));
 
 static READ: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/read_history.lua")));
 

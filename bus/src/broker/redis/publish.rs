@@ -14,6 +14,25 @@ use super::{RedisBroker, cluster_pubsub, history};
 use crate::broker::{BrokerError, HistoryPolicy, Outgoing, Published, Result};
 
 impl RedisBroker {
+    /// Runs the history script for `payloads` of `channel` on their own
+    /// (loading it first if Redis lost it); the script's raw answer.
+    async fn publish_history<'a>(
+        &self,
+        channel: &str,
+        payloads: impl Iterator<Item = &'a Bytes>,
+        policy: HistoryPolicy,
+    ) -> Result<redis::Value> {
+        let packed: Vec<Bytes> = payloads.map(|p| self.pack(p)).collect();
+        let name = self.inner.names.channel(channel);
+        let (stream, meta) = history::keys(&self.inner.names, channel);
+        let mut invocation = history::PUBLISH.prepare_invoke();
+        invocation.key(name).key(stream).key(meta);
+        for arg in history::publish_args(&packed, policy, self.is_cluster()) {
+            invocation.arg(arg);
+        }
+        Ok(invocation.invoke_async(&mut self.conn()).await?)
+    }
+
     pub(super) async fn publish_one(&self, channel: &str, payload: Bytes) -> Result<usize> {
         let payload = self.pack(&payload);
         let name = self.inner.names.channel(channel);
@@ -56,11 +75,9 @@ impl RedisBroker {
         let with_history = steps.iter().any(|s| s.history.is_some());
         let mut pipeline = redis::pipe();
         if with_history {
-            pipeline
-                .cmd("SCRIPT")
-                .arg("LOAD")
-                .arg(history::PUBLISH_SOURCE)
-                .ignore();
+            // Each reply on its own: a Redis that lost its scripts answers
+            // NOSCRIPT to those steps alone, which ran nothing.
+            pipeline.ignore_errors();
         }
         for step in &steps {
             let first = &messages[step.indexes[0]];
@@ -108,7 +125,15 @@ impl RedisBroker {
                         stamp: None,
                     });
                 }
-                Some(_) => {
+                Some(policy) => {
+                    let value = match value {
+                        redis::Value::ServerError(e) if e.code() == "NOSCRIPT" => {
+                            let payloads = step.indexes.iter().map(|&i| &messages[i].payload);
+                            let channel = &messages[step.indexes[0]].channel;
+                            self.publish_history(channel, payloads, policy).await?
+                        }
+                        value => value,
+                    };
                     let stamped = history::published(value, step.indexes.len())?;
                     for (&i, p) in step.indexes.iter().zip(stamped) {
                         published[i] = Some(p);
@@ -153,18 +178,8 @@ impl RedisBroker {
             .into_iter()
             .map(|(channel, history, indexes)| async move {
                 if let Some(policy) = history {
-                    let payloads: Vec<Bytes> = indexes
-                        .iter()
-                        .map(|&i| self.pack(&messages[i].payload))
-                        .collect();
-                    let name = self.inner.names.channel(channel);
-                    let (stream, meta) = history::keys(&self.inner.names, channel);
-                    let mut invocation = history::PUBLISH.prepare_invoke();
-                    invocation.key(name).key(stream).key(meta);
-                    for arg in history::publish_args(&payloads, policy, true) {
-                        invocation.arg(arg);
-                    }
-                    let value: redis::Value = invocation.invoke_async(&mut self.conn()).await?;
+                    let payloads = indexes.iter().map(|&i| &messages[i].payload);
+                    let value = self.publish_history(channel, payloads, policy).await?;
                     let published = history::published(value, indexes.len())?;
                     return Ok(indexes.into_iter().zip(published).collect());
                 }
