@@ -108,7 +108,7 @@ fn limit_not_reached(s: &SetupResult, unit: &str) -> Option<String> {
             )
         });
         return Some(format!(
-            "**{}: the simulator was the bottleneck from {} {unit} on.** It could not keep its own schedule there, so those points are marked inconclusive and say nothing of the bus; {below}.              Run the simulator in shards (`sim run --shard i/n` on several processes or machines against `--target`), or on another machine, to measure beyond.",
+            "**{}: the simulator was the bottleneck from {} {unit} on.** It could not keep its own schedule there, so those points are marked inconclusive and say nothing of the bus; {below}. Run the simulator in shards (`sim run --shard i/n` on several processes or machines against `--target`), or on another machine, to measure beyond.",
             s.setup.name,
             load_text(limited.load)
         ));
