@@ -224,9 +224,10 @@ pub struct Subscription {
     /// What arrives, bounded: a node that falls behind slows the broker's
     /// reader down rather than losing deliveries silently.
     pub deliveries: mpsc::Receiver<Delivery>,
-    /// How many times the subscription came back after it was lost (Redis
-    /// restarted, the connection cut): what was published meanwhile never
-    /// arrived. Its sender is gone on a broker that cannot lose it.
+    /// How many times the subscription lost deliveries: it came back after
+    /// the connection was lost (Redis restarted, the connection cut), or
+    /// (on a cluster) dropped what arrived while the node was a full buffer
+    /// behind. Its sender is gone on a broker that cannot lose any.
     pub restored: watch::Receiver<u64>,
 }
 

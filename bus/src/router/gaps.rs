@@ -9,7 +9,9 @@
 //! left: agents see the jump in offsets, as they would without repair.
 //!
 //! Two ways find a gap. When the broker says the subscription came back
-//! ([`Subscription::restored`](crate::broker::Subscription)), the
+//! or dropped deliveries
+//! ([`Subscription::restored`](crate::broker::Subscription); at most one
+//! sweep a `SWEEP_INTERVAL`), the
 //! dispatcher sweeps: it reads what came after the last message of every
 //! channel it tracks (`MAX_SWEEP` of them, `SWEEP_CONCURRENCY` at a time,
 //! within `SWEEP_BYTES` and `SWEEP_DEADLINE`), so a topic that fell silent
@@ -51,6 +53,10 @@ const SWEEP_BYTES: usize = 64 << 20;
 /// How long one sweep may hold the dispatcher; channels not read by then
 /// are filled when their next message arrives.
 const SWEEP_DEADLINE: Duration = Duration::from_secs(5);
+/// Sweeps asked for sooner than this after the last one are skipped (a
+/// node dropping deliveries because it is behind asks again and again;
+/// its jumps are still filled as messages arrive).
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Where a stamped delivery comes from: the pattern that matched it (a node
 /// subscribed both ways receives it once per way), and its channel.
@@ -95,6 +101,8 @@ pub(super) struct Gaps {
     broker: Arc<dyn Broker>,
     last: HashMap<Key, Stamp>,
     fresh: Arc<Fresh>,
+    /// When the last sweep ended.
+    swept_at: Option<tokio::time::Instant>,
 }
 
 impl Gaps {
@@ -103,6 +111,7 @@ impl Gaps {
             broker,
             last: HashMap::new(),
             fresh,
+            swept_at: None,
         }
     }
 
@@ -156,6 +165,12 @@ impl Gaps {
     /// After the subscription came back: what every tracked channel got
     /// after its last message, oldest first per channel.
     pub(super) async fn sweep(&mut self) -> Vec<Delivery> {
+        if self
+            .swept_at
+            .is_some_and(|at| at.elapsed() < SWEEP_INTERVAL)
+        {
+            return Vec::new();
+        }
         self.forget_fresh();
         let tracked: Vec<(Key, Stamp)> = self
             .last
@@ -196,6 +211,7 @@ impl Gaps {
                 out.extend(filled);
             }
         }
+        self.swept_at = Some(tokio::time::Instant::now());
         tracing::info!(
             channels,
             read = read_channels,
@@ -367,6 +383,12 @@ mod tests {
         }
         let next = publish(&broker, 6, 6).await;
         assert_eq!(fill(&mut gaps, &next[0]).await, Vec::<u64>::new());
-        assert!(gaps.sweep().await.is_empty(), "nothing new");
+        // Sweeps asked for again at once are skipped; a second later the
+        // next one finds what it missed.
+        let again = publish(&broker, 7, 7).await;
+        assert!(gaps.sweep().await.is_empty(), "too soon");
+        tokio::time::sleep(SWEEP_INTERVAL).await;
+        assert_eq!(ns(&gaps.sweep().await), [7]);
+        assert!(matches!(gaps.before(&again[0]).await, Before::Delivered));
     }
 }

@@ -49,19 +49,17 @@ pub(super) async fn open(seeds: &ClusterSeeds, names: ChannelNames) -> Result<Su
     let (deliveries_tx, deliveries) = mpsc::channel(DELIVERY_BUFFER);
     let feed = Arc::new(Feed::new(deliveries_tx, names));
     let conn = connect(seeds, &feed).await?;
-    let (restored_tx, restored) = tokio::sync::watch::channel(0);
     let shared = Arc::new(Shared {
         seeds: seeds.clone(),
         feed,
         conn: Mutex::new(conn),
-        restored: restored_tx,
     });
     let stop = CancellationToken::new();
     tokio::spawn(maintain(shared.clone(), stop.clone()));
     Ok(Subscription {
+        restored: shared.feed.restored.subscribe(),
         control: Arc::new(ClusterSubscriber { shared, stop }),
         deliveries,
-        restored,
     })
 }
 
@@ -89,8 +87,6 @@ struct Shared {
     /// The current connection. Held across subscription changes and
     /// rebuilds, so the two never interleave.
     conn: Mutex<ClusterConnection>,
-    /// Counts the rebuilds that restored the subscription.
-    restored: tokio::sync::watch::Sender<u64>,
 }
 
 impl Shared {
@@ -126,7 +122,7 @@ impl Shared {
         let (channels, patterns) = self.feed.wanted();
         apply(&conn, Op::Subscribe, channels).await?;
         apply(&conn, Op::PSubscribe, patterns).await?;
-        self.restored.send_modify(|n| *n += 1);
+        self.feed.restored.send_modify(|n| *n += 1);
         Ok(())
     }
 

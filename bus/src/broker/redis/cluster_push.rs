@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 use redis::aio::{AsyncPushSender, SendError};
 use redis::{PushInfo, PushKind, Value};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, watch};
 
 use super::channels::ChannelNames;
 use super::compress;
@@ -31,6 +31,10 @@ pub(super) struct Feed {
     pub moved: Notify,
     /// Deliveries dropped because the node was a full buffer behind.
     dropped: AtomicU64,
+    /// Counts the times deliveries were lost (dropped here, or the
+    /// connection rebuilt): the node then reads what it missed from topic
+    /// history (see `Subscription::restored`).
+    pub restored: watch::Sender<u64>,
 }
 
 impl Feed {
@@ -42,6 +46,7 @@ impl Feed {
             patterns: Mutex::default(),
             moved: Notify::new(),
             dropped: AtomicU64::new(0),
+            restored: watch::Sender::new(0),
         }
     }
 
@@ -98,6 +103,7 @@ impl Feed {
     /// logged, never silent.
     fn forward(&self, delivery: Delivery) {
         if let Err(mpsc::error::TrySendError::Full(_)) = self.deliveries.try_send(delivery) {
+            self.restored.send_modify(|n| *n += 1);
             let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if dropped.is_power_of_two() {
                 tracing::warn!(
@@ -202,5 +208,21 @@ mod tests {
         );
         forwarder.send(unsubscribed("ns:inbox:w1/a1")).unwrap();
         assert!(futures_util::FutureExt::now_or_never(feed.moved.notified()).is_some());
+    }
+
+    #[test]
+    fn a_dropped_delivery_says_the_node_missed_something() {
+        let (tx, _rx) = mpsc::channel(1);
+        let feed = std::sync::Arc::new(Feed::new(tx, ChannelNames::new("ns:".into(), true)));
+        let restored = feed.restored.subscribe();
+        let forwarder = Forwarder(feed.clone());
+        let message = || PushInfo {
+            kind: PushKind::SMessage,
+            data: vec![bulk("ns:topic:{w1}/a"), bulk("{}")],
+        };
+        forwarder.send(message()).unwrap();
+        assert!(!restored.has_changed().unwrap(), "room in the buffer");
+        forwarder.send(message()).unwrap();
+        assert!(restored.has_changed().unwrap(), "the second was dropped");
     }
 }
