@@ -125,7 +125,7 @@ impl Gaps {
             return Before::Fill(Vec::new());
         };
         let key = (delivery.pattern.clone(), delivery.channel.clone());
-        let Some(last) = self.last.get(&key) else {
+        let Some(last) = self.last.get_mut(&key) else {
             if self.last.len() >= MAX_TRACKED {
                 self.last.clear();
             }
@@ -136,7 +136,7 @@ impl Gaps {
             tracing::info!(channel = %key.1, from = %last.epoch, to = %stamp.epoch,
                 "a topic's history started a new epoch; what the old one held after \
                  the last message fanned out cannot be filled");
-            self.last.insert(key, stamp.clone());
+            *last = stamp.clone();
             return Before::Fill(Vec::new());
         }
         if stamp.offset.n <= last.offset.n {
@@ -145,8 +145,7 @@ impl Gaps {
             }
             return Before::Fill(Vec::new());
         }
-        let from = last.clone();
-        self.last.insert(key.clone(), stamp.clone());
+        let from = std::mem::replace(last, stamp.clone());
         if stamp.offset.n == from.offset.n + 1 {
             return Before::Fill(Vec::new());
         }

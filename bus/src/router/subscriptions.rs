@@ -258,23 +258,7 @@ impl LocalSubscriptions {
     /// Removes `id` from `names`; returns once the broker has dropped the
     /// names nobody on this node wants any more.
     async fn remove(&self, kind: Kind, id: SinkId, names: &[String]) {
-        let mut emptied = Vec::new();
-        {
-            let mut index = self.index.write().expect("lock");
-            let map = index.map(kind);
-            for name in names {
-                if let Some(sinks) = map.get_mut(name) {
-                    sinks.retain(|(s, _)| *s != id);
-                    if sinks.is_empty() {
-                        map.remove(name);
-                        if let Some(marks) = &self.fresh {
-                            marks.mark(kind == Kind::Pattern, name);
-                        }
-                        emptied.push(name.clone());
-                    }
-                }
-            }
-        }
+        let emptied = self.unindex(kind, id, names);
         let mut confirmations = Vec::with_capacity(emptied.len());
         for name in emptied {
             let (done, confirmed) = oneshot::channel();
@@ -297,6 +281,13 @@ impl LocalSubscriptions {
     /// subscription ends with it (a broker change now would wait on a
     /// Redis that may be gone already).
     fn drop_from_index(&self, kind: Kind, id: SinkId, names: &[String]) {
+        self.unindex(kind, id, names);
+    }
+
+    /// Removes `id` from `names` in the index; returns the names nobody on
+    /// this node wants any more.
+    fn unindex(&self, kind: Kind, id: SinkId, names: &[String]) -> Vec<String> {
+        let mut emptied = Vec::new();
         let mut index = self.index.write().expect("lock");
         let map = index.map(kind);
         for name in names {
@@ -304,9 +295,14 @@ impl LocalSubscriptions {
                 sinks.retain(|(s, _)| *s != id);
                 if sinks.is_empty() {
                     map.remove(name);
+                    if let Some(marks) = &self.fresh {
+                        marks.mark(kind == Kind::Pattern, name);
+                    }
+                    emptied.push(name.clone());
                 }
             }
         }
+        emptied
     }
 
     async fn send(&self, change: Change) -> Result<(), SubscriptionError> {

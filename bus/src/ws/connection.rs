@@ -44,29 +44,9 @@ pub(super) const CLOSE_DEADLINE: Duration = Duration::from_secs(2);
 #[tracing::instrument(skip_all, fields(conn = entry.id, agent = %entry.identity.agent, workspace = %entry.identity.workspace))]
 pub(super) async fn run(socket: WebSocket, state: AppState, entry: Arc<ConnectionEntry>) {
     let (ws_tx, ws_rx) = socket.split();
-    let (tx, rx) = mpsc::channel(state.config.outbound_queue);
-    let queued = Arc::new(AtomicUsize::new(0));
-    let drain = Arc::new(DrainSignal::default());
-    let outbound = Outbound::new(
-        tx,
-        queued.clone(),
-        drain.clone(),
-        entry.clone(),
-        state.clone(),
-    );
-    let writer = tokio::spawn(write_loop(
-        ws_tx,
-        rx,
-        entry.clone(),
-        Writer {
-            queued,
-            drain: drain.clone(),
-            ping_interval: state.config.ping_interval,
-            deadline: state.config.write_timeout,
-            slow_consumers: state.telemetry.slow_consumers.clone(),
-            frames_out: state.telemetry.frames_out.clone(),
-        },
-    ));
+    let (outbound, rx, writer) = outbound(&entry, &state, true);
+    let drain = writer.drain.clone();
+    let writer = tokio::spawn(write_loop(ws_tx, rx, entry.clone(), writer));
 
     let inbox_wake = Arc::new(Notify::new());
     let gates = Arc::new(Gates::default());
@@ -209,6 +189,42 @@ pub(super) struct Writer {
     pub(super) slow_consumers: Counter,
     /// `bus_frames_out_total`.
     pub(super) frames_out: Counter,
+}
+
+/// A connection's bounded outbound queue and the [`Writer`] that drains
+/// it (run it with [`write_loop`]). With `counted`, the writer counts its
+/// frames and slow consumers in the node's metrics (an agent's
+/// connection); without, not (the node's own health probe).
+pub(super) fn outbound(
+    entry: &Arc<ConnectionEntry>,
+    state: &AppState,
+    counted: bool,
+) -> (Outbound, mpsc::Receiver<Message>, Writer) {
+    let (tx, rx) = mpsc::channel(state.config.outbound_queue);
+    let queued = Arc::new(AtomicUsize::new(0));
+    let drain = Arc::new(DrainSignal::default());
+    let outbound = Outbound::new(
+        tx,
+        queued.clone(),
+        drain.clone(),
+        entry.clone(),
+        state.clone(),
+    );
+    let (slow_consumers, frames_out) = if counted {
+        let t = &state.telemetry;
+        (t.slow_consumers.clone(), t.frames_out.clone())
+    } else {
+        (Counter::noop(), Counter::noop())
+    };
+    let writer = Writer {
+        queued,
+        drain,
+        ping_interval: state.config.ping_interval,
+        deadline: state.config.write_timeout,
+        slow_consumers,
+        frames_out,
+    };
+    (outbound, rx, writer)
 }
 
 /// How a write of a batch ended.

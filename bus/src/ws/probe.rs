@@ -11,15 +11,13 @@
 //! simulator's witness compares those with what agents did).
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 
 use axum::extract::ws::{Message, Utf8Bytes};
 use bytes::Bytes;
-use metrics::Counter;
 use tokio::sync::{Mutex, mpsc};
 
-use super::connection::{Writer, write_loop};
-use super::outbound::{DrainSignal, Outbound};
+use super::connection::{outbound, write_loop};
+use super::outbound::Outbound;
 use crate::auth::Identity;
 use crate::health::NodeProbe;
 use crate::message::names::Channel;
@@ -58,16 +56,8 @@ impl DeliveryProbe {
             global_broadcast: false,
         };
         let entry = ConnectionEntry::unlisted(identity);
-        let (tx, rx) = mpsc::channel(state.config.outbound_queue);
-        let queued = Arc::new(AtomicUsize::new(0));
-        let drain = Arc::new(DrainSignal::default());
-        let outbound = Outbound::new(
-            tx,
-            queued.clone(),
-            drain.clone(),
-            entry.clone(),
-            state.clone(),
-        );
+        // Not an agent: its frames are not counted as the node's agents'.
+        let (outbound, rx, writer) = outbound(&entry, state, false);
         let (far_tx, far_rx) = mpsc::channel(PROBE_FRAMES);
         // A far end that never makes the writer wait: when the probe has
         // not read (no check for a while), the oldest frames are kept and
@@ -76,15 +66,6 @@ impl DeliveryProbe {
             let _ = far_tx.try_send(frame);
             Ok::<_, axum::Error>(far_tx)
         });
-        let writer = Writer {
-            queued,
-            drain,
-            ping_interval: state.config.ping_interval,
-            deadline: state.config.write_timeout,
-            // Not an agent: its frames are not the node's agents' frames.
-            slow_consumers: Counter::noop(),
-            frames_out: Counter::noop(),
-        };
         tokio::spawn(write_loop(Box::pin(far_end), rx, entry.clone(), writer));
         Arc::new(Self {
             state: state.clone(),
