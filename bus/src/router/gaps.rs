@@ -287,10 +287,20 @@ mod tests {
 
     /// Publishes `from..=to` on TOPIC with history; their deliveries.
     async fn publish(broker: &MemoryBroker, from: u64, to: u64) -> Vec<Delivery> {
-        let batch: Vec<Outgoing> = (from..=to)
-            .map(|i| Outgoing {
-                channel: TOPIC.into(),
-                payload: Bytes::from(format!("{{\"i\":{i}}}")),
+        let payloads = (from..=to).map(|i| Bytes::from(format!("{{\"i\":{i}}}")));
+        publish_on(broker, TOPIC, payloads).await
+    }
+
+    /// Publishes `payloads` on `channel` with history; their deliveries.
+    async fn publish_on(
+        broker: &MemoryBroker,
+        channel: &str,
+        payloads: impl Iterator<Item = Bytes>,
+    ) -> Vec<Delivery> {
+        let batch: Vec<Outgoing> = payloads
+            .map(|payload| Outgoing {
+                channel: channel.into(),
+                payload,
                 history: Some(HistoryPolicy {
                     max_len: 10_000,
                     max_age: None,
@@ -389,5 +399,34 @@ mod tests {
         tokio::time::sleep(SWEEP_INTERVAL).await;
         assert_eq!(ns(&gaps.sweep().await), [7]);
         assert!(matches!(gaps.before(&again[0]).await, Before::Delivered));
+    }
+
+    /// A sweep holds at most `SWEEP_BYTES`: five topics that each missed
+    /// 15 MiB are not all read at once; the one left over is filled when
+    /// its next message arrives.
+    #[tokio::test]
+    async fn a_sweep_stops_at_its_byte_budget() {
+        let broker = Arc::new(MemoryBroker::new());
+        let mut gaps = Gaps::new(broker.clone(), Arc::new(Fresh::default()));
+        let mib = Bytes::from(vec![b'x'; 1 << 20]);
+        let topics: Vec<String> = (0..5).map(|t| format!("topic:w1/big-{t}")).collect();
+        for topic in &topics {
+            let first = publish_on(&broker, topic, std::iter::once(Bytes::new())).await;
+            fill(&mut gaps, &first[0]).await;
+            publish_on(&broker, topic, std::iter::repeat_n(mib.clone(), 15)).await;
+        }
+        let swept = gaps.sweep().await;
+        let bytes: usize = swept.iter().map(|d| d.payload.len()).sum();
+        assert!(bytes <= SWEEP_BYTES, "{bytes}");
+        assert_eq!(swept.len(), 4 * 15, "four topics whole, one left");
+        let left = topics
+            .iter()
+            .find(|t| !swept.iter().any(|d| &d.channel == *t))
+            .unwrap();
+        let next = publish_on(&broker, left, std::iter::once(Bytes::new())).await;
+        assert_eq!(
+            fill(&mut gaps, &next[0]).await,
+            (2..=16).collect::<Vec<_>>()
+        );
     }
 }
